@@ -1,0 +1,21 @@
+//! GlucoSync's domain core.
+//!
+//! This crate owns the meaning of the data: glucose units and their conversion, what a valid
+//! reading or treatment is, a person's settings and their consensus defaults, and the password
+//! policy. Everything here is a pure function or a plain type.
+//!
+//! It must never do I/O, spawn tasks, read the clock on its own (callers pass `now`), or know
+//! about HTTP or SQL. Later modules (analytics, forecasting, alert rules) follow the same rule.
+
+pub mod accounts;
+pub mod error;
+pub mod limits;
+pub mod readings;
+pub mod settings;
+pub mod time;
+pub mod treatments;
+pub mod units;
+
+pub use error::ValidationError;
+pub use time::Timestamp;
+pub use units::{GlucoseMgdl, GlucoseUnit};

@@ -1,0 +1,609 @@
+//! The embedded SQLite backend of GlucoSync's store: the zero-configuration default.
+//!
+//! This crate owns the SQLite schema (embedded migrations) and the concurrency model in
+//! [`engine`]. It must never be visible past the [`Store`] trait: nothing outside this crate
+//! names a SQLite type.
+
+mod engine;
+mod migrations;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use glucosync_domain::readings::{NewReading, Reading};
+use glucosync_domain::settings::UserSettings;
+use glucosync_domain::treatments::{NewTreatment, Treatment};
+use glucosync_store::{
+    AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewUser, PoolStats, RangeQuery,
+    Readiness, Store, StoreError, User, UserId,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use engine::{sql_err, Engine};
+use rows::{credential_from_row, reading_from_row, treatment_from_row, treatment_params, user_from_row};
+
+/// How hard a commit waits for the disk. `Full` (the default) makes every acknowledged write
+/// survive power loss; `Normal` survives a crash of the process but not of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub readers: usize,
+    pub synchronous: Synchronous,
+}
+
+impl SqliteOptions {
+    /// Parses `sqlite://path/to/file.db` (relative), `sqlite:///abs/file.db` or `sqlite:file.db`,
+    /// with an optional `?synchronous=full|normal`.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| format!("`{url}` is not a sqlite:// URL"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if path.is_empty() || path == ":memory:" {
+            return Err("a SQLite URL must name a file, e.g. sqlite://data/glucosync.db".into());
+        }
+        let mut options = SqliteOptions {
+            path: PathBuf::from(path),
+            readers: 4,
+            synchronous: Synchronous::Full,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("synchronous", "full")) => options.synchronous = Synchronous::Full,
+                Some(("synchronous", "normal")) => options.synchronous = Synchronous::Normal,
+                Some(("readers", n)) => {
+                    options.readers = n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or("readers must be a number from 1 to 64")?
+                }
+                _ => return Err(format!("unknown SQLite URL option `{pair}` (known: synchronous=full|normal, readers=N)")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+pub struct SqliteStore {
+    engine: Arc<Engine>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its directory. Does not migrate.
+    pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = Connection::open(&options.path).map_err(sql_err)?;
+        engine::configure(&writer, options.synchronous).map_err(sql_err)?;
+        // The schema must exist before read-only connections open against it.
+        migrations::ensure_bookkeeping(&writer).map_err(sql_err)?;
+        let engine = Engine::start(writer, &options.path, options.readers.max(1))?;
+        Ok(SqliteStore { engine })
+    }
+
+    /// Opens the database at `path` with default options and applies migrations.
+    pub async fn open_and_migrate(path: &Path) -> Result<Self, StoreError> {
+        let store = Self::open(&SqliteOptions {
+            path: path.to_path_buf(),
+            readers: 4,
+            synchronous: Synchronous::Full,
+        })?;
+        store.migrate().await?;
+        Ok(store)
+    }
+}
+
+fn revoke_where(conn: &Connection, sql_filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<String>, StoreError> {
+    let select = format!("SELECT token_hash FROM credentials WHERE revoked_ms IS NULL AND {sql_filter}");
+    let hashes: Vec<String> = conn
+        .prepare(&select)
+        .and_then(|mut s| s.query_map(args, |r| r.get(0))?.collect())
+        .map_err(sql_err)?;
+    let update = format!("UPDATE credentials SET revoked_ms = ?{} WHERE revoked_ms IS NULL AND {sql_filter}", args.len() + 1);
+    let now = rows::now_ms();
+    let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
+    all.push(&now);
+    conn.execute(&update, all.as_slice()).map_err(sql_err)?;
+    Ok(hashes)
+}
+
+const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
+const CREDENTIAL_COLUMNS: &str =
+    "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
+const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend";
+const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.engine.write(|conn| migrations::apply(conn).map_err(sql_err)).await
+    }
+
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        self.engine
+            .read(|conn| {
+                Ok(Readiness {
+                    applied_migration: migrations::applied(conn).map_err(sql_err)?,
+                    latest_migration: migrations::latest(),
+                })
+            })
+            .await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.engine.stats()
+    }
+
+    async fn close(&self) {
+        let engine = self.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
+    }
+
+    async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let admin = match new.admin {
+                    AdminGrant::Yes => true,
+                    AdminGrant::No => false,
+                    AdminGrant::IfFirst => {
+                        conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0)).map_err(sql_err)? == 0
+                    }
+                };
+                let settings = serde_json::to_string(&UserSettings::default())
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                conn.prepare_cached(
+                    "INSERT INTO users (email, password_hash, is_admin, settings, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| s.execute(params![new.email.as_str(), new.password_hash, admin, settings, new.now_ms]))
+                .map_err(|e| match sql_err(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("an account with this email exists".into()),
+                    other => other,
+                })?;
+                let id = conn.last_insert_rowid();
+                conn.query_row(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id], user_from_row)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+                    .and_then(|mut s| s.query_row([id], user_from_row).optional())
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
+        let email = email.to_owned();
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"))
+                    .and_then(|mut s| {
+                        s.query_row([email], |r| Ok((user_from_row(r)?, r.get::<_, String>(7)?))).optional()
+                    })
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep_session: Option<CredentialId>,
+    ) -> Result<Vec<String>, StoreError> {
+        let hash = password_hash.to_owned();
+        self.engine
+            .write(move |conn| {
+                conn.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, id])
+                    .map_err(sql_err)?;
+                let keep = keep_session.unwrap_or(-1);
+                revoke_where(conn, "user_id = ?1 AND kind = 'session' AND id <> ?2", &[&id, &keep])
+            })
+            .await
+    }
+
+    async fn set_display_name(&self, id: UserId, name: Option<&str>) -> Result<(), StoreError> {
+        let name = name.map(str::to_owned);
+        self.engine
+            .write(move |conn| {
+                conn.execute("UPDATE users SET display_name = ?1 WHERE id = ?2", params![name, id])
+                    .map(drop)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError> {
+        let json = serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.engine
+            .write(move |conn| {
+                conn.execute("UPDATE users SET settings = ?1 WHERE id = ?2", params![json, id])
+                    .map(drop)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute("UPDATE users SET is_admin = ?1 WHERE id = ?2", params![admin, id])
+                    .map(|n| n == 1)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute("UPDATE users SET disabled = ?1 WHERE id = ?2", params![disabled, id])
+                    .map_err(sql_err)?;
+                if disabled {
+                    revoke_where(conn, "user_id = ?1", &[&id])
+                } else {
+                    Ok(Vec::new())
+                }
+            })
+            .await
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        self.engine
+            .read(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn create_credential(&self, new: NewCredential) -> Result<Credential, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO credentials (user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, expires_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        new.user_id,
+                        new.kind.as_str(),
+                        new.name,
+                        new.token_hash,
+                        new.csrf_hash,
+                        glucosync_domain::accounts::Scope::join(&new.scopes),
+                        new.now_ms,
+                        new.expires_ms
+                    ])
+                })
+                .map_err(sql_err)?;
+                Ok(Credential {
+                    id: conn.last_insert_rowid(),
+                    user_id: new.user_id,
+                    kind: new.kind,
+                    name: new.name,
+                    token_hash: new.token_hash,
+                    csrf_hash: new.csrf_hash,
+                    scopes: new.scopes,
+                    created_ms: new.now_ms,
+                    last_used_ms: None,
+                    expires_ms: new.expires_ms,
+                })
+            })
+            .await
+    }
+
+    async fn credential_by_hash(&self, token_hash: &str, now_ms: i64) -> Result<Option<(Credential, User)>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.engine
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
+                     c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms \
+                     FROM credentials c JOIN users u ON u.id = c.user_id \
+                     WHERE c.token_hash = ?1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > ?2)"
+                );
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_row(params![hash, now_ms], |r| {
+                            Ok((credential_from_row(r, 0)?, rows::user_from_row_at(r, 10)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute("UPDATE credentials SET last_used_ms = ?1 WHERE id = ?2", params![now_ms, id])
+                    .map(drop)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn list_api_tokens(&self, user_id: UserId, now_ms: i64) -> Result<Vec<Credential>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE user_id = ?1 AND kind = 'api_token' \
+                     AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?2) ORDER BY id DESC"
+                ))
+                .and_then(|mut s| s.query_map(params![user_id, now_ms], |r| credential_from_row(r, 0))?.collect())
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn revoke_credential(&self, user_id: UserId, id: CredentialId, now_ms: i64) -> Result<Option<String>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let hash: Option<String> = conn
+                    .query_row(
+                        "SELECT token_hash FROM credentials WHERE id = ?1 AND user_id = ?2 AND revoked_ms IS NULL",
+                        params![id, user_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_err)?;
+                if hash.is_some() {
+                    conn.execute(
+                        "UPDATE credentials SET revoked_ms = ?1 WHERE id = ?2 AND user_id = ?3",
+                        params![now_ms, id, user_id],
+                    )
+                    .map_err(sql_err)?;
+                }
+                Ok(hash)
+            })
+            .await
+    }
+
+    async fn insert_readings(&self, user_id: UserId, readings: Vec<NewReading>, now_ms: i64) -> Result<InsertOutcome, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(sql_err)?;
+                let mut inserted = 0u64;
+                for r in &readings {
+                    inserted += stmt
+                        .execute(params![
+                            user_id,
+                            r.time.utc_ms,
+                            r.time.offset_minutes,
+                            r.kind.as_str(),
+                            r.device,
+                            r.value.mgdl(),
+                            r.trend.map(|t| t.as_str()),
+                            now_ms
+                        ])
+                        .map_err(sql_err)? as u64;
+                }
+                Ok(InsertOutcome {
+                    inserted,
+                    duplicates: readings.len() as u64 - inserted,
+                })
+            })
+            .await
+    }
+
+    async fn list_readings(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Reading>, StoreError> {
+        let q = query.clone();
+        self.engine
+            .read(move |conn| {
+                let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+                let (after_t, after_id) = match &q.after {
+                    Some(c) => (
+                        c.time_ms,
+                        c.key.parse::<i64>().map_err(|_| StoreError::Internal("bad reading cursor".into()))?,
+                    ),
+                    None => (if q.descending { i64::MAX } else { i64::MIN }, 0),
+                };
+                let sql = format!(
+                    "SELECT {READING_COLUMNS} FROM readings WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3 \
+                     AND (time_ms {cmp} ?4 OR (time_ms = ?4 AND id {cmp} ?5)) ORDER BY time_ms {order}, id {order} LIMIT ?6"
+                );
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(
+                            params![user_id, q.from_ms, q.to_ms, after_t, after_id, q.limit as i64],
+                            reading_from_row,
+                        )?
+                        .collect()
+                    })
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {READING_COLUMNS} FROM readings WHERE user_id = ?1 ORDER BY time_ms DESC, id DESC LIMIT ?2"
+                ))
+                .and_then(|mut s| s.query_map(params![user_id, n as i64], reading_from_row)?.collect())
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute("DELETE FROM readings WHERE user_id = ?1 AND id = ?2", params![user_id, id])
+                    .map(|n| n == 1)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn delete_readings_in_range(&self, user_id: UserId, from_ms: i64, to_ms: i64) -> Result<u64, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM readings WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3",
+                    params![user_id, from_ms, to_ms],
+                )
+                .map(|n| n as u64)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn insert_treatments(&self, user_id: UserId, treatments: Vec<NewTreatment>, now_ms: i64) -> Result<InsertOutcome, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO treatments (user_id, {TREATMENT_COLUMNS}) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT DO NOTHING"
+                    ))
+                    .map_err(sql_err)?;
+                let mut inserted = 0u64;
+                for t in &treatments {
+                    let p = treatment_params(t);
+                    inserted += stmt
+                        .execute(params![
+                            user_id, t.id, t.time.utc_ms, t.time.offset_minutes, p.kind, p.units, p.insulin_type,
+                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms, now_ms
+                        ])
+                        .map_err(sql_err)? as u64;
+                }
+                Ok(InsertOutcome {
+                    inserted,
+                    duplicates: treatments.len() as u64 - inserted,
+                })
+            })
+            .await
+    }
+
+    async fn list_treatments(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Treatment>, StoreError> {
+        let q = query.clone();
+        self.engine
+            .read(move |conn| {
+                let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+                let (after_t, after_id) = match &q.after {
+                    Some(c) => (c.time_ms, c.key.clone()),
+                    // Every id sorts after "" and before a string of U+FFFF.
+                    None if q.descending => (i64::MAX, String::new()),
+                    None => (i64::MIN, String::new()),
+                };
+                let sql = format!(
+                    "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3 \
+                     AND (time_ms {cmp} ?4 OR (time_ms = ?4 AND id {cmp} ?5)) ORDER BY time_ms {order}, id {order} LIMIT ?6"
+                );
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(
+                            params![user_id, q.from_ms, q.to_ms, after_t, after_id, q.limit as i64],
+                            treatment_from_row,
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql_err)?
+                    .into_iter()
+                    .collect()
+            })
+            .await
+    }
+
+    async fn treatment(&self, user_id: UserId, id: &str) -> Result<Option<Treatment>, StoreError> {
+        let id = id.to_owned();
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = ?1 AND id = ?2"))
+                    .and_then(|mut s| s.query_row(params![user_id, id], treatment_from_row).optional())
+                    .map_err(sql_err)?
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn update_treatment(&self, user_id: UserId, t: NewTreatment, now_ms: i64) -> Result<Option<Treatment>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let p = treatment_params(&t);
+                let n = conn
+                    .execute(
+                        "UPDATE treatments SET time_ms = ?3, utc_offset_min = ?4, kind = ?5, units = ?6, insulin_type = ?7, \
+                         insulin_name = ?8, grams = ?9, minutes = ?10, intensity = ?11, text = ?12, units_per_hour = ?13, \
+                         updated_ms = ?14 WHERE user_id = ?1 AND id = ?2",
+                        params![
+                            user_id, t.id, t.time.utc_ms, t.time.offset_minutes, p.kind, p.units, p.insulin_type,
+                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms
+                        ],
+                    )
+                    .map_err(sql_err)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                conn.query_row(
+                    &format!("SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = ?1 AND id = ?2"),
+                    params![user_id, t.id],
+                    treatment_from_row,
+                )
+                .map_err(sql_err)?
+                .map(Some)
+            })
+            .await
+    }
+
+    async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.engine
+            .write(move |conn| {
+                conn.execute("DELETE FROM treatments WHERE user_id = ?1 AND id = ?2", params![user_id, id])
+                    .map(|n| n == 1)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+}

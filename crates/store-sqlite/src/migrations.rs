@@ -1,0 +1,33 @@
+//! Embedded, additive migrations. Each is applied once, in order, inside the writer's
+//! transaction, and recorded in `schema_migrations`.
+
+use rusqlite::{params, Connection};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+pub(crate) fn ensure_bookkeeping(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+    )
+}
+
+pub(crate) fn applied(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+}
+
+pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {
+    let current = applied(conn)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        conn.execute_batch(sql)?;
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+            params![version, crate::rows::now_ms()],
+        )?;
+        tracing::info!(version, "applied migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The storage trait of GlucoSync and the conformance suite that every backend must pass.
+//!
+//! This crate owns the *contract* of persistence: which operations exist, what they promise
+//! (idempotent uploads, tenancy by `user_id` in every query, durability once a call returns
+//! `Ok`), and the typed errors they fail with. It must never depend on a particular database
+//! driver; backends live in their own crates and are chosen by URL at startup.
+
+pub mod conformance;
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+use glucosync_domain::readings::{NewReading, Reading};
+use glucosync_domain::settings::UserSettings;
+use glucosync_domain::treatments::{NewTreatment, Treatment};
+
+/// Why a storage call failed. Mapped to HTTP in exactly one place (the server's error module).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (e.g. the email is taken). The text names the rule.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is shutting down; the caller may retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data. Never shown verbatim to clients.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// Persistence for everything GlucoSync keeps. Every per-user method takes the owner's id and
+/// every implementation must filter by it: this is where tenancy is enforced last.
+///
+/// A method that returns `Ok` for a write has made that write durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite`, `postgres`, ...: for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations. Idempotent.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Whether the database answers and every migration this binary knows is applied.
+    async fn readiness(&self) -> Result<Readiness, StoreError>;
+    /// Connection pool figures for the metrics endpoint.
+    fn pool_stats(&self) -> PoolStats;
+    /// Finishes queued writes and releases the database. Later calls fail with `Unavailable`.
+    async fn close(&self);
+
+    // ---- users
+    /// Creates a user. With [`AdminGrant::IfFirst`] the user becomes an admin exactly when no
+    /// other user exists, decided atomically. A taken email gives `Conflict`.
+    async fn create_user(&self, new: NewUser) -> Result<User, StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// The user with this (normalised) email and their password hash, for login.
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError>;
+    async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError>;
+    /// Sets a new password hash and revokes every session except `keep_session`; returns the
+    /// token hashes revoked, so caches can forget them.
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep_session: Option<CredentialId>,
+    ) -> Result<Vec<String>, StoreError>;
+    async fn set_display_name(&self, id: UserId, name: Option<&str>) -> Result<(), StoreError>;
+    async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError>;
+    async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError>;
+    /// Disables or re-enables a user; disabling revokes every credential (hashes returned).
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError>;
+    async fn count_users(&self) -> Result<u64, StoreError>;
+
+    // ---- credentials (browser sessions and personal API tokens)
+    async fn create_credential(&self, new: NewCredential) -> Result<Credential, StoreError>;
+    /// The live (not revoked, not expired at `now_ms`) credential with this token hash and its
+    /// user. Disabled users' credentials are returned too; the caller refuses them.
+    async fn credential_by_hash(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Credential, User)>, StoreError>;
+    async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError>;
+    /// Live API tokens of a user, newest first.
+    async fn list_api_tokens(&self, user_id: UserId, now_ms: i64) -> Result<Vec<Credential>, StoreError>;
+    /// Revokes one credential of this user; returns its token hash if it existed and was live.
+    async fn revoke_credential(
+        &self,
+        user_id: UserId,
+        id: CredentialId,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    // ---- readings
+    /// Stores readings; those whose (kind, time, device) the user already has are counted as
+    /// duplicates and change nothing. All or nothing.
+    async fn insert_readings(
+        &self,
+        user_id: UserId,
+        readings: Vec<NewReading>,
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError>;
+    async fn list_readings(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Reading>, StoreError>;
+    /// The `n` newest readings, newest first.
+    async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError>;
+    async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError>;
+    /// Deletes readings with `from_ms <= time < to_ms`; returns how many.
+    async fn delete_readings_in_range(&self, user_id: UserId, from_ms: i64, to_ms: i64) -> Result<u64, StoreError>;
+
+    // ---- treatments
+    /// Stores treatments; an id the user already has is a duplicate and changes nothing.
+    async fn insert_treatments(
+        &self,
+        user_id: UserId,
+        treatments: Vec<NewTreatment>,
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError>;
+    async fn list_treatments(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Treatment>, StoreError>;
+    async fn treatment(&self, user_id: UserId, id: &str) -> Result<Option<Treatment>, StoreError>;
+    /// Replaces the time and content of an existing treatment (its id stays).
+    async fn update_treatment(
+        &self,
+        user_id: UserId,
+        treatment: NewTreatment,
+        now_ms: i64,
+    ) -> Result<Option<Treatment>, StoreError>;
+    async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,133 @@
+//! Plain records passed across the storage boundary.
+
+use glucosync_domain::accounts::{Email, Scope};
+use glucosync_domain::settings::UserSettings;
+
+pub type UserId = i64;
+pub type CredentialId = i64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub settings: UserSettings,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminGrant {
+    Yes,
+    No,
+    /// Admin exactly when this is the first account (SPEC: the first account is an admin).
+    IfFirst,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Email,
+    pub password_hash: String,
+    pub admin: AdminGrant,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A login session (browser cookie or the token returned by login).
+    Session,
+    /// A personal API token with chosen scopes (uploaders, scripts).
+    ApiToken,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Session => "session",
+            CredentialKind::ApiToken => "api_token",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "session" => Some(CredentialKind::Session),
+            "api_token" => Some(CredentialKind::ApiToken),
+            _ => None,
+        }
+    }
+}
+
+/// A credential as stored: only hashes of its secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    pub id: CredentialId,
+    pub user_id: UserId,
+    pub kind: CredentialKind,
+    pub name: String,
+    pub token_hash: String,
+    /// Sessions only: hash of the CSRF token that unsafe cookie-authenticated requests echo.
+    pub csrf_hash: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+    pub expires_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub user_id: UserId,
+    pub kind: CredentialKind,
+    pub name: String,
+    pub token_hash: String,
+    pub csrf_hash: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub now_ms: i64,
+    pub expires_ms: Option<i64>,
+}
+
+/// What an idempotent upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InsertOutcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+}
+
+/// A page of a time-ordered listing: `from_ms <= time < to_ms`, ordered by (time, key),
+/// starting after `after` when given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+    pub descending: bool,
+}
+
+/// Position in a listing: the last item's time and key (reading id or treatment id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_ms: i64,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub applied_migration: i64,
+    pub latest_migration: i64,
+}
+
+impl Readiness {
+    pub fn migrations_applied(&self) -> bool {
+        self.applied_migration >= self.latest_migration
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open (readers and writers).
+    pub connections: u64,
+    /// Connections busy with a query right now.
+    pub in_use: u64,
+    /// Writes waiting for the writer.
+    pub queued_writes: u64,
+}
