@@ -1,1 +1,57 @@
+//! State that GlucoEngine replicas share: rate limits, a cache of credential lookups, and the
+//! bus that carries live events (a new reading, an alert) to every replica's subscribers.
+//!
+//! Each part is a trait with an in-process implementation, the embedded default. The cluster
+//! implementations (Redis) live beside them behind the same traits and must pass the same
+//! conformance checks in [`conformance`]. Nothing here may hold health data longer than an
+//! event's delivery, and nothing here is the source of truth: losing it all loses no data.
 
+pub mod conformance;
+mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub use memory::{MemoryBus, MemoryCache, MemoryRateLimiter};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SharedStateError {
+    #[error("shared state unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a rate limiter decided about one more hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed { remaining: u32 },
+    Limited { retry_after: Duration },
+}
+
+/// Counts hits per key in fixed windows. Keys name what is limited, e.g. `login:ip:127.0.0.1`.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Records one hit against `key` and says whether it is within `limit` per `window`.
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, SharedStateError>;
+    /// Forgets the hits of `key` (e.g. an account's failed logins after a successful one).
+    async fn reset(&self, key: &str) -> Result<(), SharedStateError>;
+}
+
+/// A short-lived cache of values by key, shared by replicas. Used for credential lookups: a
+/// revoked credential is removed from it at once, on every replica.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<String>, SharedStateError>;
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), SharedStateError>;
+    async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError>;
+}
+
+/// Publish/subscribe of live events by topic (e.g. `user:42`). Delivery is best effort and
+/// at most once: a subscriber that connects later replays from storage, not from the bus.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    async fn publish(&self, topic: &str, payload: &str) -> Result<(), SharedStateError>;
+    /// Messages published on `topic` after this call returns.
+    async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError>;
+}
