@@ -12,7 +12,8 @@ pub struct Email(String);
 impl Email {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         let s = s.trim().to_lowercase();
-        let bad = || ValidationError::new("email", "must be an email address such as ana@example.org");
+        let bad =
+            || ValidationError::new("email", "must be an email address such as ana@example.org");
         if s.chars().count() > MAX_EMAIL_CHARS {
             return Err(ValidationError::new(
                 "email",
@@ -76,16 +77,36 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ana@Example.ORG ").expect("valid").as_str(), "ana@example.org");
-        for bad in ["", "ana", "ana@", "@example.org", "ana@example", "a na@example.org", "a@b@c.org"] {
+        assert_eq!(
+            Email::parse("  Ana@Example.ORG ").expect("valid").as_str(),
+            "ana@example.org"
+        );
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.org",
+            "ana@example",
+            "a na@example.org",
+            "a@b@c.org",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn weak_and_breached_looking_passwords_are_refused() {
-        for weak in ["password123", "qwertyuiop", "1234567890", "ana@example.org", "glucosync2026"] {
-            assert!(check_password_policy(weak, "ana@example.org").is_err(), "{weak}");
+        for weak in [
+            "password123",
+            "qwertyuiop",
+            "1234567890",
+            "ana@example.org",
+            "glucosync2026",
+        ] {
+            assert!(
+                check_password_policy(weak, "ana@example.org").is_err(),
+                "{weak}"
+            );
         }
         assert!(check_password_policy("short", "ana@example.org").is_err());
         check_password_policy("violet tractor harbour sings", "ana@example.org").expect("strong");
@@ -94,7 +115,9 @@ mod tests {
 
 /// What a credential may do. Browser sessions carry every scope plus account management;
 /// personal API tokens carry the scopes chosen when they were made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     /// Read one's own readings, treatments, settings and reports.
@@ -125,7 +148,11 @@ impl Scope {
 
     /// Space-separated, as stored.
     pub fn join(scopes: &[Scope]) -> String {
-        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Parses the stored form, ignoring scopes this version does not know.

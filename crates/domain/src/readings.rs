@@ -5,7 +5,9 @@ use crate::limits::MAX_SHORT_TEXT_CHARS;
 use crate::time::Timestamp;
 use crate::units::{GlucoseMgdl, GlucoseUnit};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReadingKind {
@@ -137,7 +139,11 @@ pub fn check_short_text<'a>(field: &str, s: &'a str) -> Result<&'a str, Validati
     check_text(field, s, MAX_SHORT_TEXT_CHARS)
 }
 
-pub fn check_text<'a>(field: &str, s: &'a str, max_chars: usize) -> Result<&'a str, ValidationError> {
+pub fn check_text<'a>(
+    field: &str,
+    s: &'a str,
+    max_chars: usize,
+) -> Result<&'a str, ValidationError> {
     if s.chars().count() > max_chars {
         return Err(ValidationError::new(
             field,
@@ -145,7 +151,10 @@ pub fn check_text<'a>(field: &str, s: &'a str, max_chars: usize) -> Result<&'a s
         ));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(s)
 }
@@ -160,6 +169,21 @@ pub fn delta(latest: &Reading, previous: Option<&Reading>) -> Option<f64> {
         return None;
     }
     Some(latest.value.mgdl() - previous.value.mgdl())
+}
+
+/// The trend arrow for a rate of change in mg/dL per minute, with Dexcom's thresholds
+/// (±1, ±2, ±3 mg/dL/min).
+pub fn trend_from_rate(mgdl_per_min: f64) -> TrendDirection {
+    match mgdl_per_min {
+        r if !r.is_finite() => TrendDirection::NotComputable,
+        r if r > 3.0 => TrendDirection::DoubleUp,
+        r if r > 2.0 => TrendDirection::SingleUp,
+        r if r > 1.0 => TrendDirection::FortyFiveUp,
+        r if r >= -1.0 => TrendDirection::Flat,
+        r if r >= -2.0 => TrendDirection::FortyFiveDown,
+        r if r >= -3.0 => TrendDirection::SingleDown,
+        _ => TrendDirection::DoubleDown,
+    }
 }
 
 #[cfg(test)]
@@ -190,12 +214,37 @@ mod tests {
         .expect("valid");
         assert!((ok.value.mgdl() - 99.088).abs() < 1e-9);
         let long = "x".repeat(101);
-        let err = NewReading::validate("2026-11-26T07:05:00Z", 100.0, GlucoseUnit::MgDl, ReadingKind::Cgm, None, Some(&long), NOW)
-            .expect_err("too long");
+        let err = NewReading::validate(
+            "2026-11-26T07:05:00Z",
+            100.0,
+            GlucoseUnit::MgDl,
+            ReadingKind::Cgm,
+            None,
+            Some(&long),
+            NOW,
+        )
+        .expect_err("too long");
         assert_eq!(err.field, "device");
-        let err = NewReading::validate("2026-11-26T07:05:00Z", 100.0, GlucoseUnit::MgDl, ReadingKind::Cgm, None, Some("a\u{0}b"), NOW)
-            .expect_err("control char");
+        let err = NewReading::validate(
+            "2026-11-26T07:05:00Z",
+            100.0,
+            GlucoseUnit::MgDl,
+            ReadingKind::Cgm,
+            None,
+            Some("a\u{0}b"),
+            NOW,
+        )
+        .expect_err("control char");
         assert_eq!(err.field, "device");
+    }
+
+    #[test]
+    fn trend_thresholds() {
+        assert_eq!(trend_from_rate(0.5), TrendDirection::Flat);
+        assert_eq!(trend_from_rate(-1.5), TrendDirection::FortyFiveDown);
+        assert_eq!(trend_from_rate(2.5), TrendDirection::SingleUp);
+        assert_eq!(trend_from_rate(-3.5), TrendDirection::DoubleDown);
+        assert_eq!(trend_from_rate(f64::NAN), TrendDirection::NotComputable);
     }
 
     #[test]

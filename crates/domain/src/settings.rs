@@ -104,20 +104,39 @@ mod tests {
 
     #[test]
     fn refuses_bad_zone_and_inverted_ranges() {
-        let bad_zone = UserSettings { time_zone: "Mars/Olympus".into(), ..Default::default() };
+        let bad_zone = UserSettings {
+            time_zone: "Mars/Olympus".into(),
+            ..Default::default()
+        };
         assert_eq!(bad_zone.validate().expect_err("zone").field, "time_zone");
-        let inverted = UserSettings { target_low_mgdl: 200.0, ..Default::default() };
-        assert_eq!(inverted.validate().expect_err("inverted").field, "target_low_mgdl");
-        let urgent = UserSettings { urgent_low_mgdl: 80.0, ..Default::default() };
-        assert_eq!(urgent.validate().expect_err("urgent").field, "urgent_low_mgdl");
-        let ok = UserSettings { time_zone: "Europe/Berlin".into(), ..Default::default() };
+        let inverted = UserSettings {
+            target_low_mgdl: 200.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            inverted.validate().expect_err("inverted").field,
+            "target_low_mgdl"
+        );
+        let urgent = UserSettings {
+            urgent_low_mgdl: 80.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            urgent.validate().expect_err("urgent").field,
+            "urgent_low_mgdl"
+        );
+        let ok = UserSettings {
+            time_zone: "Europe/Berlin".into(),
+            ..Default::default()
+        };
         ok.validate().expect("valid");
     }
 
     #[test]
     fn missing_keys_take_defaults_and_unknown_keys_are_ignored() {
         let s: UserSettings =
-            serde_json::from_str(r#"{"display_unit":"mmol/L","retired_setting":1}"#).expect("parses");
+            serde_json::from_str(r#"{"display_unit":"mmol/L","retired_setting":1}"#)
+                .expect("parses");
         assert_eq!(s.display_unit, GlucoseUnit::MmolL);
         assert_eq!(s.target_high_mgdl, 180.0);
     }

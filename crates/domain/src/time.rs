@@ -96,12 +96,15 @@ mod tests {
 
     #[test]
     fn refuses_bad_and_out_of_window_times() {
-        let now = Timestamp::parse_rfc3339("t", "2026-11-26T00:00:00Z").expect("valid").utc_ms;
+        let now = Timestamp::parse_rfc3339("t", "2026-11-26T00:00:00Z")
+            .expect("valid")
+            .utc_ms;
         assert!(Timestamp::parse_event_time("time", "yesterday", now).is_err());
         assert!(Timestamp::parse_event_time("time", "2026-11-26T00:00:00", now).is_err());
         assert!(Timestamp::parse_event_time("time", "1999-12-31T23:59:59Z", now).is_err());
         assert!(Timestamp::parse_event_time("time", "2026-11-26T00:04:59Z", now).is_ok());
-        let err = Timestamp::parse_event_time("time", "2026-11-26T00:05:01Z", now).expect_err("future");
+        let err =
+            Timestamp::parse_event_time("time", "2026-11-26T00:05:01Z", now).expect_err("future");
         assert!(err.message.contains("future"));
     }
 }

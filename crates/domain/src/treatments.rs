@@ -202,8 +202,9 @@ impl NewTreatment {
                 units: amount("units", f.units, 0.0, false, 100.0)?,
                 insulin_type: match f.insulin_type {
                     None => return Err(required("insulin_type", "bolus or basal")),
-                    Some(s) => InsulinType::parse(s)
-                        .ok_or_else(|| ValidationError::new("insulin_type", "must be bolus or basal"))?,
+                    Some(s) => InsulinType::parse(s).ok_or_else(|| {
+                        ValidationError::new("insulin_type", "must be bolus or basal")
+                    })?,
                 },
                 insulin_name: f
                     .insulin_name
@@ -261,7 +262,11 @@ fn amount(
     let v = value.ok_or_else(|| required(field, "a number"))?;
     let above_min = if min_inclusive { v >= min } else { v > min };
     if !v.is_finite() || !above_min || v > max {
-        let lower = if min_inclusive { "at least" } else { "more than" };
+        let lower = if min_inclusive {
+            "at least"
+        } else {
+            "more than"
+        };
         return Err(ValidationError::new(
             field,
             format!("must be {lower} {min} and at most {max}"),
@@ -278,9 +283,7 @@ pub fn check_client_id(id: &str) -> Result<&str, ValidationError> {
     if id.is_empty() || id.chars().count() > MAX_CLIENT_ID_CHARS || !ok_chars {
         return Err(ValidationError::new(
             "id",
-            format!(
-                "must be 1–{MAX_CLIENT_ID_CHARS} characters of letters, digits and - _ . :"
-            ),
+            format!("must be 1–{MAX_CLIENT_ID_CHARS} characters of letters, digits and - _ . :"),
         ));
     }
     Ok(id)
@@ -342,21 +345,56 @@ mod tests {
         let c = NewTreatment::validate(&insulin(5.0), NOW).expect("valid");
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
-        let with_id = NewTreatment::validate(&TreatmentFields { id: Some("abc-1"), ..insulin(4.5) }, NOW).expect("valid");
+        let with_id = NewTreatment::validate(
+            &TreatmentFields {
+                id: Some("abc-1"),
+                ..insulin(4.5)
+            },
+            NOW,
+        )
+        .expect("valid");
         assert_eq!(with_id.id, "abc-1");
     }
 
     #[test]
     fn says_what_is_missing_or_misplaced() {
-        let e = NewTreatment::validate(&TreatmentFields { units: None, ..insulin(1.0) }, NOW).expect_err("missing");
+        let e = NewTreatment::validate(
+            &TreatmentFields {
+                units: None,
+                ..insulin(1.0)
+            },
+            NOW,
+        )
+        .expect_err("missing");
         assert_eq!(e.field, "units");
-        let e = NewTreatment::validate(&TreatmentFields { grams: Some(10.0), ..insulin(1.0) }, NOW).expect_err("misplaced");
+        let e = NewTreatment::validate(
+            &TreatmentFields {
+                grams: Some(10.0),
+                ..insulin(1.0)
+            },
+            NOW,
+        )
+        .expect_err("misplaced");
         assert_eq!(e.field, "grams");
         let e = NewTreatment::validate(&insulin(0.0), NOW).expect_err("zero");
         assert_eq!(e.field, "units");
-        let e = NewTreatment::validate(&TreatmentFields { kind: "pizza", ..insulin(1.0) }, NOW).expect_err("kind");
+        let e = NewTreatment::validate(
+            &TreatmentFields {
+                kind: "pizza",
+                ..insulin(1.0)
+            },
+            NOW,
+        )
+        .expect_err("kind");
         assert_eq!(e.field, "kind");
-        let e = NewTreatment::validate(&TreatmentFields { id: Some("no spaces"), ..insulin(1.0) }, NOW).expect_err("id");
+        let e = NewTreatment::validate(
+            &TreatmentFields {
+                id: Some("no spaces"),
+                ..insulin(1.0)
+            },
+            NOW,
+        )
+        .expect_err("id");
         assert_eq!(e.field, "id");
     }
 

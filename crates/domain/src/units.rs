@@ -6,7 +6,9 @@ use crate::limits::{MAX_GLUCOSE_MGDL, MIN_GLUCOSE_MGDL};
 /// mg/dL per mmol/L for glucose (molar mass 180.16 g/mol). SPEC §4 fixes this factor.
 pub const MGDL_PER_MMOLL: f64 = 18.016;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GlucoseUnit {
     #[default]

@@ -1,1 +1,225 @@
-fn main() {}
+//! `glucoengine`: the GlucoSync server and its operator command line, in one binary.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use glucosync_domain::accounts::{check_password_policy, Email};
+use glucosync_server::config::{Config, EXAMPLE_CONFIG};
+use glucosync_server::{auth, open_store, shutdown_signal, Server};
+use glucosync_store::{AdminGrant, NewUser, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "glucoengine",
+    version,
+    about = "GlucoSync's server and operator tools"
+)]
+struct Cli {
+    /// TOML configuration file (also GLUCOSYNC_CONFIG). Environment variables override it.
+    #[arg(long, global = true, env = "GLUCOSYNC_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve {
+        /// Create or refresh a demo account with ten days of simulated data, and print its login.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print a commented example configuration file.
+    DefaultConfig,
+    /// Print the effective configuration (defaults, file, environment), secrets redacted.
+    ShowConfig,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from standard input (one line) if
+    /// --password-stdin is given, otherwise a strong one is generated and printed once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make the account an admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Make an account an admin.
+    Promote { email: String },
+    /// Take the admin role away.
+    Demote { email: String },
+    /// Disable an account: it can no longer log in, and every session and token is revoked.
+    Disable { email: String },
+    /// Enable a disabled account again.
+    Enable { email: String },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::DefaultConfig => {
+            print!("{EXAMPLE_CONFIG}");
+            return Ok(());
+        }
+        Command::ShowConfig => {
+            print!("{}", load_config(&cli)?.to_redacted_toml());
+            return Ok(());
+        }
+        _ => {}
+    }
+    let mut config = load_config(&cli)?;
+    if let Command::Serve { demo: true } = cli.command {
+        config.demo = true;
+    }
+    glucosync_server::telemetry::init_logging(config.log_format, &config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli.command, config))
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    Ok(Config::load(cli.config.as_deref(), std::env::vars())?)
+}
+
+async fn run(command: Command, config: Config) -> Result<()> {
+    match command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => {
+            let store = open_store(&config)?;
+            store.migrate().await?;
+            let r = store.readiness().await?;
+            store.close().await;
+            println!(
+                "database at migration {} of {}",
+                r.applied_migration, r.latest_migration
+            );
+            Ok(())
+        }
+        Command::User { command } => {
+            let store = open_store(&config)?;
+            store.migrate().await?;
+            let result = user_command(store.as_ref(), command).await;
+            store.close().await;
+            result
+        }
+        Command::DefaultConfig | Command::ShowConfig => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let server = Server::build(config).await?;
+    let addr = server.local_addr();
+    if let Some(demo) = &server.demo {
+        println!();
+        println!(
+            "  GlucoSync is running at http://{addr}/  (API reference: http://{addr}/api/docs)"
+        );
+        println!(
+            "  Demo account: {}  password: {}",
+            demo.email, demo.password
+        );
+        println!(
+            "  ({} CGM readings and {} treatments over the last ten days; the password changes at every start)",
+            demo.readings, demo.treatments
+        );
+        println!();
+    }
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn find_user(store: &dyn Store, email: &str) -> Result<i64> {
+    let email = Email::parse(email)?;
+    match store.user_by_email(email.as_str()).await? {
+        Some((user, _)) => Ok(user.id),
+        None => bail!("no account with the email {}", email.as_str()),
+    }
+}
+
+async fn user_command(store: &dyn Store, command: UserCommand) -> Result<()> {
+    match command {
+        UserCommand::Create {
+            email,
+            password_stdin,
+            admin,
+        } => {
+            let email = Email::parse(&email)?;
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (auth::new_secret("")[..24].to_owned(), true)
+            };
+            check_password_policy(&password, email.as_str())?;
+            let hash = auth::hash_password(password.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = store
+                .create_user(NewUser {
+                    email,
+                    password_hash: hash,
+                    admin: if admin {
+                        AdminGrant::Yes
+                    } else {
+                        AdminGrant::IfFirst
+                    },
+                    now_ms: glucosync_server::state::now_ms(),
+                })
+                .await?;
+            println!(
+                "created account {} (id {}{})",
+                user.email,
+                user.id,
+                if user.is_admin { ", admin" } else { "" }
+            );
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCommand::Promote { email } => {
+            store
+                .set_admin(find_user(store, &email).await?, true)
+                .await?;
+            println!("{email} is now an admin");
+        }
+        UserCommand::Demote { email } => {
+            store
+                .set_admin(find_user(store, &email).await?, false)
+                .await?;
+            println!("{email} is no longer an admin");
+        }
+        UserCommand::Disable { email } => {
+            let revoked = store
+                .set_disabled(find_user(store, &email).await?, true)
+                .await?;
+            println!(
+                "{email} is disabled; {} sessions and tokens revoked",
+                revoked.len()
+            );
+        }
+        UserCommand::Enable { email } => {
+            store
+                .set_disabled(find_user(store, &email).await?, false)
+                .await?;
+            println!("{email} is enabled");
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,223 @@
+//! GlucoEngine's server: HTTP API, authentication, telemetry, configuration and startup.
+//!
+//! This crate owns the edge: parsing and authorizing requests, mapping errors to
+//! problem+json (in [`error`] only), and the process lifecycle. It must never contain SQL or
+//! domain rules; those live in the store crates and the domain crate.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod json;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glucosync_shared_state::{MemoryBus, MemoryCache, MemoryRateLimiter};
+use glucosync_store::{Store, StoreError};
+use glucosync_store_sqlite::{SqliteOptions, SqliteStore};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+use state::AppState;
+use telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using it? set GLUCOSYNC_LISTEN)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Opens the store the database URL names. Does not migrate.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let url = config.database_url.expose();
+    if url.starts_with("sqlite:") {
+        let options =
+            SqliteOptions::from_url(url).map_err(|e| StartError::Config(config::ConfigError(e)))?;
+        return Ok(Arc::new(SqliteStore::open(&options)?));
+    }
+    Err(StartError::Unsupported(format!(
+        "GLUCOSYNC_DATABASE_URL names {}, but this build supports only sqlite:// (PostgreSQL support \
+         arrives with cluster mode); unset it to use the embedded database",
+        config.database_url
+    )))
+}
+
+/// A server bound to its port(s), ready to run.
+pub struct Server {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: AppState,
+    started: Instant,
+    pub demo: Option<demo::DemoAccount>,
+}
+
+impl Server {
+    /// Opens and migrates storage, seeds the demo account if configured, and binds.
+    pub async fn build(config: Config) -> Result<Server, StartError> {
+        let started = Instant::now();
+        if config.redis_url.is_some() {
+            return Err(StartError::Unsupported(
+                "GLUCOSYNC_REDIS_URL is set, but this build keeps shared state in-process only (Redis \
+                 support arrives with cluster mode); unset it"
+                    .into(),
+            ));
+        }
+        let store = open_store(&config)?;
+        store.migrate().await?;
+        let demo = if config.demo {
+            Some(demo::refresh(store.as_ref(), state::now_ms()).await?)
+        } else {
+            None
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let state = AppState::new(
+            store,
+            Arc::new(MemoryCache::new()),
+            Arc::new(MemoryRateLimiter::new()),
+            Arc::new(MemoryBus::new()),
+            Metrics::new()?,
+            Arc::new(config),
+        );
+        Ok(Server {
+            listener,
+            metrics_listener,
+            state,
+            started,
+            demo,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets requests in flight finish
+    /// (up to the configured grace period), and flushes and closes storage.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Server {
+            listener,
+            metrics_listener,
+            state,
+            started,
+            ..
+        } = self;
+        let addr = listener.local_addr().ok();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        if let Some(ml) = metrics_listener {
+            let router = app::metrics_router(state.clone());
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(ml, router)
+                    .with_graceful_shutdown(wait_stop(rx))
+                    .await;
+            });
+        }
+        let router = app::router(state.clone());
+        tracing::info!(
+            listen = ?addr,
+            backend = state.store.backend(),
+            ready_ms = started.elapsed().as_millis() as u64,
+            "GlucoEngine ready"
+        );
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait_stop(stop_rx.clone()));
+        let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+        let deadline = async move {
+            wait_stop(stop_rx).await;
+            tracing::info!("shutting down: finishing requests in flight");
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "server error");
+                }
+            }
+            _ = deadline => tracing::warn!("grace period over; dropping the requests still in flight"),
+        }
+        state.store.close().await;
+        tracing::info!("stopped; storage flushed and closed");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

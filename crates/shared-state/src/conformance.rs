@@ -13,49 +13,87 @@ pub async fn rate_limiter_counts_per_key(limiter: &dyn RateLimiter, prefix: &str
     for expected_remaining in [2, 1, 0] {
         assert_eq!(
             limiter.hit(&key, 3, window).await.expect("hit"),
-            RateDecision::Allowed { remaining: expected_remaining }
+            RateDecision::Allowed {
+                remaining: expected_remaining
+            }
         );
     }
     match limiter.hit(&key, 3, window).await.expect("hit") {
         RateDecision::Limited { retry_after } => assert!(retry_after <= window),
         other => panic!("fourth hit allowed: {other:?}"),
     }
-    assert!(matches!(limiter.hit(&other, 3, window).await.expect("hit"), RateDecision::Allowed { .. }));
+    assert!(matches!(
+        limiter.hit(&other, 3, window).await.expect("hit"),
+        RateDecision::Allowed { .. }
+    ));
     limiter.reset(&key).await.expect("reset");
-    assert!(matches!(limiter.hit(&key, 3, window).await.expect("hit"), RateDecision::Allowed { remaining: 2 }));
+    assert!(matches!(
+        limiter.hit(&key, 3, window).await.expect("hit"),
+        RateDecision::Allowed { remaining: 2 }
+    ));
 }
 
 pub async fn rate_limiter_windows_expire(limiter: &dyn RateLimiter, prefix: &str) {
     let key = format!("{prefix}:short");
     let window = Duration::from_millis(300);
-    assert!(matches!(limiter.hit(&key, 1, window).await.expect("hit"), RateDecision::Allowed { .. }));
-    assert!(matches!(limiter.hit(&key, 1, window).await.expect("hit"), RateDecision::Limited { .. }));
+    assert!(matches!(
+        limiter.hit(&key, 1, window).await.expect("hit"),
+        RateDecision::Allowed { .. }
+    ));
+    assert!(matches!(
+        limiter.hit(&key, 1, window).await.expect("hit"),
+        RateDecision::Limited { .. }
+    ));
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert!(matches!(limiter.hit(&key, 1, window).await.expect("hit"), RateDecision::Allowed { .. }));
+    assert!(matches!(
+        limiter.hit(&key, 1, window).await.expect("hit"),
+        RateDecision::Allowed { .. }
+    ));
 }
 
 pub async fn cache_stores_expires_and_removes(cache: &dyn Cache, prefix: &str) {
     let k1 = format!("{prefix}:k1");
     let k2 = format!("{prefix}:k2");
     assert_eq!(cache.get(&k1).await.expect("get"), None);
-    cache.put(&k1, "v1", Duration::from_secs(60)).await.expect("put");
-    cache.put(&k2, "v2", Duration::from_millis(200)).await.expect("put");
+    cache
+        .put(&k1, "v1", Duration::from_secs(60))
+        .await
+        .expect("put");
+    cache
+        .put(&k2, "v2", Duration::from_millis(200))
+        .await
+        .expect("put");
     assert_eq!(cache.get(&k1).await.expect("get").as_deref(), Some("v1"));
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(cache.get(&k2).await.expect("get"), None, "expired");
-    cache.remove(std::slice::from_ref(&k1)).await.expect("remove");
+    cache
+        .remove(std::slice::from_ref(&k1))
+        .await
+        .expect("remove");
     assert_eq!(cache.get(&k1).await.expect("get"), None, "removed");
 }
 
-pub async fn bus_delivers_to_subscribers_of_the_topic(publisher: &dyn EventBus, subscriber: &dyn EventBus, prefix: &str) {
+pub async fn bus_delivers_to_subscribers_of_the_topic(
+    publisher: &dyn EventBus,
+    subscriber: &dyn EventBus,
+    prefix: &str,
+) {
     let topic = format!("{prefix}:user:1");
     let mut mine = subscriber.subscribe(&topic).await.expect("subscribe");
-    let mut other = subscriber.subscribe(&format!("{prefix}:user:2")).await.expect("subscribe");
+    let mut other = subscriber
+        .subscribe(&format!("{prefix}:user:2"))
+        .await
+        .expect("subscribe");
     publisher.publish(&topic, "hello").await.expect("publish");
-    let got = tokio::time::timeout(Duration::from_secs(5), mine.next()).await.expect("delivered in time");
+    let got = tokio::time::timeout(Duration::from_secs(5), mine.next())
+        .await
+        .expect("delivered in time");
     assert_eq!(got.as_deref(), Some("hello"));
     let leaked = tokio::time::timeout(Duration::from_millis(200), other.next()).await;
-    assert!(leaked.is_err(), "another topic's subscriber received the event");
+    assert!(
+        leaked.is_err(),
+        "another topic's subscriber received the event"
+    );
 }
 
 #[cfg(test)]

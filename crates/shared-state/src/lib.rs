@@ -33,7 +33,12 @@ pub enum RateDecision {
 #[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
     /// Records one hit against `key` and says whether it is within `limit` per `window`.
-    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, SharedStateError>;
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, SharedStateError>;
     /// Forgets the hits of `key` (e.g. an account's failed logins after a successful one).
     async fn reset(&self, key: &str) -> Result<(), SharedStateError>;
 }

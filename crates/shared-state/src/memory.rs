@@ -32,7 +32,12 @@ impl MemoryRateLimiter {
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, SharedStateError> {
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, SharedStateError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
         if windows.len() >= SWEEP_AT {
@@ -143,6 +148,8 @@ impl EventBus for MemoryBus {
             .or_insert_with(|| broadcast::channel(self.capacity).0);
         let receiver = sender.subscribe();
         // A subscriber too slow to keep up skips what it missed (and replays from storage).
-        Ok(BroadcastStream::new(receiver).filter_map(|m| async move { m.ok() }).boxed())
+        Ok(BroadcastStream::new(receiver)
+            .filter_map(|m| async move { m.ok() })
+            .boxed())
     }
 }

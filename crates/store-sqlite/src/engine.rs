@@ -53,7 +53,9 @@ pub(crate) fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Resul
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "cache_size", -16_384)?;
@@ -78,7 +80,11 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
 }
 
 impl Engine {
-    pub(crate) fn start(writer: Connection, path: &Path, readers: usize) -> Result<Arc<Self>, StoreError> {
+    pub(crate) fn start(
+        writer: Connection,
+        path: &Path,
+        readers: usize,
+    ) -> Result<Arc<Self>, StoreError> {
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -142,7 +148,11 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        let pooled = self.readers.lock().map_err(|_| StoreError::Internal("reader pool poisoned".into()))?.pop();
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             // A reader lost to a panic is replaced.
@@ -155,7 +165,8 @@ impl Engine {
         })
         .await;
         self.readers_busy.fetch_sub(1, Ordering::Relaxed);
-        let (conn, out) = joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
+        let (conn, out) =
+            joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
         if let Ok(mut pool) = self.readers.lock() {
             pool.push(conn);
         }

@@ -16,13 +16,15 @@ use glucosync_domain::readings::{NewReading, Reading};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
-    AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewUser, PoolStats, RangeQuery,
-    Readiness, Store, StoreError, User, UserId,
+    AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewUser, PoolStats,
+    RangeQuery, Readiness, Store, StoreError, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
 use engine::{sql_err, Engine};
-use rows::{credential_from_row, reading_from_row, treatment_from_row, treatment_params, user_from_row};
+use rows::{
+    credential_from_row, reading_from_row, treatment_from_row, treatment_params, user_from_row,
+};
 
 /// How hard a commit waits for the disk. `Full` (the default) makes every acknowledged write
 /// survive power loss; `Normal` survives a crash of the process but not of the machine.
@@ -92,7 +94,10 @@ impl SqliteStore {
     pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display()))
+                StoreError::Unavailable(format!(
+                    "cannot create the data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let writer = Connection::open(&options.path).map_err(sql_err)?;
@@ -115,13 +120,21 @@ impl SqliteStore {
     }
 }
 
-fn revoke_where(conn: &Connection, sql_filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<String>, StoreError> {
-    let select = format!("SELECT token_hash FROM credentials WHERE revoked_ms IS NULL AND {sql_filter}");
+fn revoke_where(
+    conn: &Connection,
+    sql_filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<String>, StoreError> {
+    let select =
+        format!("SELECT token_hash FROM credentials WHERE revoked_ms IS NULL AND {sql_filter}");
     let hashes: Vec<String> = conn
         .prepare(&select)
         .and_then(|mut s| s.query_map(args, |r| r.get(0))?.collect())
         .map_err(sql_err)?;
-    let update = format!("UPDATE credentials SET revoked_ms = ?{} WHERE revoked_ms IS NULL AND {sql_filter}", args.len() + 1);
+    let update = format!(
+        "UPDATE credentials SET revoked_ms = ?{} WHERE revoked_ms IS NULL AND {sql_filter}",
+        args.len() + 1
+    );
     let now = rows::now_ms();
     let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
     all.push(&now);
@@ -142,7 +155,9 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.engine.write(|conn| migrations::apply(conn).map_err(sql_err)).await
+        self.engine
+            .write(|conn| migrations::apply(conn).map_err(sql_err))
+            .await
     }
 
     async fn readiness(&self) -> Result<Readiness, StoreError> {
@@ -206,11 +221,14 @@ impl Store for SqliteStore {
         let email = email.to_owned();
         self.engine
             .read(move |conn| {
-                conn.prepare_cached(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"))
-                    .and_then(|mut s| {
-                        s.query_row([email], |r| Ok((user_from_row(r)?, r.get::<_, String>(7)?))).optional()
-                    })
-                    .map_err(sql_err)
+                conn.prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"
+                ))
+                .and_then(|mut s| {
+                    s.query_row([email], |r| Ok((user_from_row(r)?, r.get::<_, String>(7)?)))
+                        .optional()
+                })
+                .map_err(sql_err)
             })
             .await
     }
@@ -218,9 +236,11 @@ impl Store for SqliteStore {
     async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError> {
         self.engine
             .read(move |conn| {
-                conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| r.get(0))
-                    .optional()
-                    .map_err(sql_err)
+                conn.query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_err)
             })
             .await
     }
@@ -234,10 +254,17 @@ impl Store for SqliteStore {
         let hash = password_hash.to_owned();
         self.engine
             .write(move |conn| {
-                conn.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", params![hash, id])
-                    .map_err(sql_err)?;
+                conn.execute(
+                    "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+                    params![hash, id],
+                )
+                .map_err(sql_err)?;
                 let keep = keep_session.unwrap_or(-1);
-                revoke_where(conn, "user_id = ?1 AND kind = 'session' AND id <> ?2", &[&id, &keep])
+                revoke_where(
+                    conn,
+                    "user_id = ?1 AND kind = 'session' AND id <> ?2",
+                    &[&id, &keep],
+                )
             })
             .await
     }
@@ -246,20 +273,27 @@ impl Store for SqliteStore {
         let name = name.map(str::to_owned);
         self.engine
             .write(move |conn| {
-                conn.execute("UPDATE users SET display_name = ?1 WHERE id = ?2", params![name, id])
-                    .map(drop)
-                    .map_err(sql_err)
+                conn.execute(
+                    "UPDATE users SET display_name = ?1 WHERE id = ?2",
+                    params![name, id],
+                )
+                .map(drop)
+                .map_err(sql_err)
             })
             .await
     }
 
     async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError> {
-        let json = serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
         self.engine
             .write(move |conn| {
-                conn.execute("UPDATE users SET settings = ?1 WHERE id = ?2", params![json, id])
-                    .map(drop)
-                    .map_err(sql_err)
+                conn.execute(
+                    "UPDATE users SET settings = ?1 WHERE id = ?2",
+                    params![json, id],
+                )
+                .map(drop)
+                .map_err(sql_err)
             })
             .await
     }
@@ -267,9 +301,12 @@ impl Store for SqliteStore {
     async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
-                conn.execute("UPDATE users SET is_admin = ?1 WHERE id = ?2", params![admin, id])
-                    .map(|n| n == 1)
-                    .map_err(sql_err)
+                conn.execute(
+                    "UPDATE users SET is_admin = ?1 WHERE id = ?2",
+                    params![admin, id],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
             })
             .await
     }
@@ -277,8 +314,11 @@ impl Store for SqliteStore {
     async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError> {
         self.engine
             .write(move |conn| {
-                conn.execute("UPDATE users SET disabled = ?1 WHERE id = ?2", params![disabled, id])
-                    .map_err(sql_err)?;
+                conn.execute(
+                    "UPDATE users SET disabled = ?1 WHERE id = ?2",
+                    params![disabled, id],
+                )
+                .map_err(sql_err)?;
                 if disabled {
                     revoke_where(conn, "user_id = ?1", &[&id])
                 } else {
@@ -334,17 +374,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn credential_by_hash(&self, token_hash: &str, now_ms: i64) -> Result<Option<(Credential, User)>, StoreError> {
+    async fn credential_by_hash(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Credential, User)>, StoreError> {
         let hash = token_hash.to_owned();
         self.engine
             .read(move |conn| {
-                let sql = format!(
+                let sql = concat!(
                     "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
                      c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms \
                      FROM credentials c JOIN users u ON u.id = c.user_id \
                      WHERE c.token_hash = ?1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > ?2)"
                 );
-                conn.prepare_cached(&sql)
+                conn.prepare_cached(sql)
                     .and_then(|mut s| {
                         s.query_row(params![hash, now_ms], |r| {
                             Ok((credential_from_row(r, 0)?, rows::user_from_row_at(r, 10)?))
@@ -359,14 +403,21 @@ impl Store for SqliteStore {
     async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError> {
         self.engine
             .write(move |conn| {
-                conn.execute("UPDATE credentials SET last_used_ms = ?1 WHERE id = ?2", params![now_ms, id])
-                    .map(drop)
-                    .map_err(sql_err)
+                conn.execute(
+                    "UPDATE credentials SET last_used_ms = ?1 WHERE id = ?2",
+                    params![now_ms, id],
+                )
+                .map(drop)
+                .map_err(sql_err)
             })
             .await
     }
 
-    async fn list_api_tokens(&self, user_id: UserId, now_ms: i64) -> Result<Vec<Credential>, StoreError> {
+    async fn list_api_tokens(
+        &self,
+        user_id: UserId,
+        now_ms: i64,
+    ) -> Result<Vec<Credential>, StoreError> {
         self.engine
             .read(move |conn| {
                 conn.prepare_cached(&format!(
@@ -379,7 +430,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn revoke_credential(&self, user_id: UserId, id: CredentialId, now_ms: i64) -> Result<Option<String>, StoreError> {
+    async fn revoke_credential(
+        &self,
+        user_id: UserId,
+        id: CredentialId,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
         self.engine
             .write(move |conn| {
                 let hash: Option<String> = conn
@@ -402,7 +458,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_readings(&self, user_id: UserId, readings: Vec<NewReading>, now_ms: i64) -> Result<InsertOutcome, StoreError> {
+    async fn insert_readings(
+        &self,
+        user_id: UserId,
+        readings: Vec<NewReading>,
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError> {
         self.engine
             .write(move |conn| {
                 let mut stmt = conn
@@ -434,7 +495,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_readings(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Reading>, StoreError> {
+    async fn list_readings(
+        &self,
+        user_id: UserId,
+        query: &RangeQuery,
+    ) -> Result<Vec<Reading>, StoreError> {
         let q = query.clone();
         self.engine
             .read(move |conn| {
@@ -478,14 +543,22 @@ impl Store for SqliteStore {
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
-                conn.execute("DELETE FROM readings WHERE user_id = ?1 AND id = ?2", params![user_id, id])
-                    .map(|n| n == 1)
-                    .map_err(sql_err)
+                conn.execute(
+                    "DELETE FROM readings WHERE user_id = ?1 AND id = ?2",
+                    params![user_id, id],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
             })
             .await
     }
 
-    async fn delete_readings_in_range(&self, user_id: UserId, from_ms: i64, to_ms: i64) -> Result<u64, StoreError> {
+    async fn delete_readings_in_range(
+        &self,
+        user_id: UserId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64, StoreError> {
         self.engine
             .write(move |conn| {
                 conn.execute(
@@ -498,7 +571,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_treatments(&self, user_id: UserId, treatments: Vec<NewTreatment>, now_ms: i64) -> Result<InsertOutcome, StoreError> {
+    async fn insert_treatments(
+        &self,
+        user_id: UserId,
+        treatments: Vec<NewTreatment>,
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError> {
         self.engine
             .write(move |conn| {
                 let mut stmt = conn
@@ -525,7 +603,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_treatments(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Treatment>, StoreError> {
+    async fn list_treatments(
+        &self,
+        user_id: UserId,
+        query: &RangeQuery,
+    ) -> Result<Vec<Treatment>, StoreError> {
         let q = query.clone();
         self.engine
             .read(move |conn| {
@@ -559,15 +641,25 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.engine
             .read(move |conn| {
-                conn.prepare_cached(&format!("SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = ?1 AND id = ?2"))
-                    .and_then(|mut s| s.query_row(params![user_id, id], treatment_from_row).optional())
-                    .map_err(sql_err)?
-                    .transpose()
+                conn.prepare_cached(&format!(
+                    "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = ?1 AND id = ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![user_id, id], treatment_from_row)
+                        .optional()
+                })
+                .map_err(sql_err)?
+                .transpose()
             })
             .await
     }
 
-    async fn update_treatment(&self, user_id: UserId, t: NewTreatment, now_ms: i64) -> Result<Option<Treatment>, StoreError> {
+    async fn update_treatment(
+        &self,
+        user_id: UserId,
+        t: NewTreatment,
+        now_ms: i64,
+    ) -> Result<Option<Treatment>, StoreError> {
         self.engine
             .write(move |conn| {
                 let p = treatment_params(&t);
@@ -600,9 +692,12 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.engine
             .write(move |conn| {
-                conn.execute("DELETE FROM treatments WHERE user_id = ?1 AND id = ?2", params![user_id, id])
-                    .map(|n| n == 1)
-                    .map_err(sql_err)
+                conn.execute(
+                    "DELETE FROM treatments WHERE user_id = ?1 AND id = ?2",
+                    params![user_id, id],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
             })
             .await
     }

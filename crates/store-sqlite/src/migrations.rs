@@ -16,7 +16,11 @@ pub(crate) fn ensure_bookkeeping(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub(crate) fn applied(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )
 }
 
 pub(crate) fn apply(conn: &Connection) -> rusqlite::Result<()> {

@@ -2,7 +2,9 @@
 
 use glucosync_domain::accounts::Scope;
 use glucosync_domain::readings::{Reading, ReadingKind, TrendDirection};
-use glucosync_domain::treatments::{ExerciseIntensity, InsulinType, NewTreatment, Treatment, TreatmentDetail};
+use glucosync_domain::treatments::{
+    ExerciseIntensity, InsulinType, NewTreatment, Treatment, TreatmentDetail,
+};
 use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::{Credential, CredentialKind, StoreError, User};
 use rusqlite::Row;
@@ -131,7 +133,10 @@ pub(crate) fn treatment_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Treatme
     let detail = match kind.as_str() {
         "insulin" => {
             let ty: Option<String> = r.get(5)?;
-            match (r.get::<_, Option<f64>>(4)?, ty.as_deref().and_then(InsulinType::parse)) {
+            match (
+                r.get::<_, Option<f64>>(4)?,
+                ty.as_deref().and_then(InsulinType::parse),
+            ) {
                 (Some(units), Some(insulin_type)) => Ok(TreatmentDetail::Insulin {
                     units,
                     insulin_type,
@@ -166,16 +171,18 @@ pub(crate) fn treatment_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Treatme
         },
         _ => Err(bad("kind")),
     };
-    Ok(detail.map(|detail| -> Result<Treatment, StoreError> {
-        Ok(Treatment {
-            id: r.get(0).map_err(crate::engine::sql_err)?,
-            time: Timestamp {
-                utc_ms: r.get(1).map_err(crate::engine::sql_err)?,
-                offset_minutes: r.get(2).map_err(crate::engine::sql_err)?,
-            },
-            detail,
-            created_ms: r.get(12).map_err(crate::engine::sql_err)?,
-            updated_ms: r.get(13).map_err(crate::engine::sql_err)?,
+    Ok(detail
+        .map(|detail| -> Result<Treatment, StoreError> {
+            Ok(Treatment {
+                id: r.get(0).map_err(crate::engine::sql_err)?,
+                time: Timestamp {
+                    utc_ms: r.get(1).map_err(crate::engine::sql_err)?,
+                    offset_minutes: r.get(2).map_err(crate::engine::sql_err)?,
+                },
+                detail,
+                created_ms: r.get(12).map_err(crate::engine::sql_err)?,
+                updated_ms: r.get(13).map_err(crate::engine::sql_err)?,
+            })
         })
-    }).and_then(|t| t))
+        .and_then(|t| t))
 }

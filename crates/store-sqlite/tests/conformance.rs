@@ -10,7 +10,10 @@ async fn fresh_store() -> Harness {
     let store = SqliteStore::open_and_migrate(&dir.path().join("glucosync.db"))
         .await
         .expect("open store");
-    Harness { store: Arc::new(store), keep: Box::new(dir) }
+    Harness {
+        store: Arc::new(store),
+        keep: Box::new(dir),
+    }
 }
 
 glucosync_store::conformance_suite!(fresh_store);

@@ -13,7 +13,8 @@ use glucosync_domain::treatments::{NewTreatment, TreatmentDetail, TreatmentField
 use glucosync_domain::{GlucoseMgdl, GlucoseUnit, Timestamp};
 
 use crate::{
-    AdminGrant, CredentialKind, Cursor, NewCredential, NewUser, RangeQuery, Store, StoreError, UserId,
+    AdminGrant, CredentialKind, Cursor, NewCredential, NewUser, RangeQuery, Store, StoreError,
+    UserId,
 };
 
 /// A fresh store and whatever must live as long as it (a temporary directory, a database name).
@@ -128,8 +129,22 @@ fn session(user_id: UserId, hash: &str, expires_ms: Option<i64>) -> NewCredentia
 pub async fn first_user_is_admin_and_emails_are_unique(store: &dyn Store) {
     let a = user(store, "first@example.org").await;
     let b = user(store, "second@example.org").await;
-    assert!(store.user_by_id(a).await.expect("read").expect("exists").is_admin);
-    assert!(!store.user_by_id(b).await.expect("read").expect("exists").is_admin);
+    assert!(
+        store
+            .user_by_id(a)
+            .await
+            .expect("read")
+            .expect("exists")
+            .is_admin
+    );
+    assert!(
+        !store
+            .user_by_id(b)
+            .await
+            .expect("read")
+            .expect("exists")
+            .is_admin
+    );
     let again = store
         .create_user(NewUser {
             email: Email::parse("FIRST@example.org").expect("valid"),
@@ -145,10 +160,21 @@ pub async fn first_user_is_admin_and_emails_are_unique(store: &dyn Store) {
 
 pub async fn user_fields_round_trip(store: &dyn Store) {
     let id = user(store, "ana@example.org").await;
-    let (u, hash) = store.user_by_email("ana@example.org").await.expect("read").expect("exists");
-    assert_eq!((u.id, u.email.as_str(), hash.as_str()), (id, "ana@example.org", "$argon2id$fake"));
+    let (u, hash) = store
+        .user_by_email("ana@example.org")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (u.id, u.email.as_str(), hash.as_str()),
+        (id, "ana@example.org", "$argon2id$fake")
+    );
     assert_eq!(u.settings, UserSettings::default());
-    assert!(store.user_by_email("nobody@example.org").await.expect("read").is_none());
+    assert!(store
+        .user_by_email("nobody@example.org")
+        .await
+        .expect("read")
+        .is_none());
 
     store.set_display_name(id, Some("Ana")).await.expect("name");
     let settings = UserSettings {
@@ -162,18 +188,42 @@ pub async fn user_fields_round_trip(store: &dyn Store) {
     assert_eq!(u.display_name.as_deref(), Some("Ana"));
     assert_eq!(u.settings, settings);
     store.set_display_name(id, None).await.expect("clear name");
-    assert_eq!(store.user_by_id(id).await.expect("read").expect("exists").display_name, None);
+    assert_eq!(
+        store
+            .user_by_id(id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .display_name,
+        None
+    );
 
     assert!(store.set_admin(id, false).await.expect("demote"));
-    assert!(!store.user_by_id(id).await.expect("read").expect("exists").is_admin);
-    assert!(!store.set_admin(123_456_789, true).await.expect("no such user"));
-    assert_eq!(store.password_hash(id).await.expect("read").as_deref(), Some("$argon2id$fake"));
+    assert!(
+        !store
+            .user_by_id(id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .is_admin
+    );
+    assert!(!store
+        .set_admin(123_456_789, true)
+        .await
+        .expect("no such user"));
+    assert_eq!(
+        store.password_hash(id).await.expect("read").as_deref(),
+        Some("$argon2id$fake")
+    );
 }
 
 pub async fn credentials_live_expire_and_revoke(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let b = user(store, "b@example.org").await;
-    let s = store.create_credential(session(a, "h-session", Some(NOW + 1000))).await.expect("create");
+    let s = store
+        .create_credential(session(a, "h-session", Some(NOW + 1000)))
+        .await
+        .expect("create");
     let tok = store
         .create_credential(NewCredential {
             user_id: a,
@@ -187,75 +237,184 @@ pub async fn credentials_live_expire_and_revoke(store: &dyn Store) {
         })
         .await
         .expect("create");
-    let (c, u) = store.credential_by_hash("h-session", NOW).await.expect("read").expect("live");
+    let (c, u) = store
+        .credential_by_hash("h-session", NOW)
+        .await
+        .expect("read")
+        .expect("live");
     assert_eq!((c.id, c.kind, u.id), (s.id, CredentialKind::Session, a));
     assert_eq!(c.csrf_hash.as_deref(), Some("csrf-h-session"));
-    assert!(store.credential_by_hash("h-session", NOW + 1000).await.expect("read").is_none(), "expired");
-    let (c, _) = store.credential_by_hash("h-token", NOW).await.expect("read").expect("live");
+    assert!(
+        store
+            .credential_by_hash("h-session", NOW + 1000)
+            .await
+            .expect("read")
+            .is_none(),
+        "expired"
+    );
+    let (c, _) = store
+        .credential_by_hash("h-token", NOW)
+        .await
+        .expect("read")
+        .expect("live");
     assert_eq!(c.scopes, vec![Scope::ReadingsWrite]);
     assert_eq!(c.name, "xDrip");
 
-    store.touch_credential(tok.id, NOW + 5).await.expect("touch");
+    store
+        .touch_credential(tok.id, NOW + 5)
+        .await
+        .expect("touch");
     let listed = store.list_api_tokens(a, NOW).await.expect("list");
     assert_eq!(listed.len(), 1, "sessions are not API tokens");
     assert_eq!(listed[0].last_used_ms, Some(NOW + 5));
-    assert!(store.list_api_tokens(b, NOW).await.expect("list").is_empty());
+    assert!(store
+        .list_api_tokens(b, NOW)
+        .await
+        .expect("list")
+        .is_empty());
 
-    assert_eq!(store.revoke_credential(b, tok.id, NOW).await.expect("revoke"), None, "not b's token");
-    assert!(store.credential_by_hash("h-token", NOW).await.expect("read").is_some());
-    assert_eq!(store.revoke_credential(a, tok.id, NOW).await.expect("revoke").as_deref(), Some("h-token"));
-    assert!(store.credential_by_hash("h-token", NOW).await.expect("read").is_none());
-    assert_eq!(store.revoke_credential(a, tok.id, NOW).await.expect("revoke"), None, "already revoked");
+    assert_eq!(
+        store
+            .revoke_credential(b, tok.id, NOW)
+            .await
+            .expect("revoke"),
+        None,
+        "not b's token"
+    );
+    assert!(store
+        .credential_by_hash("h-token", NOW)
+        .await
+        .expect("read")
+        .is_some());
+    assert_eq!(
+        store
+            .revoke_credential(a, tok.id, NOW)
+            .await
+            .expect("revoke")
+            .as_deref(),
+        Some("h-token")
+    );
+    assert!(store
+        .credential_by_hash("h-token", NOW)
+        .await
+        .expect("read")
+        .is_none());
+    assert_eq!(
+        store
+            .revoke_credential(a, tok.id, NOW)
+            .await
+            .expect("revoke"),
+        None,
+        "already revoked"
+    );
     let dup = store.create_credential(session(b, "h-session", None)).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
 }
 
 pub async fn password_change_revokes_other_sessions(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
-    let keep = store.create_credential(session(a, "keep", None)).await.expect("create");
-    store.create_credential(session(a, "other", None)).await.expect("create");
-    let revoked = store.set_password_hash(a, "$new", Some(keep.id)).await.expect("set");
+    let keep = store
+        .create_credential(session(a, "keep", None))
+        .await
+        .expect("create");
+    store
+        .create_credential(session(a, "other", None))
+        .await
+        .expect("create");
+    let revoked = store
+        .set_password_hash(a, "$new", Some(keep.id))
+        .await
+        .expect("set");
     assert_eq!(revoked, vec!["other".to_string()]);
-    assert!(store.credential_by_hash("keep", NOW).await.expect("read").is_some());
-    assert!(store.credential_by_hash("other", NOW).await.expect("read").is_none());
-    assert_eq!(store.password_hash(a).await.expect("read").as_deref(), Some("$new"));
+    assert!(store
+        .credential_by_hash("keep", NOW)
+        .await
+        .expect("read")
+        .is_some());
+    assert!(store
+        .credential_by_hash("other", NOW)
+        .await
+        .expect("read")
+        .is_none());
+    assert_eq!(
+        store.password_hash(a).await.expect("read").as_deref(),
+        Some("$new")
+    );
 }
 
 pub async fn disabling_a_user_revokes_credentials(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
-    store.create_credential(session(a, "s1", None)).await.expect("create");
+    store
+        .create_credential(session(a, "s1", None))
+        .await
+        .expect("create");
     let revoked = store.set_disabled(a, true).await.expect("disable");
     assert_eq!(revoked, vec!["s1".to_string()]);
-    assert!(store.user_by_id(a).await.expect("read").expect("exists").disabled);
-    assert!(store.credential_by_hash("s1", NOW).await.expect("read").is_none());
+    assert!(
+        store
+            .user_by_id(a)
+            .await
+            .expect("read")
+            .expect("exists")
+            .disabled
+    );
+    assert!(store
+        .credential_by_hash("s1", NOW)
+        .await
+        .expect("read")
+        .is_none());
     store.set_disabled(a, false).await.expect("enable");
-    assert!(!store.user_by_id(a).await.expect("read").expect("exists").disabled);
+    assert!(
+        !store
+            .user_by_id(a)
+            .await
+            .expect("read")
+            .expect("exists")
+            .disabled
+    );
 }
 
 pub async fn readings_round_trip_with_offset_trend_and_device(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let r = NewReading {
-        time: Timestamp { utc_ms: T0 + 123, offset_minutes: -330 },
+        time: Timestamp {
+            utc_ms: T0 + 123,
+            offset_minutes: -330,
+        },
         value: GlucoseMgdl::from_unit(5.5, GlucoseUnit::MmolL).expect("valid"),
         kind: ReadingKind::Meter,
         trend: Some(TrendDirection::NotComputable),
         device: "Contour Next ☃".into(),
     };
-    store.insert_readings(a, vec![r.clone()], NOW).await.expect("insert");
+    store
+        .insert_readings(a, vec![r.clone()], NOW)
+        .await
+        .expect("insert");
     let got = store.list_readings(a, &all_range(10)).await.expect("list");
     assert_eq!(got.len(), 1);
     let g = &got[0];
-    assert_eq!((g.time, g.kind, g.trend, g.device.as_str()), (r.time, r.kind, r.trend, r.device.as_str()));
+    assert_eq!(
+        (g.time, g.kind, g.trend, g.device.as_str()),
+        (r.time, r.kind, r.trend, r.device.as_str())
+    );
     assert_eq!(g.value.display(GlucoseUnit::MmolL), 5.5);
     assert_eq!(g.value.mgdl(), r.value.mgdl());
 }
 
 pub async fn reading_uploads_are_idempotent(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
-    let batch: Vec<_> = (0..10).map(|i| reading(T0 + i * FIVE_MIN, 100.0 + i as f64)).collect();
-    let first = store.insert_readings(a, batch.clone(), NOW).await.expect("insert");
+    let batch: Vec<_> = (0..10)
+        .map(|i| reading(T0 + i * FIVE_MIN, 100.0 + i as f64))
+        .collect();
+    let first = store
+        .insert_readings(a, batch.clone(), NOW)
+        .await
+        .expect("insert");
     assert_eq!((first.inserted, first.duplicates), (10, 0));
-    let again = store.insert_readings(a, batch.clone(), NOW).await.expect("insert");
+    let again = store
+        .insert_readings(a, batch.clone(), NOW)
+        .await
+        .expect("insert");
     assert_eq!((again.inserted, again.duplicates), (0, 10));
     // The identity is (kind, time, device): the same instant from another device or as a
     // fingerstick is a different reading; a duplicate inside one batch counts once.
@@ -271,9 +430,19 @@ pub async fn reading_uploads_are_idempotent(store: &dyn Store) {
     // The same instant written with another UTC offset is the same reading.
     let mut shifted = reading(T0, 100.0);
     shifted.time.offset_minutes = 60;
-    let dup = store.insert_readings(a, vec![shifted], NOW).await.expect("insert");
+    let dup = store
+        .insert_readings(a, vec![shifted], NOW)
+        .await
+        .expect("insert");
     assert_eq!((dup.inserted, dup.duplicates), (0, 1));
-    assert_eq!(store.list_readings(a, &all_range(100)).await.expect("list").len(), 12);
+    assert_eq!(
+        store
+            .list_readings(a, &all_range(100))
+            .await
+            .expect("list")
+            .len(),
+        12
+    );
 }
 
 pub async fn readings_page_through_a_half_open_range(store: &dyn Store) {
@@ -292,26 +461,48 @@ pub async fn readings_page_through_a_half_open_range(store: &dyn Store) {
         let page = store.list_readings(a, &query).await.expect("list");
         assert!(page.len() <= 7);
         let Some(last) = page.last() else { break };
-        query.after = Some(Cursor { time_ms: last.time.utc_ms, key: last.id.to_string() });
+        query.after = Some(Cursor {
+            time_ms: last.time.utc_ms,
+            key: last.id.to_string(),
+        });
         seen.extend(page.iter().map(|r| r.time.utc_ms));
     }
     let expected: Vec<_> = (2..22).map(|i| T0 + i * FIVE_MIN).collect();
-    assert_eq!(seen, expected, "from inclusive, to exclusive, ascending, no gaps or repeats");
+    assert_eq!(
+        seen, expected,
+        "from inclusive, to exclusive, ascending, no gaps or repeats"
+    );
 
     query.descending = true;
     query.after = None;
     let page = store.list_readings(a, &query).await.expect("list");
-    assert_eq!(page.first().map(|r| r.time.utc_ms), Some(T0 + 21 * FIVE_MIN));
+    assert_eq!(
+        page.first().map(|r| r.time.utc_ms),
+        Some(T0 + 21 * FIVE_MIN)
+    );
     let last = page.last().expect("non-empty");
-    query.after = Some(Cursor { time_ms: last.time.utc_ms, key: last.id.to_string() });
+    query.after = Some(Cursor {
+        time_ms: last.time.utc_ms,
+        key: last.id.to_string(),
+    });
     let next = store.list_readings(a, &query).await.expect("list");
-    assert_eq!(next.first().map(|r| r.time.utc_ms), Some(last.time.utc_ms - FIVE_MIN));
+    assert_eq!(
+        next.first().map(|r| r.time.utc_ms),
+        Some(last.time.utc_ms - FIVE_MIN)
+    );
 }
 
 pub async fn latest_readings_come_newest_first(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
-    assert!(store.latest_readings(a, 2).await.expect("latest").is_empty());
-    let batch: Vec<_> = (0..5).rev().map(|i| reading(T0 + i * FIVE_MIN, 100.0 + i as f64)).collect();
+    assert!(store
+        .latest_readings(a, 2)
+        .await
+        .expect("latest")
+        .is_empty());
+    let batch: Vec<_> = (0..5)
+        .rev()
+        .map(|i| reading(T0 + i * FIVE_MIN, 100.0 + i as f64))
+        .collect();
     store.insert_readings(a, batch, NOW).await.expect("insert");
     let latest = store.latest_readings(a, 2).await.expect("latest");
     let values: Vec<_> = latest.iter().map(|r| r.value.mgdl()).collect();
@@ -321,34 +512,83 @@ pub async fn latest_readings_come_newest_first(store: &dyn Store) {
 pub async fn readings_are_private_to_their_owner(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let b = user(store, "b@example.org").await;
-    store.insert_readings(a, vec![reading(T0, 100.0)], NOW).await.expect("insert");
+    store
+        .insert_readings(a, vec![reading(T0, 100.0)], NOW)
+        .await
+        .expect("insert");
     // b uploading the same reading is not a duplicate of a's.
-    let out = store.insert_readings(b, vec![reading(T0, 100.0)], NOW).await.expect("insert");
+    let out = store
+        .insert_readings(b, vec![reading(T0, 100.0)], NOW)
+        .await
+        .expect("insert");
     assert_eq!(out.inserted, 1);
     let a_reading = store.list_readings(a, &all_range(10)).await.expect("list")[0].clone();
-    assert!(!store.delete_reading(b, a_reading.id).await.expect("delete"), "b cannot delete a's reading");
-    assert_eq!(store.delete_readings_in_range(b, 0, i64::MAX).await.expect("delete"), 1, "only b's own");
-    assert!(store.list_readings(b, &all_range(10)).await.expect("list").is_empty());
-    assert_eq!(store.list_readings(a, &all_range(10)).await.expect("list").len(), 1);
+    assert!(
+        !store.delete_reading(b, a_reading.id).await.expect("delete"),
+        "b cannot delete a's reading"
+    );
+    assert_eq!(
+        store
+            .delete_readings_in_range(b, 0, i64::MAX)
+            .await
+            .expect("delete"),
+        1,
+        "only b's own"
+    );
+    assert!(store
+        .list_readings(b, &all_range(10))
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(
+        store
+            .list_readings(a, &all_range(10))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     assert!(store.delete_reading(a, a_reading.id).await.expect("delete"));
-    assert!(!store.delete_reading(a, a_reading.id).await.expect("delete"), "already gone");
+    assert!(
+        !store.delete_reading(a, a_reading.id).await.expect("delete"),
+        "already gone"
+    );
 }
 
 pub async fn reading_range_deletion_counts(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let batch: Vec<_> = (0..10).map(|i| reading(T0 + i * FIVE_MIN, 100.0)).collect();
     store.insert_readings(a, batch, NOW).await.expect("insert");
-    let n = store.delete_readings_in_range(a, T0 + FIVE_MIN, T0 + 4 * FIVE_MIN).await.expect("delete");
+    let n = store
+        .delete_readings_in_range(a, T0 + FIVE_MIN, T0 + 4 * FIVE_MIN)
+        .await
+        .expect("delete");
     assert_eq!(n, 3);
-    assert_eq!(store.list_readings(a, &all_range(100)).await.expect("list").len(), 7);
+    assert_eq!(
+        store
+            .list_readings(a, &all_range(100))
+            .await
+            .expect("list")
+            .len(),
+        7
+    );
 }
 
 pub async fn a_batch_of_ten_thousand_is_stored_whole(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
-    let batch: Vec<_> = (0..10_000).map(|i| reading(T0 + i * FIVE_MIN, 40.0 + (i % 300) as f64)).collect();
+    let batch: Vec<_> = (0..10_000)
+        .map(|i| reading(T0 + i * FIVE_MIN, 40.0 + (i % 300) as f64))
+        .collect();
     let out = store.insert_readings(a, batch, NOW).await.expect("insert");
     assert_eq!(out.inserted, 10_000);
-    assert_eq!(store.list_readings(a, &all_range(10_000)).await.expect("list").len(), 10_000);
+    assert_eq!(
+        store
+            .list_readings(a, &all_range(10_000))
+            .await
+            .expect("list")
+            .len(),
+        10_000
+    );
 }
 
 pub async fn concurrent_writes_are_all_durable_and_visible(store: &dyn Store) {
@@ -364,27 +604,74 @@ pub async fn concurrent_writes_are_all_durable_and_visible(store: &dyn Store) {
     for r in results {
         assert_eq!(r.expect("insert").inserted, 1);
     }
-    assert_eq!(store.list_readings(a, &all_range(100)).await.expect("list").len(), 64);
+    assert_eq!(
+        store
+            .list_readings(a, &all_range(100))
+            .await
+            .expect("list")
+            .len(),
+        64
+    );
 }
 
 pub async fn treatments_of_every_kind_round_trip(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let time = Timestamp::from_utc_ms(T0).to_rfc3339_utc();
     let kinds = [
-        TreatmentFields { kind: "insulin", units: Some(4.5), insulin_type: Some("bolus"), insulin_name: Some("Fiasp"), ..Default::default() },
-        TreatmentFields { kind: "carbs", grams: Some(42.0), ..Default::default() },
-        TreatmentFields { kind: "exercise", minutes: Some(30.0), intensity: Some("high"), ..Default::default() },
-        TreatmentFields { kind: "note", text: Some("pizza 🍕, sensor changed"), ..Default::default() },
-        TreatmentFields { kind: "basal_rate", units_per_hour: Some(0.0), minutes: Some(30.0), ..Default::default() },
+        TreatmentFields {
+            kind: "insulin",
+            units: Some(4.5),
+            insulin_type: Some("bolus"),
+            insulin_name: Some("Fiasp"),
+            ..Default::default()
+        },
+        TreatmentFields {
+            kind: "carbs",
+            grams: Some(42.0),
+            ..Default::default()
+        },
+        TreatmentFields {
+            kind: "exercise",
+            minutes: Some(30.0),
+            intensity: Some("high"),
+            ..Default::default()
+        },
+        TreatmentFields {
+            kind: "note",
+            text: Some("pizza 🍕, sensor changed"),
+            ..Default::default()
+        },
+        TreatmentFields {
+            kind: "basal_rate",
+            units_per_hour: Some(0.0),
+            minutes: Some(30.0),
+            ..Default::default()
+        },
     ];
     let new: Vec<_> = kinds
         .iter()
-        .map(|f| NewTreatment::validate(&TreatmentFields { time: &time, ..f.clone() }, NOW).expect("valid"))
+        .map(|f| {
+            NewTreatment::validate(
+                &TreatmentFields {
+                    time: &time,
+                    ..f.clone()
+                },
+                NOW,
+            )
+            .expect("valid")
+        })
         .collect();
-    let out = store.insert_treatments(a, new.clone(), NOW).await.expect("insert");
+    let out = store
+        .insert_treatments(a, new.clone(), NOW)
+        .await
+        .expect("insert");
     assert_eq!(out.inserted, 5);
     for t in &new {
-        let got = store.treatment(a, &t.id).await.expect("read").expect("exists");
+        let got = store
+            .treatment(a, &t.id)
+            .await
+            .expect("read")
+            .expect("exists");
         assert_eq!((got.time, &got.detail), (t.time, &t.detail));
         assert_eq!((got.created_ms, got.updated_ms), (NOW, NOW));
     }
@@ -393,12 +680,22 @@ pub async fn treatments_of_every_kind_round_trip(store: &dyn Store) {
 pub async fn treatment_uploads_are_idempotent_by_id(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let b = user(store, "b@example.org").await;
-    let out = store.insert_treatments(a, vec![carbs(Some("meal-1"), T0, 40.0)], NOW).await.expect("insert");
+    let out = store
+        .insert_treatments(a, vec![carbs(Some("meal-1"), T0, 40.0)], NOW)
+        .await
+        .expect("insert");
     assert_eq!((out.inserted, out.duplicates), (1, 0));
     // A second uploader sends the same event: nothing changes, not even the amount.
-    let out = store.insert_treatments(a, vec![carbs(Some("meal-1"), T0, 45.0)], NOW).await.expect("insert");
+    let out = store
+        .insert_treatments(a, vec![carbs(Some("meal-1"), T0, 45.0)], NOW)
+        .await
+        .expect("insert");
     assert_eq!((out.inserted, out.duplicates), (0, 1));
-    let got = store.treatment(a, "meal-1").await.expect("read").expect("exists");
+    let got = store
+        .treatment(a, "meal-1")
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(got.detail, TreatmentDetail::Carbs { grams: 40.0 });
     // Without a client id, identical content is the same event.
     let out = store
@@ -407,17 +704,35 @@ pub async fn treatment_uploads_are_idempotent_by_id(store: &dyn Store) {
         .expect("insert");
     assert_eq!((out.inserted, out.duplicates), (1, 1));
     // Ids are per person.
-    let out = store.insert_treatments(b, vec![carbs(Some("meal-1"), T0, 45.0)], NOW).await.expect("insert");
+    let out = store
+        .insert_treatments(b, vec![carbs(Some("meal-1"), T0, 45.0)], NOW)
+        .await
+        .expect("insert");
     assert_eq!(out.inserted, 1);
-    assert_eq!(store.treatment(a, "meal-1").await.expect("read").expect("exists").detail, TreatmentDetail::Carbs { grams: 40.0 });
+    assert_eq!(
+        store
+            .treatment(a, "meal-1")
+            .await
+            .expect("read")
+            .expect("exists")
+            .detail,
+        TreatmentDetail::Carbs { grams: 40.0 }
+    );
 }
 
 pub async fn treatments_update_delete_and_stay_private(store: &dyn Store) {
     let a = user(store, "a@example.org").await;
     let b = user(store, "b@example.org").await;
-    store.insert_treatments(a, vec![carbs(Some("t1"), T0, 40.0)], NOW).await.expect("insert");
+    store
+        .insert_treatments(a, vec![carbs(Some("t1"), T0, 40.0)], NOW)
+        .await
+        .expect("insert");
     assert!(store.treatment(b, "t1").await.expect("read").is_none());
-    assert!(store.update_treatment(b, carbs(Some("t1"), T0, 1.0), NOW + 1).await.expect("update").is_none());
+    assert!(store
+        .update_treatment(b, carbs(Some("t1"), T0, 1.0), NOW + 1)
+        .await
+        .expect("update")
+        .is_none());
     assert!(!store.delete_treatment(b, "t1").await.expect("delete"));
     let updated = store
         .update_treatment(a, carbs(Some("t1"), T0 + FIVE_MIN, 50.0), NOW + 1)
@@ -429,7 +744,11 @@ pub async fn treatments_update_delete_and_stay_private(store: &dyn Store) {
     assert_eq!((updated.created_ms, updated.updated_ms), (NOW, NOW + 1));
     assert!(store.delete_treatment(a, "t1").await.expect("delete"));
     assert!(store.treatment(a, "t1").await.expect("read").is_none());
-    assert!(store.update_treatment(a, carbs(Some("t1"), T0, 1.0), NOW).await.expect("update").is_none());
+    assert!(store
+        .update_treatment(a, carbs(Some("t1"), T0, 1.0), NOW)
+        .await
+        .expect("update")
+        .is_none());
 }
 
 pub async fn treatments_page_by_time_then_id(store: &dyn Store) {
@@ -437,13 +756,19 @@ pub async fn treatments_page_by_time_then_id(store: &dyn Store) {
     let batch: Vec<_> = (0..12)
         .map(|i| carbs(Some(&format!("t{i:02}")), T0 + (i / 3) * FIVE_MIN, 10.0))
         .collect();
-    store.insert_treatments(a, batch, NOW).await.expect("insert");
+    store
+        .insert_treatments(a, batch, NOW)
+        .await
+        .expect("insert");
     let mut query = all_range(5);
     let mut ids = Vec::new();
     loop {
         let page = store.list_treatments(a, &query).await.expect("list");
         let Some(last) = page.last() else { break };
-        query.after = Some(Cursor { time_ms: last.time.utc_ms, key: last.id.clone() });
+        query.after = Some(Cursor {
+            time_ms: last.time.utc_ms,
+            key: last.id.clone(),
+        });
         ids.extend(page.iter().map(|t| t.id.clone()));
     }
     let expected: Vec<_> = (0..12).map(|i| format!("t{i:02}")).collect();

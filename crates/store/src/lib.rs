@@ -81,7 +81,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(Credential, User)>, StoreError>;
     async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError>;
     /// Live API tokens of a user, newest first.
-    async fn list_api_tokens(&self, user_id: UserId, now_ms: i64) -> Result<Vec<Credential>, StoreError>;
+    async fn list_api_tokens(
+        &self,
+        user_id: UserId,
+        now_ms: i64,
+    ) -> Result<Vec<Credential>, StoreError>;
     /// Revokes one credential of this user; returns its token hash if it existed and was live.
     async fn revoke_credential(
         &self,
@@ -99,12 +103,21 @@ pub trait Store: Send + Sync + 'static {
         readings: Vec<NewReading>,
         now_ms: i64,
     ) -> Result<InsertOutcome, StoreError>;
-    async fn list_readings(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Reading>, StoreError>;
+    async fn list_readings(
+        &self,
+        user_id: UserId,
+        query: &RangeQuery,
+    ) -> Result<Vec<Reading>, StoreError>;
     /// The `n` newest readings, newest first.
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError>;
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError>;
     /// Deletes readings with `from_ms <= time < to_ms`; returns how many.
-    async fn delete_readings_in_range(&self, user_id: UserId, from_ms: i64, to_ms: i64) -> Result<u64, StoreError>;
+    async fn delete_readings_in_range(
+        &self,
+        user_id: UserId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64, StoreError>;
 
     // ---- treatments
     /// Stores treatments; an id the user already has is a duplicate and changes nothing.
@@ -114,7 +127,11 @@ pub trait Store: Send + Sync + 'static {
         treatments: Vec<NewTreatment>,
         now_ms: i64,
     ) -> Result<InsertOutcome, StoreError>;
-    async fn list_treatments(&self, user_id: UserId, query: &RangeQuery) -> Result<Vec<Treatment>, StoreError>;
+    async fn list_treatments(
+        &self,
+        user_id: UserId,
+        query: &RangeQuery,
+    ) -> Result<Vec<Treatment>, StoreError>;
     async fn treatment(&self, user_id: UserId, id: &str) -> Result<Option<Treatment>, StoreError>;
     /// Replaces the time and content of an existing treatment (its id stays).
     async fn update_treatment(

@@ -1,0 +1,238 @@
+//! The route registry: one list of handlers serves both routing and the OpenAPI document, so
+//! the document can never describe an API the server does not have.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::{accounts, readings, tokens, treatments};
+use crate::error::{problem_response, ApiError};
+use crate::state::AppState;
+use crate::telemetry::{metrics_handler, observe};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "GlucoEngine API",
+        description = "GlucoSync's API: readings, treatments, accounts and tokens. Errors are \
+                       application/problem+json with a stable `code`. Authenticate with \
+                       `Authorization: Bearer <token>` (login token or personal API token) or the \
+                       session cookie plus `X-CSRF-Token` on unsafe methods.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("cookie" = [])),
+    tags(
+        (name = "accounts", description = "Sign up, log in, profile and settings"),
+        (name = "tokens", description = "Personal API tokens for uploaders and scripts"),
+        (name = "readings", description = "Glucose readings"),
+        (name = "treatments", description = "Insulin, carbohydrates, exercise, notes, basal rates"),
+        (name = "health", description = "Liveness and readiness")
+    ),
+    components(schemas(crate::error::Problem))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+fn v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(accounts::signup))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::change_password))
+        .routes(routes!(accounts::me, accounts::update_me))
+        .routes(routes!(accounts::settings, accounts::update_settings))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(
+            readings::upload,
+            readings::list,
+            readings::delete_range
+        ))
+        .routes(routes!(readings::latest))
+        .routes(routes!(readings::delete_one))
+        .routes(routes!(treatments::upload, treatments::list))
+        .routes(routes!(
+            treatments::get_one,
+            treatments::replace,
+            treatments::delete_one
+        ))
+}
+
+fn registry() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1_routes())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(healthz))
+}
+
+/// The OpenAPI document, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = registry().split_for_parts().1;
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = registry().split_for_parts();
+    let spec = Arc::new(openapi().to_pretty_json().unwrap_or_default());
+    let mut router = routes
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        spec.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/api/docs",
+            get(|| async { Html(include_str!("../assets/api-docs.html")) }),
+        )
+        .route(
+            "/api/docs/app.js",
+            get(|| async { asset("text/javascript", include_str!("../assets/api-docs.js")) }),
+        )
+        .route(
+            "/api/docs/style.css",
+            get(|| async { asset("text/css", include_str!("../assets/api-docs.css")) }),
+        )
+        .route(
+            "/",
+            get(|| async { Html(include_str!("../assets/index.html")) }),
+        );
+    if state.config.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics_handler));
+    }
+    router
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            problem_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong on our side; it has been logged.".into(),
+                Vec::new(),
+            )
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        ))
+        .with_state(state)
+}
+
+/// A router with only `/metrics`, for a separate metrics listener.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthStatus {
+    /// `ok` or `ready`.
+    pub status: String,
+    pub storage: String,
+    pub migrations: String,
+}
+
+/// Liveness: the process answers. Never depends on the database, so it does not flap.
+#[utoipa::path(get, path = "/health", tag = "health", security(()),
+    responses((status = 200, body = HealthStatus)))]
+pub async fn health() -> Json<HealthStatus> {
+    Json(HealthStatus {
+        status: "ok".into(),
+        storage: "not checked".into(),
+        migrations: "not checked".into(),
+    })
+}
+
+async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.readiness()).await {
+        Ok(Ok(r)) if r.migrations_applied() => Ok(()),
+        Ok(Ok(_)) => Err("migrations pending"),
+        Ok(Err(_)) => Err("storage unreachable"),
+        Err(_) => Err("storage timed out"),
+    }
+}
+
+/// Readiness: storage reachable and every migration applied.
+#[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
+    responses((status = 200, body = HealthStatus), (status = 503, body = crate::error::Problem)))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    match readiness(&state).await {
+        Ok(()) => Json(HealthStatus {
+            status: "ready".into(),
+            storage: "ok".into(),
+            migrations: "applied".into(),
+        })
+        .into_response(),
+        Err(why) => problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("Not ready: {why}."),
+            Vec::new(),
+        ),
+    }
+}
+
+/// For load balancers (HAProxy `option httpchk GET /healthz`): readiness as plain text.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "ok", body = String), (status = 503, description = "not ready", body = String)))]
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+    }
+}

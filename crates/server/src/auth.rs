@@ -1,0 +1,304 @@
+//! Who is calling, and what they may do.
+//!
+//! Two kinds of credential arrive: a browser session (HttpOnly cookie, with a CSRF token that
+//! unsafe requests must echo in `X-CSRF-Token`) and a bearer token (a session token returned by
+//! login, or a personal API token with scopes). Secrets are random 256-bit values; only their
+//! SHA-256 is stored or cached. Password hashing is Argon2id.
+
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use glucosync_domain::accounts::Scope;
+use glucosync_store::{CredentialKind, UserId};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+
+pub const SESSION_COOKIE: &str = "glucosync_session";
+pub const CSRF_COOKIE: &str = "glucosync_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+const CACHE_TTL: Duration = Duration::from_secs(60);
+const TOUCH_EVERY: Duration = Duration::from_secs(300);
+
+/// A new random secret with a prefix saying what it is (`gss_` session, `gsa_` API token,
+/// `gsc_` CSRF), so that a leaked token is recognisable by secret scanners.
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))?
+}
+
+/// Verifies a password. With no stored hash (unknown account) it verifies against a fixed
+/// dummy so that the answer takes as long as for a real account.
+pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let dummy;
+        let phc = match &stored {
+            Some(h) => h.as_str(),
+            None => {
+                dummy = dummy_hash();
+                dummy.as_str()
+            }
+        };
+        let parsed = PasswordHash::new(phc)
+            .map_err(|e| ApiError::Internal(format!("stored hash unreadable: {e}")))?;
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(ok && stored.is_some())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("verification task failed: {e}")))?
+}
+
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(b"not a real password", &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        })
+        .clone()
+}
+
+/// How the credential arrived; cookies need CSRF protection, bearer tokens do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Cookie,
+    Bearer,
+}
+
+/// What the cache keeps about a credential (no secrets: the key is the token's hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedCredential {
+    credential_id: i64,
+    user_id: UserId,
+    session: bool,
+    scopes: Vec<Scope>,
+    csrf_hash: Option<String>,
+    is_admin: bool,
+    disabled: bool,
+    expires_ms: Option<i64>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub credential_id: i64,
+    pub kind: CredentialKind,
+    pub scopes: Vec<Scope>,
+    pub is_admin: bool,
+    pub via: Via,
+}
+
+impl Caller {
+    /// Refuses unless the credential carries `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.kind == CredentialKind::Session || self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_scope",
+                format!("This token lacks the `{}` scope.", scope.as_str()),
+            ))
+        }
+    }
+
+    /// Account management (password, tokens, profile changes) needs a login session.
+    pub fn require_session(&self) -> Result<(), ApiError> {
+        if self.kind == CredentialKind::Session {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "session_required",
+                "This needs a login session; API tokens cannot manage the account.",
+            ))
+        }
+    }
+}
+
+pub fn cache_key(token_hash: &str) -> String {
+    format!("cred:{token_hash}")
+}
+
+fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let (secret, via) = match (bearer(parts), cookie_value(parts, SESSION_COOKIE)) {
+            (Some(t), _) => (t.to_owned(), Via::Bearer),
+            (None, Some(c)) => (c.to_owned(), Via::Cookie),
+            (None, None) => return Err(ApiError::Unauthenticated),
+        };
+        if secret.is_empty() || secret.len() > 200 {
+            return Err(ApiError::Unauthenticated);
+        }
+        let hash = hash_secret(&secret);
+        let now = now_ms();
+        let cached = lookup(state, &hash, now).await?;
+        if cached.disabled {
+            return Err(ApiError::forbidden(
+                "account_disabled",
+                "This account is disabled.",
+            ));
+        }
+        if via == Via::Cookie && !is_safe(&parts.method) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let expected = cached.csrf_hash.as_deref().unwrap_or("");
+            let matches: bool = hash_secret(sent)
+                .as_bytes()
+                .ct_eq(expected.as_bytes())
+                .into();
+            if sent.is_empty() || expected.is_empty() || !matches {
+                return Err(ApiError::forbidden(
+                    "csrf_failed",
+                    "Send the CSRF token from login in the X-CSRF-Token header.",
+                ));
+            }
+        }
+        touch(state, cached.credential_id, now);
+        let caller = Caller {
+            user_id: cached.user_id,
+            credential_id: cached.credential_id,
+            kind: if cached.session {
+                CredentialKind::Session
+            } else {
+                CredentialKind::ApiToken
+            },
+            scopes: cached.scopes,
+            is_admin: cached.is_admin,
+            via,
+        };
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+async fn lookup(state: &AppState, hash: &str, now: i64) -> Result<CachedCredential, ApiError> {
+    let key = cache_key(hash);
+    // A cache that is down must not lock people out: fall through to the store.
+    if let Ok(Some(json)) = state.cache.get(&key).await {
+        if let Ok(c) = serde_json::from_str::<CachedCredential>(&json) {
+            if c.expires_ms.is_none_or(|e| e > now) {
+                return Ok(c);
+            }
+        }
+    }
+    let (credential, user) = state
+        .store
+        .credential_by_hash(hash, now)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let cached = CachedCredential {
+        credential_id: credential.id,
+        user_id: user.id,
+        session: credential.kind == CredentialKind::Session,
+        scopes: credential.scopes,
+        csrf_hash: credential.csrf_hash,
+        is_admin: user.is_admin,
+        disabled: user.disabled,
+        expires_ms: credential.expires_ms,
+    };
+    if let Ok(json) = serde_json::to_string(&cached) {
+        let _ = state.cache.put(&key, &json, CACHE_TTL).await;
+    }
+    Ok(cached)
+}
+
+/// Records that a credential was used, at most every few minutes, without delaying the request.
+fn touch(state: &AppState, credential_id: i64, now: i64) {
+    let due = match state.touched.lock() {
+        Ok(mut touched) => {
+            let instant = Instant::now();
+            if touched.len() > 100_000 {
+                touched.clear();
+            }
+            match touched.get(&credential_id) {
+                Some(t) if instant.duration_since(*t) < TOUCH_EVERY => false,
+                _ => {
+                    touched.insert(credential_id, instant);
+                    true
+                }
+            }
+        }
+        Err(_) => false,
+    };
+    if due {
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_credential(credential_id, now).await {
+                tracing::debug!(error = %e, "could not record credential use");
+            }
+        });
+    }
+}
+
+/// Forgets revoked credentials in the shared cache, so they fail at once on every replica.
+pub async fn forget_credentials(state: &AppState, token_hashes: &[String]) {
+    if token_hashes.is_empty() {
+        return;
+    }
+    let keys: Vec<String> = token_hashes.iter().map(|h| cache_key(h)).collect();
+    if let Err(e) = state.cache.remove(&keys).await {
+        tracing::error!(error = %e, "could not evict revoked credentials from the cache");
+    }
+}

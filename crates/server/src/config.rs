@@ -1,0 +1,520 @@
+//! Configuration, layered: built-in defaults, then an optional TOML file, then `GLUCOSYNC_*`
+//! environment variables. Validated once at startup; every message says how to fix it.
+//! Secrets (passwords inside URLs) are redacted whenever the configuration is printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A URL that may carry a password; `Debug` and `Display` hide it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretUrl(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn redacted(&self) -> String {
+        // scheme://user:password@host → scheme://user:***@host
+        if let Some((scheme, rest)) = self.0.split_once("://") {
+            if let Some((creds, host)) = rest.rsplit_once('@') {
+                let user = creds.split(':').next().unwrap_or("");
+                let masked = if creds.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    user.to_owned()
+                };
+                return format!("{scheme}://{masked}@{host}");
+            }
+        }
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the API, the PWA and the site listen.
+    pub listen: SocketAddr,
+    /// Embedded database and generated keys live here.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` (default: a file in the data directory) or, in a cluster, `postgres://…`.
+    pub database_url: SecretUrl,
+    /// Unset: in-process shared state. `redis://…` or `redis+sentinel://…` in a cluster.
+    pub redis_url: Option<SecretUrl>,
+    /// Unset: `/metrics` on the main listener. Set: only there.
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `glucosync_server=debug,info`.
+    pub log_level: String,
+    /// How long a login session lasts.
+    pub session_ttl_hours: u64,
+    /// Mark cookies `Secure` (on whenever the server is reached over HTTPS).
+    pub cookie_secure: bool,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
+    /// Create or refresh the demo account at startup.
+    pub demo: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data_dir = PathBuf::from("data");
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: default_database_url(&data_dir),
+            data_dir,
+            redis_url: None,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            session_ttl_hours: 24 * 30,
+            cookie_secure: false,
+            max_body_bytes: 8 * 1024 * 1024,
+            shutdown_grace_seconds: 25,
+            demo: false,
+        }
+    }
+}
+
+fn default_database_url(data_dir: &Path) -> SecretUrl {
+    SecretUrl(format!(
+        "sqlite://{}",
+        data_dir.join("glucosync.db").display()
+    ))
+}
+
+/// The file and environment layers: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    session_ttl_hours: Option<u64>,
+    cookie_secure: Option<bool>,
+    max_body_bytes: Option<usize>,
+    shutdown_grace_seconds: Option<u64>,
+    demo: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Environment variables read, in the order `default-config` documents them.
+pub const ENV_VARS: &[&str] = &[
+    "GLUCOSYNC_LISTEN",
+    "GLUCOSYNC_DATA_DIR",
+    "GLUCOSYNC_DATABASE_URL",
+    "GLUCOSYNC_REDIS_URL",
+    "GLUCOSYNC_METRICS_LISTEN",
+    "GLUCOSYNC_LOG_FORMAT",
+    "GLUCOSYNC_LOG_LEVEL",
+    "GLUCOSYNC_SESSION_TTL_HOURS",
+    "GLUCOSYNC_COOKIE_SECURE",
+    "GLUCOSYNC_MAX_BODY_BYTES",
+    "GLUCOSYNC_SHUTDOWN_GRACE_SECONDS",
+    "GLUCOSYNC_DEMO",
+];
+
+impl Config {
+    /// Defaults → `file` (if given) → the environment `env` (pass `std::env::vars()`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let file_layer = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    bad(format!(
+                        "cannot read the config file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                toml::from_str::<Layer>(&text).map_err(|e| {
+                    bad(format!(
+                        "{} is not a valid config file: {e}",
+                        path.display()
+                    ))
+                })?
+            }
+            None => Layer::default(),
+        };
+        let env_layer = env_layer(env)?;
+        let mut config = Config::default();
+        let mut database_url_given = false;
+        for layer in [file_layer, env_layer] {
+            database_url_given |= layer.database_url.is_some();
+            config.apply(layer)?;
+        }
+        if !database_url_given {
+            config.database_url = default_database_url(&config.data_dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, l: Layer) -> Result<(), ConfigError> {
+        if let Some(v) = l.listen {
+            self.listen = parse_addr("listen (GLUCOSYNC_LISTEN)", &v)?;
+        }
+        if let Some(v) = l.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = l.database_url {
+            self.database_url = SecretUrl(v);
+        }
+        if let Some(v) = l.redis_url {
+            self.redis_url = (!v.is_empty()).then_some(SecretUrl(v));
+        }
+        if let Some(v) = l.metrics_listen {
+            self.metrics_listen = if v.is_empty() {
+                None
+            } else {
+                Some(parse_addr("metrics_listen (GLUCOSYNC_METRICS_LISTEN)", &v)?)
+            };
+        }
+        if let Some(v) = l.log_format {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(bad(format!(
+                        "log_format (GLUCOSYNC_LOG_FORMAT) is `{v}`; use `text` or `json`"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = l.log_level {
+            self.log_level = v;
+        }
+        if let Some(v) = l.session_ttl_hours {
+            self.session_ttl_hours = v;
+        }
+        if let Some(v) = l.cookie_secure {
+            self.cookie_secure = v;
+        }
+        if let Some(v) = l.max_body_bytes {
+            self.max_body_bytes = v;
+        }
+        if let Some(v) = l.shutdown_grace_seconds {
+            self.shutdown_grace_seconds = v;
+        }
+        if let Some(v) = l.demo {
+            self.demo = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(bad(format!(
+                "database_url (GLUCOSYNC_DATABASE_URL) is `{}`; use sqlite://path/to/file.db or postgres://user@host/db",
+                self.database_url
+            )));
+        }
+        if let Some(r) = &self.redis_url {
+            if !(r.expose().starts_with("redis://") || r.expose().starts_with("redis+sentinel://"))
+            {
+                return Err(bad(format!(
+                    "redis_url (GLUCOSYNC_REDIS_URL) is `{r}`; use redis://host:6379 or redis+sentinel://host:26379/mymaster, or leave it unset"
+                )));
+            }
+        }
+        if !(1..=24 * 365).contains(&self.session_ttl_hours) {
+            return Err(bad(
+                "session_ttl_hours (GLUCOSYNC_SESSION_TTL_HOURS) must be between 1 and 8760",
+            ));
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(bad(
+                "max_body_bytes (GLUCOSYNC_MAX_BODY_BYTES) must be between 65536 and 268435456",
+            ));
+        }
+        if self.metrics_listen == Some(self.listen) {
+            return Err(bad("metrics_listen must differ from listen; unset it to serve /metrics on the main listener"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|e| {
+            bad(format!(
+                "log_level (GLUCOSYNC_LOG_LEVEL) `{}` is not a valid filter ({e}); try `info` or `debug`",
+                self.log_level
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        format!(
+            "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\nredis_url = {:?}\nmetrics_listen = {:?}\n\
+             log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
+             max_body_bytes = {}\nshutdown_grace_seconds = {}\ndemo = {}\n",
+            self.listen.to_string(),
+            self.data_dir.display().to_string(),
+            self.database_url.redacted(),
+            opt(&self.redis_url.as_ref().map(|r| r.redacted())),
+            opt(&self.metrics_listen.map(|a| a.to_string())),
+            match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+            self.log_level,
+            self.session_ttl_hours,
+            self.cookie_secure,
+            self.max_body_bytes,
+            self.shutdown_grace_seconds,
+            self.demo,
+        )
+    }
+}
+
+fn parse_addr(what: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| {
+        bad(format!(
+            "{what} is `{v}`; use an address and port such as 127.0.0.1:8080 or [::]:8080"
+        ))
+    })
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, v: &str, expected: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| bad(format!("{name} is `{v}`; expected {expected}")))
+}
+
+fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, ConfigError> {
+    let mut l = Layer::default();
+    for (key, value) in env {
+        let Some(name) = key.strip_prefix("GLUCOSYNC_") else {
+            continue;
+        };
+        match name {
+            "LISTEN" => l.listen = Some(value),
+            "DATA_DIR" => l.data_dir = Some(PathBuf::from(value)),
+            "DATABASE_URL" => l.database_url = Some(value),
+            "REDIS_URL" => l.redis_url = Some(value),
+            "METRICS_LISTEN" => l.metrics_listen = Some(value),
+            "LOG_FORMAT" => l.log_format = Some(value),
+            "LOG_LEVEL" => l.log_level = Some(value),
+            "SESSION_TTL_HOURS" => {
+                l.session_ttl_hours = Some(parse_env(&key, &value, "a number of hours")?)
+            }
+            "COOKIE_SECURE" => l.cookie_secure = Some(parse_bool(&key, &value)?),
+            "MAX_BODY_BYTES" => {
+                l.max_body_bytes = Some(parse_env(&key, &value, "a number of bytes")?)
+            }
+            "SHUTDOWN_GRACE_SECONDS" => {
+                l.shutdown_grace_seconds = Some(parse_env(&key, &value, "a number of seconds")?)
+            }
+            "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
+            // Read by the command line, not by the server configuration.
+            "CONFIG" => {}
+            _ => {
+                return Err(bad(format!(
+                    "unknown environment variable {key}; known: {}",
+                    ENV_VARS.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(l)
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(bad(format!("{name} is `{v}`; use true or false"))),
+    }
+}
+
+/// A commented example configuration file, printed by `glucoengine default-config`.
+pub const EXAMPLE_CONFIG: &str = r#"# GlucoEngine configuration. Every key is optional; shown are the defaults.
+# Each key can also be set by an environment variable, which wins over this file:
+# GLUCOSYNC_ followed by the key in upper case (listen -> GLUCOSYNC_LISTEN).
+
+# Address and port for the API, the web app and the site.
+listen = "127.0.0.1:8080"
+
+# Directory for the embedded database and generated keys.
+data_dir = "data"
+
+# Storage. Default: an SQLite file in data_dir. In a cluster: postgres://user:password@host/db
+# SQLite options: ?synchronous=full (default, survives power loss) or normal (survives a crash
+# of GlucoEngine but not of the machine), &readers=4 (read connections).
+# database_url = "sqlite://data/glucosync.db"
+
+# Shared state between replicas. Unset: in-process (one replica).
+# redis_url = "redis://127.0.0.1:6379"
+
+# Serve /metrics on a separate address (e.g. for a scraper on a private network).
+# Unset: /metrics is on the main listener.
+# metrics_listen = "127.0.0.1:9090"
+
+# Logs: "text" for people, "json" for log collectors. Level: error, warn, info, debug.
+log_format = "text"
+log_level = "info"
+
+# Login sessions last this long.
+session_ttl_hours = 720
+
+# Mark cookies Secure. Turn on when GlucoEngine is served over HTTPS.
+cookie_secure = false
+
+# Largest request body accepted, in bytes (a 10,000-reading batch is about 1.5 MB).
+max_body_bytes = 8388608
+
+# On SIGTERM/SIGINT, how long to wait for requests in flight.
+shutdown_grace_seconds = 25
+
+# Create (or refresh) a demo account with ten days of simulated data at startup.
+demo = false
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::load(None, env(&[])).expect("defaults valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url.expose(), "sqlite://data/glucosync.db");
+        assert!(c.redis_url.is_none() && c.metrics_listen.is_none());
+    }
+
+    #[test]
+    fn environment_wins_over_file_and_data_dir_moves_the_database() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("glucosync.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlog_level = \"debug\"\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("GLUCOSYNC_LISTEN", "0.0.0.0:7000"),
+                ("GLUCOSYNC_DATA_DIR", "/srv/gs"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.database_url.expose(), "sqlite:///srv/gs/glucosync.db");
+    }
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("example.toml");
+        std::fs::write(&file, EXAMPLE_CONFIG).expect("write");
+        let c = Config::load(Some(&file), env(&[])).expect("example is valid");
+        assert_eq!(
+            c.to_redacted_toml(),
+            Config::load(None, env(&[]))
+                .expect("defaults")
+                .to_redacted_toml()
+        );
+    }
+
+    #[test]
+    fn mistakes_get_messages_that_say_how_to_fix_them() {
+        for (pairs, needle) in [
+            (vec![("GLUCOSYNC_LISTEN", "8080")], "127.0.0.1:8080"),
+            (vec![("GLUCOSYNC_DATABASE_URL", "mysql://x")], "postgres://"),
+            (vec![("GLUCOSYNC_REDIS_URL", "http://x")], "redis://"),
+            (vec![("GLUCOSYNC_LOG_FORMAT", "xml")], "`json`"),
+            (vec![("GLUCOSYNC_DEMO", "maybe")], "true or false"),
+            (
+                vec![("GLUCOSYNC_LISTN", "x")],
+                "unknown environment variable GLUCOSYNC_LISTN",
+            ),
+        ] {
+            let err = Config::load(None, env(&pairs))
+                .expect_err("invalid")
+                .to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").expect("write");
+        let err = Config::load(Some(&file), env(&[]))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "GLUCOSYNC_DATABASE_URL",
+                    "postgres://app:hunter2secret@db:5432/gs",
+                ),
+                ("GLUCOSYNC_REDIS_URL", "redis://:redispass@cache:6379"),
+            ]),
+        )
+        .expect("valid");
+        for printed in [format!("{c:?}"), c.to_redacted_toml()] {
+            assert!(
+                !printed.contains("hunter2secret") && !printed.contains("redispass"),
+                "{printed}"
+            );
+            assert!(
+                printed.contains("postgres://app:***@db:5432/gs"),
+                "{printed}"
+            );
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! What every handler can reach: the store, the shared-state services, metrics, configuration.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use glucosync_shared_state::{Cache, EventBus, RateLimiter};
+use glucosync_store::Store;
+
+use crate::config::Config;
+use crate::telemetry::Metrics;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub bus: Arc<dyn EventBus>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+    /// When each credential's `last_used` was last written, to write it at most every few
+    /// minutes instead of on every request.
+    pub touched: Mutex<HashMap<i64, Instant>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        limiter: Arc<dyn RateLimiter>,
+        bus: Arc<dyn EventBus>,
+        metrics: Arc<Metrics>,
+        config: Arc<Config>,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            store,
+            cache,
+            limiter,
+            bus,
+            metrics,
+            config,
+            touched: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+/// The server's clock, in ms since the epoch. The domain never reads a clock itself.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,175 @@
+//! Logs and metrics.
+//!
+//! One log line per request with the *matched route* (never the raw path or query, which can
+//! hold emails or ids), status, latency and the request id that is also returned in the
+//! `x-request-id` header. `docs/logging.md` lists what must never be logged; nothing in this
+//! module reads a request or response body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::config::LogFormat;
+use crate::state::AppState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_target(true);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Already initialised (tests that start several servers in one process): keep the first.
+    let _ = result;
+}
+
+/// The seed's metric names (SPEC §5) and the process and storage gauges.
+pub struct Metrics {
+    registry: Registry,
+    pub readings_total: IntCounter,
+    pub ml_predictions_total: IntCounter,
+    pub user_signups_total: IntCounter,
+    pub request_duration: HistogramVec,
+    pub active_websocket_connections: IntGauge,
+    pub openai_api_calls_total: IntCounter,
+    db_connections: IntGauge,
+    db_connections_in_use: IntGauge,
+    db_queued_writes: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Arc<Self>, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::with_opts(Opts::new(name, help))?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::with_opts(Opts::new(name, help))?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "glucosync_api_request_duration_seconds",
+                "API request latency by method, matched route and status",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route", "status"],
+        )?;
+        registry.register(Box::new(request_duration.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Arc::new(Metrics {
+            readings_total: counter(
+                "glucosync_glucose_readings_total",
+                "Glucose readings stored (duplicates not counted)",
+            )?,
+            ml_predictions_total: counter(
+                "glucosync_ml_predictions_total",
+                "Glucose forecasts issued",
+            )?,
+            user_signups_total: counter("glucosync_user_signups_total", "Accounts created")?,
+            active_websocket_connections: gauge(
+                "glucosync_active_websocket_connections",
+                "WebSocket connections open on this replica",
+            )?,
+            openai_api_calls_total: counter(
+                "glucosync_openai_api_calls_total",
+                "Calls made to the OpenAI API",
+            )?,
+            db_connections: gauge("glucosync_db_pool_connections", "Database connections open")?,
+            db_connections_in_use: gauge(
+                "glucosync_db_pool_connections_in_use",
+                "Database connections busy",
+            )?,
+            db_queued_writes: gauge(
+                "glucosync_db_queued_writes",
+                "Writes waiting for the database writer",
+            )?,
+            request_duration,
+            registry,
+        }))
+    }
+
+    pub fn render(&self, pool: glucosync_store::PoolStats) -> String {
+        self.db_connections.set(pool.connections as i64);
+        self.db_connections_in_use.set(pool.in_use as i64);
+        self.db_queued_writes.set(pool.queued_writes as i64);
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "could not encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+pub async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(state.store.pool_stats()),
+    )
+        .into_response()
+}
+
+/// Assigns the request id, times the request, records the histogram and writes the log line.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let elapsed = started.elapsed();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    state
+        .metrics
+        .request_duration
+        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .observe(elapsed.as_secs_f64());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(request_id = %id, method = %method, route = %route, status = status.as_u16(), latency_ms, "request");
+    } else if status == StatusCode::NOT_FOUND && route == "unmatched" {
+        tracing::debug!(request_id = %id, method = %method, route = %route, status = status.as_u16(), latency_ms, "request");
+    } else {
+        tracing::info!(request_id = %id, method = %method, route = %route, status = status.as_u16(), latency_ms, "request");
+    }
+    response
+}
