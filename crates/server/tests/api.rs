@@ -1,0 +1,775 @@
+//! The HTTP API end to end: the real server on port 0 with a fresh database per test.
+
+mod common;
+
+use common::{expect_problem, minutes_ago, TestServer, PASSWORD};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn signup_login_profile_settings_and_password_change() {
+    let s = TestServer::start().await;
+    // Weak and malformed input get clear messages.
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/signup"))
+        .json(&json!({"email": "ana@example.org", "password": "password123"}))
+        .send()
+        .await
+        .expect("send");
+    let body = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "password");
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/signup"))
+        .json(&json!({"email": "not-an-email", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+
+    let token = s.user("Ana@Example.org").await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/signup"))
+        .json(&json!({"email": "ana@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::CONFLICT, "conflict").await;
+
+    let me: Value = s
+        .req(Method::GET, "/api/v1/me", &token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["email"], "ana@example.org");
+    assert_eq!(me["is_admin"], true, "the first account is an admin");
+    assert_eq!(me["settings"]["target_low_mgdl"], 70.0);
+    assert_eq!(me["settings"]["target_high_mgdl"], 180.0);
+
+    let r = s.req(Method::PATCH, "/api/v1/me/settings", &token)
+        .json(&json!({"display_unit": "mmol/L", "time_zone": "Europe/Berlin", "target_high_mgdl": 160}))
+        .send().await.expect("patch");
+    assert_eq!(r.status(), StatusCode::OK);
+    let settings: Value = r.json().await.expect("json");
+    assert_eq!(
+        (
+            settings["display_unit"].as_str(),
+            settings["target_high_mgdl"].as_f64()
+        ),
+        (Some("mmol/L"), Some(160.0))
+    );
+    let r = s
+        .req(Method::PATCH, "/api/v1/me/settings", &token)
+        .json(&json!({"time_zone": "Mars/Base"}))
+        .send()
+        .await
+        .expect("patch");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let r = s
+        .req(Method::PATCH, "/api/v1/me", &token)
+        .json(&json!({"display_name": "Ana"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["display_name"],
+        "Ana"
+    );
+
+    // Wrong password, then a change that logs out the other sessions.
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"email": "ana@example.org", "password": "wrong password here"}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let other = s.login("ana@example.org", PASSWORD).await;
+    let r = s
+        .req(Method::POST, "/api/v1/auth/password", &token)
+        .json(&json!({"current_password": PASSWORD, "new_password": "quiet lantern orbit meadow"}))
+        .send()
+        .await
+        .expect("change");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    expect_problem(
+        s.req(Method::GET, "/api/v1/me", &other)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert_eq!(
+        s.req(Method::GET, "/api/v1/me", &token)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::OK
+    );
+    s.login("ana@example.org", "quiet lantern orbit meadow")
+        .await;
+
+    // Logout ends the session at once.
+    assert_eq!(
+        s.req(Method::POST, "/api/v1/auth/logout", &token)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_problem(
+        s.req(Method::GET, "/api/v1/me", &token)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cookie_sessions_need_the_csrf_token_for_unsafe_methods() {
+    let s = TestServer::start().await;
+    s.user("ana@example.org").await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"email": "ana@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect();
+    let session_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("glucosync_session="))
+        .expect("session cookie");
+    assert!(
+        session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"),
+        "{session_cookie}"
+    );
+    let body: Value = r.json().await.expect("json");
+    let cookie = format!(
+        "glucosync_session={}",
+        body["token"].as_str().expect("token")
+    );
+    let csrf = body["csrf_token"].as_str().expect("csrf").to_owned();
+
+    let get = s
+        .client
+        .get(s.url("/api/v1/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        get.status(),
+        StatusCode::OK,
+        "safe methods need no CSRF token"
+    );
+    let reading = json!({"time": minutes_ago(5), "value": 120});
+    let no_csrf = s
+        .client
+        .post(s.url("/api/v1/readings"))
+        .header("cookie", &cookie)
+        .json(&reading)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(no_csrf, StatusCode::FORBIDDEN, "csrf_failed").await;
+    let wrong = s
+        .client
+        .post(s.url("/api/v1/readings"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", "gsc_wrong")
+        .json(&reading)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(wrong, StatusCode::FORBIDDEN, "csrf_failed").await;
+    let ok = s
+        .client
+        .post(s.url("/api/v1/readings"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&reading)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_tokens_have_scopes_are_shown_once_and_revoke_at_once() {
+    let s = TestServer::start().await;
+    let session = s.user("ana@example.org").await;
+    let (id, uploader) = s.api_token(&session, &["readings:write"]).await;
+    assert!(uploader.starts_with("gsa_") && uploader.len() >= 4 + 32);
+    let listed: Value = s
+        .req(Method::GET, "/api/v1/tokens", &session)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert!(
+        listed[0].get("token").is_none(),
+        "the secret is never listed"
+    );
+    assert_eq!(listed[0]["scopes"], json!(["readings:write"]));
+
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &uploader)
+        .json(&json!({"time": minutes_ago(0), "value": 101}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    expect_problem(
+        s.req(Method::GET, "/api/v1/readings", &uploader)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+    )
+    .await;
+    expect_problem(
+        s.req(Method::GET, "/api/v1/tokens", &uploader)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::FORBIDDEN,
+        "session_required",
+    )
+    .await;
+
+    let r = s
+        .req(Method::POST, "/api/v1/tokens", &session)
+        .json(&json!({"name": "x", "scopes": ["admin"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+
+    assert_eq!(
+        s.req(Method::DELETE, &format!("/api/v1/tokens/{id}"), &session)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &uploader)
+        .json(&json!({"time": minutes_ago(0), "value": 102, "device": "b"}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    expect_problem(
+        s.req(Method::DELETE, &format!("/api/v1/tokens/{id}"), &session)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn readings_batches_are_idempotent_validated_whole_and_paginated() {
+    let s = TestServer::start().await;
+    let t = s.user("ana@example.org").await;
+    let batch: Vec<Value> = (0..30)
+        .map(|i| json!({"time": minutes_ago(5 * (30 - i)), "value": 100 + i, "trend": "Flat", "device": "G7"}))
+        .collect();
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"inserted": 30, "duplicates": 0})
+    );
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"inserted": 0, "duplicates": 30})
+    );
+
+    // One bad item refuses the whole batch and is named by index; nothing is written.
+    let mut bad = vec![json!({"time": minutes_ago(500), "value": 5.5, "unit": "mmol/L"})];
+    bad.push(json!({"time": "2026-13-01T00:00:00Z", "value": 100}));
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .json(&bad)
+        .send()
+        .await
+        .expect("send");
+    let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(
+        (
+            p["errors"][0]["item"].as_u64(),
+            p["errors"][0]["field"].as_str()
+        ),
+        (Some(1), Some("time"))
+    );
+    for (item, field) in [
+        (json!({"time": minutes_ago(0), "value": 19}), "value"),
+        (json!({"time": minutes_ago(0), "value": 601}), "value"),
+        (
+            json!({"time": "1999-12-31T23:00:00Z", "value": 100}),
+            "time",
+        ),
+        (json!({"time": minutes_ago(-30), "value": 100}), "time"),
+        (
+            json!({"time": minutes_ago(0), "value": 100, "colour": "red"}),
+            "body",
+        ),
+        (
+            json!({"time": minutes_ago(0), "value": 100, "trend": "Sideways"}),
+            "body",
+        ),
+        (
+            json!({"time": minutes_ago(0), "value": 100, "device": "x".repeat(101)}),
+            "device",
+        ),
+    ] {
+        let r = s
+            .req(Method::POST, "/api/v1/readings", &t)
+            .json(&json!([item]))
+            .send()
+            .await
+            .expect("send");
+        let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+        assert_eq!(p["errors"][0]["item"], 0);
+    }
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .header("content-type", "application/json")
+        .body("[{\"time\":")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::BAD_REQUEST, "malformed_json").await;
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .body("time=now")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"time": minutes_ago(0), "value": 100, "device": i.to_string()}))
+        .collect();
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .json(&too_many)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::BAD_REQUEST, "batch_too_large").await;
+
+    // Page through with a cursor; mmol/L on request.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/api/v1/readings?limit=7&unit=mmol/L&from={}",
+            urlencode(&minutes_ago(600))
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = s
+            .req(Method::GET, &path, &t)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        for item in page["items"].as_array().expect("items") {
+            seen.push(item["value"].as_f64().expect("value"));
+            assert_eq!(item["unit"], "mmol/L");
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 30);
+    assert_eq!(seen[0], 5.6, "100 mg/dL is 5.6 mmol/L");
+    let r = s
+        .req(Method::GET, "/api/v1/readings?limit=0", &t)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let r = s
+        .req(
+            Method::GET,
+            "/api/v1/readings?from=2020-01-01T00:00:00Z&to=2022-01-01T00:00:00Z",
+            &t,
+        )
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let r = s
+        .req(Method::GET, "/api/v1/readings?cursor=nonsense", &t)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+
+    // Latest with delta, then deletion of one and of a range.
+    let latest: Value = s
+        .req(Method::GET, "/api/v1/readings/latest", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            latest["value"].as_f64(),
+            latest["delta"].as_f64(),
+            latest["trend"].as_str()
+        ),
+        (Some(129.0), Some(1.0), Some("Flat"))
+    );
+    let id = latest["id"].as_i64().expect("id");
+    assert_eq!(
+        s.req(Method::DELETE, &format!("/api/v1/readings/{id}"), &t)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_problem(
+        s.req(Method::DELETE, &format!("/api/v1/readings/{id}"), &t)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_problem(
+        s.req(Method::DELETE, "/api/v1/readings/abc", &t)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::BAD_REQUEST,
+        "invalid_path",
+    )
+    .await;
+    let path = format!(
+        "/api/v1/readings?from={}&to={}",
+        urlencode(&minutes_ago(600)),
+        urlencode(&minutes_ago(-10))
+    );
+    let r: Value = s
+        .req(Method::DELETE, &path, &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["deleted"], 29);
+    expect_problem(
+        s.req(Method::GET, "/api/v1/readings/latest", &t)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn treatments_are_idempotent_editable_and_checked_by_kind() {
+    let s = TestServer::start().await;
+    let t = s.user("ana@example.org").await;
+    let time = minutes_ago(60);
+    let batch = json!([
+        {"id": "bolus-1", "time": time, "kind": "insulin", "units": 4.5, "insulin_type": "bolus", "insulin_name": "Fiasp"},
+        {"time": time, "kind": "carbs", "grams": 45},
+        {"time": time, "kind": "exercise", "minutes": 30, "intensity": "moderate"},
+        {"time": time, "kind": "note", "text": "new sensor"},
+        {"time": time, "kind": "basal_rate", "units_per_hour": 0.8, "minutes": 60}
+    ]);
+    let r = s
+        .req(Method::POST, "/api/v1/treatments", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"inserted": 5, "duplicates": 0})
+    );
+    let r = s
+        .req(Method::POST, "/api/v1/treatments", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"inserted": 0, "duplicates": 5}),
+        "a second uploader adds nothing"
+    );
+
+    let r = s
+        .req(Method::POST, "/api/v1/treatments", &t)
+        .json(&json!({"time": time, "kind": "carbs", "units": 3}))
+        .send()
+        .await
+        .expect("send");
+    let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "units");
+
+    let got: Value = s
+        .req(Method::GET, "/api/v1/treatments/bolus-1", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (got["units"].as_f64(), got["insulin_type"].as_str()),
+        (Some(4.5), Some("bolus"))
+    );
+    let r = s
+        .req(Method::PUT, "/api/v1/treatments/bolus-1", &t)
+        .json(&json!({"time": time, "kind": "insulin", "units": 5.0, "insulin_type": "bolus"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.expect("json")["units"], 5.0);
+    let list: Value = s
+        .req(Method::GET, "/api/v1/treatments", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        s.req(Method::DELETE, "/api/v1/treatments/bolus-1", &t)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_problem(
+        s.req(Method::GET, "/api/v1/treatments/bolus-1", &t)
+            .send()
+            .await
+            .expect("send"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let r = s
+        .req(Method::PUT, "/api/v1/treatments/bolus-1", &t)
+        .json(&json!({"time": time, "kind": "insulin", "units": 5.0, "insulin_type": "bolus"}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_unknown_routes_get_problems_and_every_response_a_request_id() {
+    let s = TestServer::start_with(|c| c.max_body_bytes = 64 * 1024).await;
+    let t = s.user("ana@example.org").await;
+    let big: Vec<Value> = (0..2000)
+        .map(|i| json!({"time": minutes_ago(0), "value": 100, "device": format!("device {i}")}))
+        .collect();
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &t)
+        .json(&big)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("x-request-id"));
+    expect_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let r = s
+        .req(Method::GET, "/api/v1/nothing-here", &t)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("x-request-id"));
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let r = s
+        .req(Method::GET, "/api/v1/readings", "gsa_not_a_real_token")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_account() {
+    let s = TestServer::start().await;
+    s.user("ana@example.org").await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = s
+            .client
+            .post(s.url("/api/v1/auth/login"))
+            .json(&json!({"email": "ana@example.org", "password": "wrong guess number"}))
+            .send()
+            .await
+            .expect("send");
+        statuses.push(r.status());
+    }
+    assert!(
+        statuses[..9].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"email": "ana@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers().contains_key("retry-after"));
+    expect_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_metrics_and_docs() {
+    let s = TestServer::start().await;
+    for path in [
+        "/health",
+        "/health/ready",
+        "/healthz",
+        "/api/docs",
+        "/api/docs/app.js",
+        "/api/v1/openapi.json",
+        "/",
+    ] {
+        assert_eq!(
+            s.client
+                .get(s.url(path))
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let t = s.user("ana@example.org").await;
+    s.req(Method::POST, "/api/v1/readings", &t)
+        .json(&json!({"time": minutes_ago(0), "value": 100}))
+        .send()
+        .await
+        .expect("send");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "glucosync_glucose_readings_total 1",
+        "glucosync_ml_predictions_total 0",
+        "glucosync_user_signups_total 1",
+        "glucosync_active_websocket_connections 0",
+        "glucosync_openai_api_calls_total 0",
+        "glucosync_api_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/readings\",status=\"201\"",
+        "glucosync_db_pool_connections ",
+        "process_resident_memory_bytes ",
+    ] {
+        assert!(metrics.contains(name), "missing {name}");
+    }
+    s.stop().await;
+
+    let s =
+        TestServer::start_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr")))
+            .await;
+    let r = s.client.get(s.url("/metrics")).send().await.expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "metrics moved to their own listener"
+    );
+    let separate = format!(
+        "http://{}/metrics",
+        s.metrics_addr.expect("metrics listener")
+    );
+    let text = s
+        .client
+        .get(separate)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("glucosync_user_signups_total 0"));
+    s.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
