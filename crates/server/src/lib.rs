@@ -150,7 +150,10 @@ impl Server {
             started,
             ..
         } = self;
-        let addr = listener.local_addr().ok();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -170,7 +173,7 @@ impl Server {
         }
         let router = app::router(state.clone());
         tracing::info!(
-            listen = ?addr,
+            listen = %addr,
             backend = state.store.backend(),
             ready_ms = started.elapsed().as_millis() as u64,
             "GlucoEngine ready"

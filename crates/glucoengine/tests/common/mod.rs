@@ -1,0 +1,134 @@
+//! Runs the real `glucoengine` binary as a child process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "violet tractor harbour sings";
+
+pub struct Engine {
+    pub child: Child,
+    pub base: String,
+    /// Everything the process wrote to stdout and stderr so far.
+    pub output: Arc<Mutex<String>>,
+}
+
+impl Engine {
+    /// Starts `glucoengine serve` on a free port with JSON logs at `level`, data in `dir`.
+    pub fn start(dir: &Path, level: &str) -> Engine {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_glucoengine"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GLUCOSYNC_LISTEN", "127.0.0.1:0")
+            .env("GLUCOSYNC_DATA_DIR", dir)
+            .env("GLUCOSYNC_LOG_FORMAT", "json")
+            .env("GLUCOSYNC_LOG_LEVEL", level)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start glucoengine");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut o) = out.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+        }
+        let started = Instant::now();
+        let base = loop {
+            let text = output.lock().expect("lock").clone();
+            if let Some(line) = text.lines().find(|l| l.contains("GlucoEngine ready")) {
+                let v: serde_json::Value = serde_json::from_str(line).expect("json log line");
+                break format!("http://{}", v["listen"].as_str().expect("listen field"));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("glucoengine exited with {status}: {text}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "not ready in time: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Engine {
+            child,
+            base,
+            output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().expect("lock").clone()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs up (if needed) and logs in; returns the session token.
+pub async fn session(client: &reqwest::Client, engine: &Engine, email: &str) -> String {
+    let _ = client
+        .post(engine.url("/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("signup");
+    let r = client
+        .post(engine.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert!(r.status().is_success());
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("valid time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
