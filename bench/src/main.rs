@@ -1,1 +1,426 @@
-fn main() {}
+//! GlucoEngine's benchmark harness. Every figure is printed next to a baseline measured in the
+//! same run on the same machine, because absolute times on a shared machine vary run to run.
+//!
+//! Figures (issue #2): batch ingest through HTTP vs raw SQLite inserts; single-reading POSTs
+//! from 64 keep-alive connections (req/s, p50/p99) vs the server's own /health rate and vs
+//! one-commit-per-row SQLite; GET latest p99 under that load; RSS idle and peak; startup time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    /// The glucoengine binary to measure (build it with --release).
+    #[arg(long, default_value = "target/release/glucoengine")]
+    engine: PathBuf,
+    /// Readings per batch.
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+    /// Batches posted in the HTTP ingest figure.
+    #[arg(long, default_value_t = 30)]
+    batches: usize,
+    /// Concurrent clients posting batches.
+    #[arg(long, default_value_t = 4)]
+    batch_clients: usize,
+    /// Keep-alive connections posting single readings.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds each rate measurement runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+const PASSWORD: &str = "violet tractor harbour sings";
+const T0: i64 = 1_700_000_000_000;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+struct Engine {
+    child: Child,
+    base: String,
+}
+
+impl Engine {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_engine(bin: &Path, dir: &Path) -> Result<(Engine, Duration)> {
+    let port = free_port()?;
+    let started = Instant::now();
+    let child = Command::new(bin)
+        .arg("serve")
+        .env("GLUCOSYNC_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GLUCOSYNC_DATA_DIR", dir)
+        .env("GLUCOSYNC_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let engine = Engine {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client
+            .get(format!("{}/health/ready", engine.base))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return Ok((engine, started.elapsed()));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("glucoengine not ready after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn token(client: &reqwest::Client, base: &str) -> Result<String> {
+    client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&json!({"email": "bench@example.org", "password": PASSWORD}))
+        .send()
+        .await?;
+    let v: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "bench@example.org", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["token"].as_str().context("no token")?.to_owned())
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn row(figure: &str, value: String, baseline: String, ratio: Option<f64>) {
+    let ratio = ratio
+        .map(|r| format!("{:.1} %", r * 100.0))
+        .unwrap_or_else(|| "—".into());
+    println!("{figure:<46} {value:>18}   {baseline:>28}   {ratio:>8}");
+}
+
+/// Raw SQLite: prepared inserts into the same schema, `per_tx` rows per transaction.
+async fn raw_sqlite(dir: &Path, rows: usize, per_tx: usize) -> Result<f64> {
+    let path = dir.join("raw.db");
+    let store = glucosync_store_sqlite::SqliteStore::open_and_migrate(&path).await?;
+    glucosync_store::Store::close(&store).await;
+    tokio::task::block_in_place(|| raw_inserts(&path, rows, per_tx))
+}
+
+fn raw_inserts(path: &Path, rows: usize, per_tx: usize) -> Result<f64> {
+    let mut conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            )?;
+            for i in done..(done + per_tx).min(rows) {
+                stmt.execute(rusqlite::params![
+                    1,
+                    T0 + i as i64 * 1000,
+                    0,
+                    "cgm",
+                    "bench",
+                    100.0 + (i % 200) as f64,
+                    "Flat",
+                    T0
+                ])?;
+            }
+        }
+        tx.commit()?;
+        done += per_tx;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn run(args: Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    println!(
+        "GlucoEngine benchmark — {} cores; every ratio is against a baseline from this run\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:<46} {:>18}   {:>28}   {:>8}",
+        "figure", "value", "baseline (same run)", "ratio"
+    );
+
+    // Startup and idle memory on an empty database.
+    let (engine, startup) = start_engine(&args.engine, &dir.path().join("engine")).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections * 2)
+        .build()?;
+    let idle_rss = rss_kib(engine.pid(), "VmRSS:");
+    row(
+        "startup to ready (empty database)",
+        format!("{:.0} ms", startup.as_secs_f64() * 1000.0),
+        String::new(),
+        None,
+    );
+    row(
+        "RSS idle",
+        format!("{:.1} MiB", idle_rss as f64 / 1024.0),
+        String::new(),
+        None,
+    );
+    let token = Arc::new(token(&client, &engine.base).await?);
+
+    // 1. Batch ingest through HTTP vs raw inserts, same rows per transaction.
+    let total = args.batch * args.batches;
+    let raw = raw_sqlite(dir.path(), total, args.batch).await?;
+    let bodies: Vec<String> = (0..args.batches)
+        .map(|b| {
+            let items: Vec<Value> = (0..args.batch)
+                .map(|i| {
+                    let n = (b * args.batch + i) as i64;
+                    json!({"time": time(T0 + n * 1000), "value": 100 + n % 200, "trend": "Flat", "device": "bench"})
+                })
+                .collect();
+            serde_json::to_string(&items).unwrap_or_default()
+        })
+        .collect();
+    let bodies = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.batch_clients {
+        let (client, token, bodies, url) = (
+            client.clone(),
+            token.clone(),
+            bodies.clone(),
+            format!("{}/api/v1/readings", engine.base),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = bodies.lock().ok().and_then(|mut b| b.pop()) else {
+                    return anyhow::Ok(());
+                };
+                let r = client
+                    .post(&url)
+                    .bearer_auth(token.as_str())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("batch rejected: {}", r.status());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let http_batch = total as f64 / started.elapsed().as_secs_f64();
+    row(
+        &format!(
+            "batch ingest HTTP ({}x{} readings, {} clients)",
+            args.batches, args.batch, args.batch_clients
+        ),
+        format!("{http_batch:.0} readings/s"),
+        format!("raw SQLite {raw:.0} readings/s"),
+        Some(http_batch / raw),
+    );
+
+    // 2. Single-reading POSTs on keep-alive connections, with GET latest alongside.
+    let window = Duration::from_secs(args.seconds);
+    let health_rps = rate(
+        &client,
+        &engine.base,
+        args.connections,
+        window,
+        |_, _| Req::Get("/health".into()),
+        None,
+    )
+    .await?
+    .0;
+    let single = |c: usize, i: usize| {
+        let t = T0 + 86_400_000 * 400 + (i as i64) * 1000;
+        Req::Post(
+            json!({"time": time(t), "value": 120, "device": format!("phone-{c}")}).to_string(),
+        )
+    };
+    let latest_clients = 4;
+    let latest_base = engine.base.clone();
+    let latest_client = client.clone();
+    let latest_token = token.clone();
+    let latest = tokio::spawn(async move {
+        rate(
+            &latest_client,
+            &latest_base,
+            latest_clients,
+            window,
+            |_, _| Req::Get("/api/v1/readings/latest".into()),
+            Some(latest_token),
+        )
+        .await
+    });
+    let (post_rps, post_lat) = rate(
+        &client,
+        &engine.base,
+        args.connections,
+        window,
+        single,
+        Some(token.clone()),
+    )
+    .await?;
+    let (_, latest_lat) = latest.await??;
+    let peak_rss = rss_kib(engine.pid(), "VmHWM:");
+    let raw_commit_each = raw_sqlite(&dir.path().join("raw-each"), 2_000, 1).await?;
+    row(
+        &format!("single-reading POST, {} connections", args.connections),
+        format!("{post_rps:.0} req/s"),
+        format!("GET /health {health_rps:.0} req/s"),
+        Some(post_rps / health_rps),
+    );
+    row(
+        "  same, vs one fsync'd commit per row",
+        format!("{post_rps:.0} req/s"),
+        format!("raw commit/row {raw_commit_each:.0}/s"),
+        Some(post_rps / raw_commit_each),
+    );
+    row(
+        "  POST latency p50 / p99",
+        format!(
+            "{:.1} / {:.1} ms",
+            ms(percentile(&post_lat, 0.5)),
+            ms(percentile(&post_lat, 0.99))
+        ),
+        String::new(),
+        None,
+    );
+    row(
+        "GET latest p99 under that load (4 clients)",
+        format!("{:.1} ms", ms(percentile(&latest_lat, 0.99))),
+        format!("p50 {:.1} ms", ms(percentile(&latest_lat, 0.5))),
+        None,
+    );
+    row(
+        "RSS peak (VmHWM) after the load",
+        format!("{:.1} MiB", peak_rss as f64 / 1024.0),
+        format!("idle {:.1} MiB", idle_rss as f64 / 1024.0),
+        None,
+    );
+    drop(engine);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+enum Req {
+    Get(String),
+    Post(String),
+}
+
+/// Runs `connections` clients for `window`, each sending requests made by `make(client, n)`
+/// back to back; returns requests/s and sorted latencies. Any non-2xx is an error.
+async fn rate(
+    client: &reqwest::Client,
+    base: &str,
+    connections: usize,
+    window: Duration,
+    make: impl Fn(usize, usize) -> Req + Send + Sync + Copy + 'static,
+    token: Option<Arc<String>>,
+) -> Result<(f64, Vec<Duration>)> {
+    let deadline = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (client, base, token) = (client.clone(), base.to_owned(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let request = match make(c, n) {
+                    Req::Get(path) => client.get(format!("{base}{path}")),
+                    Req::Post(body) => client
+                        .post(format!("{base}/api/v1/readings"))
+                        .header("content-type", "application/json")
+                        .body(body),
+                };
+                let request = match &token {
+                    Some(t) => request.bearer_auth(t.as_str()),
+                    None => request,
+                };
+                let started = Instant::now();
+                let r = request.send().await?;
+                let status = r.status();
+                r.bytes().await?;
+                if !status.is_success() {
+                    bail!("request failed with {status}");
+                }
+                latencies.push(started.elapsed());
+                n += 1;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed().max(window);
+    all.sort();
+    Ok((all.len() as f64 / elapsed.as_secs_f64(), all))
+}
