@@ -161,7 +161,7 @@ async fn raw_sqlite(dir: &Path, rows: usize, per_tx: usize) -> Result<f64> {
 }
 
 fn raw_inserts(path: &Path, rows: usize, per_tx: usize) -> Result<f64> {
-    let mut conn = rusqlite::Connection::open(&path)?;
+    let mut conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     let started = Instant::now();

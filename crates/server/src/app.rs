@@ -141,6 +141,14 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            problem_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This path does not accept that method; see /api/docs.".into(),
+                Vec::new(),
+            )
+        })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             problem_response(

@@ -1,8 +1,8 @@
 //! The one place where failures become HTTP responses: `application/problem+json` (RFC 9457)
 //! with a stable machine-readable `code` and a sentence a person understands.
 //!
-//! Internal details (storage messages, panics) are logged with the request id and never sent
-//! to the client.
+//! Internal details (storage messages) are logged, never sent to the client; the request line
+//! logged right after carries the request id.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -382,12 +382,10 @@ impl Store for SqliteStore {
         let hash = token_hash.to_owned();
         self.engine
             .read(move |conn| {
-                let sql = concat!(
-                    "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
+                let sql = "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
                      c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms \
                      FROM credentials c JOIN users u ON u.id = c.user_id \
-                     WHERE c.token_hash = ?1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > ?2)"
-                );
+                     WHERE c.token_hash = ?1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > ?2)";
                 conn.prepare_cached(sql)
                     .and_then(|mut s| {
                         s.query_row(params![hash, now_ms], |r| {
