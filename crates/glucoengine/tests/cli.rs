@@ -1,0 +1,167 @@
+//! The operator command line on the real binary.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn glucoengine(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glucoengine"));
+    cmd.args(args)
+        .env_clear()
+        .env("GLUCOSYNC_DATA_DIR", dir)
+        .env("GLUCOSYNC_LOG_LEVEL", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run glucoengine");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn user_management_migrate_and_configuration_commands() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+
+    let out = glucoengine(d, &["migrate"], None, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("migration 1 of 1"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = glucoengine(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.org",
+            "--password-stdin",
+        ],
+        Some("violet tractor harbour sings\n"),
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("ops@example.org") && stdout(&out).contains("admin"),
+        "first account is admin: {}",
+        stdout(&out)
+    );
+
+    let out = glucoengine(
+        d,
+        &[
+            "user",
+            "create",
+            "--email",
+            "weak@example.org",
+            "--password-stdin",
+        ],
+        Some("password1\n"),
+        &[],
+    );
+    assert!(!out.status.success(), "weak password refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("password"),
+        "{out:?}"
+    );
+
+    let out = glucoengine(
+        d,
+        &["user", "create", "--email", "nurse@example.org"],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(!text.contains("admin"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("password: ") && l.len() > 20),
+        "a generated password is printed once: {text}"
+    );
+
+    for (args, expect) in [
+        (
+            vec!["user", "promote", "nurse@example.org"],
+            "is now an admin",
+        ),
+        (
+            vec!["user", "demote", "nurse@example.org"],
+            "no longer an admin",
+        ),
+        (vec!["user", "disable", "nurse@example.org"], "is disabled"),
+        (vec!["user", "enable", "nurse@example.org"], "is enabled"),
+    ] {
+        let out = glucoengine(d, &args, None, &[]);
+        assert!(
+            out.status.success() && stdout(&out).contains(expect),
+            "{args:?}: {out:?}"
+        );
+    }
+    let out = glucoengine(d, &["user", "promote", "nobody@example.org"], None, &[]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no account"),
+        "{out:?}"
+    );
+
+    // default-config prints a commented file that is itself valid configuration.
+    let out = glucoengine(d, &["default-config"], None, &[]);
+    let example = d.join("example.toml");
+    std::fs::write(&example, stdout(&out)).expect("write");
+    assert!(stdout(&out).contains("# "), "commented");
+    let out = glucoengine(
+        d,
+        &["--config", example.to_str().expect("utf8"), "show-config"],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    // show-config layers the environment over the file and redacts secrets.
+    let out = glucoengine(
+        d,
+        &["--config", example.to_str().expect("utf8"), "show-config"],
+        None,
+        &[
+            ("GLUCOSYNC_DATABASE_URL", "postgres://app:s3cr3t-pw@db/gs"),
+            ("GLUCOSYNC_LISTEN", "127.0.0.1:9999"),
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("127.0.0.1:9999")
+            && text.contains("postgres://app:***@db/gs")
+            && !text.contains("s3cr3t-pw"),
+        "{text}"
+    );
+
+    // A mistake in the configuration stops startup with a message that says how to fix it.
+    let out = glucoengine(d, &["serve"], None, &[("GLUCOSYNC_LISTEN", "localhost")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:8080"),
+        "{out:?}"
+    );
+}
