@@ -22,8 +22,9 @@ use glucosync_store::{
 use rusqlite::{params, Connection, OptionalExtension};
 
 use engine::{sql_err, Engine};
+use glucosync_store::columns::TreatmentColumns;
 use rows::{
-    credential_from_row, reading_from_row, treatment_from_row, treatment_params, user_from_row,
+    credential_from_row, reading_from_row, treatment_from_row, user_from_row,
 };
 
 /// How hard a commit waits for the disk. `Full` (the default) makes every acknowledged write
@@ -585,7 +586,7 @@ impl Store for SqliteStore {
                     .map_err(sql_err)?;
                 let mut inserted = 0u64;
                 for t in &treatments {
-                    let p = treatment_params(t);
+                    let p = TreatmentColumns::from_detail(&t.detail);
                     inserted += stmt
                         .execute(params![
                             user_id, t.id, t.time.utc_ms, t.time.offset_minutes, p.kind, p.units, p.insulin_type,
@@ -660,7 +661,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<Treatment>, StoreError> {
         self.engine
             .write(move |conn| {
-                let p = treatment_params(&t);
+                let p = TreatmentColumns::from_detail(&t.detail);
                 let n = conn
                     .execute(
                         "UPDATE treatments SET time_ms = ?3, utc_offset_min = ?4, kind = ?5, units = ?6, insulin_type = ?7, \

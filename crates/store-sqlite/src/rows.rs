@@ -2,10 +2,9 @@
 
 use glucosync_domain::accounts::Scope;
 use glucosync_domain::readings::{Reading, ReadingKind, TrendDirection};
-use glucosync_domain::treatments::{
-    ExerciseIntensity, InsulinType, NewTreatment, Treatment, TreatmentDetail,
-};
+use glucosync_domain::treatments::Treatment;
 use glucosync_domain::{GlucoseMgdl, Timestamp};
+use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{Credential, CredentialKind, StoreError, User};
 use rusqlite::Row;
 
@@ -69,120 +68,25 @@ pub(crate) fn reading_from_row(r: &Row<'_>) -> rusqlite::Result<Reading> {
     })
 }
 
-/// Column values of a treatment's detail; `None` where the kind has no such field.
-#[derive(Default)]
-pub(crate) struct TreatmentColumns {
-    pub kind: &'static str,
-    pub units: Option<f64>,
-    pub insulin_type: Option<&'static str>,
-    pub insulin_name: Option<String>,
-    pub grams: Option<f64>,
-    pub minutes: Option<f64>,
-    pub intensity: Option<&'static str>,
-    pub text: Option<String>,
-    pub units_per_hour: Option<f64>,
-}
-
-pub(crate) fn treatment_params(t: &NewTreatment) -> TreatmentColumns {
-    let kind = t.detail.kind().as_str();
-    match &t.detail {
-        TreatmentDetail::Insulin {
-            units,
-            insulin_type,
-            insulin_name,
-        } => TreatmentColumns {
-            kind,
-            units: Some(*units),
-            insulin_type: Some(insulin_type.as_str()),
-            insulin_name: insulin_name.clone(),
-            ..Default::default()
-        },
-        TreatmentDetail::Carbs { grams } => TreatmentColumns {
-            kind,
-            grams: Some(*grams),
-            ..Default::default()
-        },
-        TreatmentDetail::Exercise { minutes, intensity } => TreatmentColumns {
-            kind,
-            minutes: Some(*minutes),
-            intensity: intensity.map(|i| i.as_str()),
-            ..Default::default()
-        },
-        TreatmentDetail::Note { text } => TreatmentColumns {
-            kind,
-            text: Some(text.clone()),
-            ..Default::default()
-        },
-        TreatmentDetail::BasalRate {
-            units_per_hour,
-            minutes,
-        } => TreatmentColumns {
-            kind,
-            units_per_hour: Some(*units_per_hour),
-            minutes: Some(*minutes),
-            ..Default::default()
-        },
-    }
-}
-
-/// Columns in the order of `TREATMENT_COLUMNS`. A row that does not make a valid treatment is
-/// an internal error (it can only come from outside tampering or a bug).
+/// Columns in the order of `TREATMENT_COLUMNS`.
 pub(crate) fn treatment_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Treatment, StoreError>> {
-    let kind: String = r.get(3)?;
-    let bad = |what: &str| StoreError::Internal(format!("stored treatment has invalid {what}"));
-    let detail = match kind.as_str() {
-        "insulin" => {
-            let ty: Option<String> = r.get(5)?;
-            match (
-                r.get::<_, Option<f64>>(4)?,
-                ty.as_deref().and_then(InsulinType::parse),
-            ) {
-                (Some(units), Some(insulin_type)) => Ok(TreatmentDetail::Insulin {
-                    units,
-                    insulin_type,
-                    insulin_name: r.get(6)?,
-                }),
-                _ => Err(bad("insulin fields")),
-            }
-        }
-        "carbs" => r
-            .get::<_, Option<f64>>(7)?
-            .map(|grams| TreatmentDetail::Carbs { grams })
-            .ok_or_else(|| bad("grams")),
-        "exercise" => {
-            let intensity: Option<String> = r.get(9)?;
-            r.get::<_, Option<f64>>(8)?
-                .map(|minutes| TreatmentDetail::Exercise {
-                    minutes,
-                    intensity: intensity.as_deref().and_then(ExerciseIntensity::parse),
-                })
-                .ok_or_else(|| bad("minutes"))
-        }
-        "note" => r
-            .get::<_, Option<String>>(10)?
-            .map(|text| TreatmentDetail::Note { text })
-            .ok_or_else(|| bad("text")),
-        "basal_rate" => match (r.get::<_, Option<f64>>(11)?, r.get::<_, Option<f64>>(8)?) {
-            (Some(units_per_hour), Some(minutes)) => Ok(TreatmentDetail::BasalRate {
-                units_per_hour,
-                minutes,
-            }),
-            _ => Err(bad("basal rate fields")),
-        },
-        _ => Err(bad("kind")),
+    let columns = TreatmentColumns {
+        kind: r.get(3)?,
+        units: r.get(4)?,
+        insulin_type: r.get(5)?,
+        insulin_name: r.get(6)?,
+        grams: r.get(7)?,
+        minutes: r.get(8)?,
+        intensity: r.get(9)?,
+        text: r.get(10)?,
+        units_per_hour: r.get(11)?,
     };
-    Ok(detail
-        .map(|detail| -> Result<Treatment, StoreError> {
-            Ok(Treatment {
-                id: r.get(0).map_err(crate::engine::sql_err)?,
-                time: Timestamp {
-                    utc_ms: r.get(1).map_err(crate::engine::sql_err)?,
-                    offset_minutes: r.get(2).map_err(crate::engine::sql_err)?,
-                },
-                detail,
-                created_ms: r.get(12).map_err(crate::engine::sql_err)?,
-                updated_ms: r.get(13).map_err(crate::engine::sql_err)?,
-            })
-        })
-        .and_then(|t| t))
+    let (id, utc_ms, offset_minutes, created_ms, updated_ms) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(12)?, r.get(13)?);
+    Ok(columns.into_detail().map(|detail| Treatment {
+        id,
+        time: Timestamp { utc_ms, offset_minutes },
+        detail,
+        created_ms,
+        updated_ms,
+    }))
 }

@@ -5,6 +5,7 @@
 //! `Ok`), and the typed errors they fail with. It must never depend on a particular database
 //! driver; backends live in their own crates and are chosen by URL at startup.
 
+pub mod columns;
 pub mod conformance;
 mod types;
 
