@@ -23,9 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use engine::{sql_err, Engine};
 use glucosync_store::columns::TreatmentColumns;
-use rows::{
-    credential_from_row, reading_from_row, treatment_from_row, user_from_row,
-};
+use rows::{credential_from_row, reading_from_row, treatment_from_row, user_from_row};
 
 /// How hard a commit waits for the disk. `Full` (the default) makes every acknowledged write
 /// survive power loss; `Normal` survives a crash of the process but not of the machine.

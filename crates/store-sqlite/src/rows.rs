@@ -81,10 +81,14 @@ pub(crate) fn treatment_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Treatme
         text: r.get(10)?,
         units_per_hour: r.get(11)?,
     };
-    let (id, utc_ms, offset_minutes, created_ms, updated_ms) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(12)?, r.get(13)?);
+    let (id, utc_ms, offset_minutes, created_ms, updated_ms) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(12)?, r.get(13)?);
     Ok(columns.into_detail().map(|detail| Treatment {
         id,
-        time: Timestamp { utc_ms, offset_minutes },
+        time: Timestamp {
+            utc_ms,
+            offset_minutes,
+        },
         detail,
         created_ms,
         updated_ms,

@@ -67,7 +67,10 @@ impl TreatmentColumns {
     pub fn into_detail(self) -> Result<TreatmentDetail, StoreError> {
         let bad = |what: &str| StoreError::Internal(format!("stored treatment has invalid {what}"));
         match self.kind.as_str() {
-            "insulin" => match (self.units, self.insulin_type.as_deref().and_then(InsulinType::parse)) {
+            "insulin" => match (
+                self.units,
+                self.insulin_type.as_deref().and_then(InsulinType::parse),
+            ) {
                 (Some(units), Some(insulin_type)) => Ok(TreatmentDetail::Insulin {
                     units,
                     insulin_type,
@@ -75,7 +78,10 @@ impl TreatmentColumns {
                 }),
                 _ => Err(bad("insulin fields")),
             },
-            "carbs" => self.grams.map(|grams| TreatmentDetail::Carbs { grams }).ok_or_else(|| bad("grams")),
+            "carbs" => self
+                .grams
+                .map(|grams| TreatmentDetail::Carbs { grams })
+                .ok_or_else(|| bad("grams")),
             "exercise" => self
                 .minutes
                 .map(|minutes| TreatmentDetail::Exercise {
@@ -83,9 +89,15 @@ impl TreatmentColumns {
                     intensity: self.intensity.as_deref().and_then(ExerciseIntensity::parse),
                 })
                 .ok_or_else(|| bad("minutes")),
-            "note" => self.text.map(|text| TreatmentDetail::Note { text }).ok_or_else(|| bad("text")),
+            "note" => self
+                .text
+                .map(|text| TreatmentDetail::Note { text })
+                .ok_or_else(|| bad("text")),
             "basal_rate" => match (self.units_per_hour, self.minutes) {
-                (Some(units_per_hour), Some(minutes)) => Ok(TreatmentDetail::BasalRate { units_per_hour, minutes }),
+                (Some(units_per_hour), Some(minutes)) => Ok(TreatmentDetail::BasalRate {
+                    units_per_hour,
+                    minutes,
+                }),
                 _ => Err(bad("basal rate fields")),
             },
             _ => Err(bad("kind")),

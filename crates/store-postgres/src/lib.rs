@@ -1,0 +1,801 @@
+//! The PostgreSQL backend of GlucoSync's store, for cluster mode.
+//!
+//! This crate owns the PostgreSQL schema (embedded, additive migrations applied under an
+//! advisory lock so that replicas starting together do not race), the connection pools (a
+//! primary and an optional read replica, both with timeouts) and the mapping of PostgreSQL
+//! errors to [`StoreError`]. It must never be visible past the [`Store`] trait.
+
+mod migrations;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
+};
+use glucosync_domain::accounts::Scope;
+use glucosync_domain::readings::{NewReading, Reading, ReadingKind, TrendDirection};
+use glucosync_domain::settings::UserSettings;
+use glucosync_domain::treatments::{NewTreatment, Treatment};
+use glucosync_domain::{GlucoseMgdl, Timestamp};
+use glucosync_store::columns::TreatmentColumns;
+use glucosync_store::{
+    AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome, NewCredential, NewUser,
+    PoolStats, RangeQuery, Readiness, Store, StoreError, User, UserId,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/db` (libpq form; multi-host lists are allowed:
+    /// `host=a,b target_session_attrs=read-write` follows a promoted standby).
+    pub url: String,
+    /// Optional replica for range listings; see `docs/architecture.md` on replication lag.
+    pub read_url: Option<String>,
+    /// Connections per pool.
+    pub pool_size: usize,
+    /// How long a query waits for a connection, and connecting may take.
+    pub timeout: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: &str) -> Self {
+        PostgresOptions {
+            url: url.to_owned(),
+            read_url: None,
+            pool_size: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    primary: Pool,
+    replica: Option<Pool>,
+}
+
+fn make_pool(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+    config.connect_timeout(options.timeout);
+    config.application_name("glucoengine");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let mut pool_config = PoolConfig::new(options.pool_size.max(1));
+    pool_config.timeouts = Timeouts {
+        wait: Some(options.timeout),
+        create: Some(options.timeout),
+        recycle: Some(options.timeout),
+    };
+    Pool::builder(manager)
+        .config(pool_config)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))
+}
+
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        Some(c)
+            if c.code().starts_with("08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::READ_ONLY_SQL_TRANSACTION
+                || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(_) => StoreError::Internal(e.to_string()),
+        // No SQL state: the connection broke or could not be made.
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_err(e),
+        other => StoreError::Unavailable(format!("no database connection: {other}")),
+    }
+}
+
+impl PostgresStore {
+    /// Builds the pools. Connections are made lazily, so this succeeds while the database is
+    /// down; readiness and every call report `Unavailable` until it is back.
+    pub fn open(options: &PostgresOptions) -> Result<Self, StoreError> {
+        Ok(PostgresStore {
+            primary: make_pool(&options.url, options)?,
+            replica: options
+                .read_url
+                .as_deref()
+                .map(|u| make_pool(u, options))
+                .transpose()?,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.primary.get().await.map_err(pool_err)
+    }
+
+    async fn read_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        match &self.replica {
+            Some(replica) => replica.get().await.map_err(pool_err),
+            None => self.client().await,
+        }
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        client.query(&stmt, params).await.map_err(pg_err)
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        client.execute(&stmt, params).await.map_err(pg_err)
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
+const CREDENTIAL_COLUMNS: &str =
+    "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
+const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend";
+const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms";
+
+fn user_from_row(r: &Row, at: usize) -> Result<User, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    let settings: String = r.try_get(at + 5).map_err(get)?;
+    Ok(User {
+        id: r.try_get(at).map_err(get)?,
+        email: r.try_get(at + 1).map_err(get)?,
+        display_name: r.try_get(at + 2).map_err(get)?,
+        is_admin: r.try_get(at + 3).map_err(get)?,
+        disabled: r.try_get(at + 4).map_err(get)?,
+        settings: serde_json::from_str::<UserSettings>(&settings).unwrap_or_default(),
+        created_ms: r.try_get(at + 6).map_err(get)?,
+    })
+}
+
+fn credential_from_row(r: &Row) -> Result<Credential, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    let kind: String = r.try_get(2).map_err(get)?;
+    let scopes: String = r.try_get(6).map_err(get)?;
+    Ok(Credential {
+        id: r.try_get(0).map_err(get)?,
+        user_id: r.try_get(1).map_err(get)?,
+        kind: CredentialKind::parse(&kind).unwrap_or(CredentialKind::ApiToken),
+        name: r.try_get(3).map_err(get)?,
+        token_hash: r.try_get(4).map_err(get)?,
+        csrf_hash: r.try_get(5).map_err(get)?,
+        scopes: Scope::split(&scopes),
+        created_ms: r.try_get(7).map_err(get)?,
+        last_used_ms: r.try_get(8).map_err(get)?,
+        expires_ms: r.try_get(9).map_err(get)?,
+    })
+}
+
+fn reading_from_row(r: &Row) -> Result<Reading, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    let kind: String = r.try_get(3).map_err(get)?;
+    let trend: Option<String> = r.try_get(6).map_err(get)?;
+    Ok(Reading {
+        id: r.try_get(0).map_err(get)?,
+        time: Timestamp {
+            utc_ms: r.try_get(1).map_err(get)?,
+            offset_minutes: r.try_get(2).map_err(get)?,
+        },
+        kind: ReadingKind::parse(&kind).unwrap_or_default(),
+        device: r.try_get(4).map_err(get)?,
+        value: GlucoseMgdl::from_stored(r.try_get(5).map_err(get)?),
+        trend: trend.as_deref().and_then(TrendDirection::parse),
+    })
+}
+
+fn treatment_from_row(r: &Row) -> Result<Treatment, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    let columns = TreatmentColumns {
+        kind: r.try_get(3).map_err(get)?,
+        units: r.try_get(4).map_err(get)?,
+        insulin_type: r.try_get(5).map_err(get)?,
+        insulin_name: r.try_get(6).map_err(get)?,
+        grams: r.try_get(7).map_err(get)?,
+        minutes: r.try_get(8).map_err(get)?,
+        intensity: r.try_get(9).map_err(get)?,
+        text: r.try_get(10).map_err(get)?,
+        units_per_hour: r.try_get(11).map_err(get)?,
+    };
+    Ok(Treatment {
+        id: r.try_get(0).map_err(get)?,
+        time: Timestamp {
+            utc_ms: r.try_get(1).map_err(get)?,
+            offset_minutes: r.try_get(2).map_err(get)?,
+        },
+        detail: columns.into_detail()?,
+        created_ms: r.try_get(12).map_err(get)?,
+        updated_ms: r.try_get(13).map_err(get)?,
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Revokes live credentials matching `filter` (with `$1` = user id, `$2` = now, then `extra`)
+/// and returns their token hashes.
+async fn revoke_where(
+    client: &deadpool_postgres::Object,
+    filter: &str,
+    user_id: UserId,
+    extra: Option<i64>,
+) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "UPDATE credentials SET revoked_ms = $2 WHERE user_id = $1 AND revoked_ms IS NULL AND {filter} RETURNING token_hash"
+    );
+    let now = now_ms();
+    let rows = match extra {
+        Some(x) => client.query(&sql, &[&user_id, &now, &x]).await,
+        None => client.query(&sql, &[&user_id, &now]).await,
+    }
+    .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<_, String>(0)
+                .map_err(|e| StoreError::Internal(e.to_string()))
+        })
+        .collect()
+}
+
+fn page_bounds(q: &RangeQuery) -> (&'static str, &'static str) {
+    if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        migrations::apply(&mut client).await
+    }
+
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        let client = self.client().await?;
+        Ok(Readiness {
+            applied_migration: migrations::applied(&client).await?,
+            latest_migration: migrations::latest(),
+        })
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let mut stats = PoolStats::default();
+        for pool in std::iter::once(&self.primary).chain(self.replica.as_ref()) {
+            let s = pool.status();
+            stats.connections += s.size as u64;
+            stats.in_use += s.size.saturating_sub(s.available) as u64;
+            stats.queued_writes += s.waiting as u64;
+        }
+        stats
+    }
+
+    async fn close(&self) {
+        self.primary.close();
+        if let Some(r) = &self.replica {
+            r.close();
+        }
+    }
+
+    async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let admin = match new.admin {
+            AdminGrant::Yes => true,
+            AdminGrant::No => false,
+            AdminGrant::IfFirst => {
+                // Serialises concurrent first signups so exactly one becomes the admin.
+                tx.execute("SELECT pg_advisory_xact_lock(7261001)", &[])
+                    .await
+                    .map_err(pg_err)?;
+                let n: i64 = tx
+                    .query_one("SELECT COUNT(*) FROM users", &[])
+                    .await
+                    .map_err(pg_err)?
+                    .get(0);
+                n == 0
+            }
+        };
+        let settings = serde_json::to_string(&UserSettings::default())
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO users (email, password_hash, is_admin, settings, created_ms) VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+                ),
+                &[&new.email.as_str(), &new.password_hash, &admin, &settings, &new.now_ms],
+            )
+            .await
+            .map_err(|e| match pg_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("an account with this email exists".into()),
+                other => other,
+            })?;
+        let user = user_from_row(&row, 0)?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(user)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        rows.first().map(|r| user_from_row(r, 0)).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"),
+                &[&email],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                let hash: String = r
+                    .try_get(7)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                Ok((user_from_row(r, 0)?, hash))
+            })
+            .transpose()
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query("SELECT password_hash FROM users WHERE id = $1", &[&id])
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep_session: Option<CredentialId>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(
+            "UPDATE users SET password_hash = $1 WHERE id = $2",
+            &[&password_hash, &id],
+        )
+        .await
+        .map_err(pg_err)?;
+        let now = now_ms();
+        let keep = keep_session.unwrap_or(-1);
+        let rows = tx
+            .query(
+                "UPDATE credentials SET revoked_ms = $2 WHERE user_id = $1 AND revoked_ms IS NULL \
+                 AND kind = 'session' AND id <> $3 RETURNING token_hash",
+                &[&id, &now, &keep],
+            )
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn set_display_name(&self, id: UserId, name: Option<&str>) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE users SET display_name = $1 WHERE id = $2",
+            &[&name, &id],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.execute(
+            "UPDATE users SET settings = $1 WHERE id = $2",
+            &[&json, &id],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "UPDATE users SET is_admin = $1 WHERE id = $2",
+                &[&admin, &id],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(
+            "UPDATE users SET disabled = $1 WHERE id = $2",
+            &[&disabled, &id],
+        )
+        .await
+        .map_err(pg_err)?;
+        let hashes = if disabled {
+            let now = now_ms();
+            tx.query(
+                "UPDATE credentials SET revoked_ms = $2 WHERE user_id = $1 AND revoked_ms IS NULL RETURNING token_hash",
+                &[&id, &now],
+            )
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        tx.commit().await.map_err(pg_err)?;
+        Ok(hashes)
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT COUNT(*) FROM users", &[]).await?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
+    }
+
+    async fn create_credential(&self, new: NewCredential) -> Result<Credential, StoreError> {
+        let scopes = Scope::join(&new.scopes);
+        let rows = self
+            .query(
+                "INSERT INTO credentials (user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, expires_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                &[
+                    &new.user_id,
+                    &new.kind.as_str(),
+                    &new.name,
+                    &new.token_hash,
+                    &new.csrf_hash,
+                    &scopes,
+                    &new.now_ms,
+                    &new.expires_ms,
+                ],
+            )
+            .await?;
+        let id: i64 = rows
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Internal("no id returned".into()))?;
+        Ok(Credential {
+            id,
+            user_id: new.user_id,
+            kind: new.kind,
+            name: new.name,
+            token_hash: new.token_hash,
+            csrf_hash: new.csrf_hash,
+            scopes: new.scopes,
+            created_ms: new.now_ms,
+            last_used_ms: None,
+            expires_ms: new.expires_ms,
+        })
+    }
+
+    async fn credential_by_hash(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<(Credential, User)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
+                 c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms \
+                 FROM credentials c JOIN users u ON u.id = c.user_id \
+                 WHERE c.token_hash = $1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > $2)",
+                &[&token_hash, &now_ms],
+            )
+            .await?;
+        rows.first()
+            .map(|r| Ok((credential_from_row(r)?, user_from_row(r, 10)?)))
+            .transpose()
+    }
+
+    async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE credentials SET last_used_ms = $1 WHERE id = $2",
+            &[&now_ms, &id],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_api_tokens(
+        &self,
+        user_id: UserId,
+        now_ms: i64,
+    ) -> Result<Vec<Credential>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE user_id = $1 AND kind = 'api_token' \
+                     AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > $2) ORDER BY id DESC"
+                ),
+                &[&user_id, &now_ms],
+            )
+            .await?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    async fn revoke_credential(
+        &self,
+        user_id: UserId,
+        id: CredentialId,
+        _now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        Ok(revoke_where(&client, "id = $3", user_id, Some(id))
+            .await?
+            .pop())
+    }
+
+    async fn insert_readings(
+        &self,
+        user_id: UserId,
+        readings: Vec<NewReading>,
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError> {
+        // One statement for the whole batch: arrays unnested server-side, all or nothing.
+        let n = readings.len();
+        let mut times = Vec::with_capacity(n);
+        let mut offsets = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut devices = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
+        let mut trends: Vec<Option<&str>> = Vec::with_capacity(n);
+        for r in &readings {
+            times.push(r.time.utc_ms);
+            offsets.push(r.time.offset_minutes);
+            kinds.push(r.kind.as_str());
+            devices.push(r.device.as_str());
+            values.push(r.value.mgdl());
+            trends.push(r.trend.map(|t| t.as_str()));
+        }
+        let inserted = self
+            .execute(
+                "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
+                 SELECT $1, t.* , $8 FROM UNNEST($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[]) AS t \
+                 ON CONFLICT DO NOTHING",
+                &[&user_id, &times, &offsets, &kinds, &devices, &values, &trends, &now_ms],
+            )
+            .await?;
+        Ok(InsertOutcome {
+            inserted,
+            duplicates: n as u64 - inserted,
+        })
+    }
+
+    async fn list_readings(
+        &self,
+        user_id: UserId,
+        q: &RangeQuery,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let (cmp, order) = page_bounds(q);
+        let (after_t, after_id) = match &q.after {
+            Some(c) => (
+                c.time_ms,
+                c.key
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::Internal("bad reading cursor".into()))?,
+            ),
+            None => (if q.descending { i64::MAX } else { i64::MIN }, 0),
+        };
+        let sql = format!(
+            "SELECT {READING_COLUMNS} FROM readings WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3 \
+             AND (time_ms {cmp} $4 OR (time_ms = $4 AND id {cmp} $5)) ORDER BY time_ms {order}, id {order} LIMIT $6"
+        );
+        let client = self.read_client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &user_id,
+                    &q.from_ms,
+                    &q.to_ms,
+                    &after_t,
+                    &after_id,
+                    &(q.limit as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(reading_from_row).collect()
+    }
+
+    async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {READING_COLUMNS} FROM readings WHERE user_id = $1 ORDER BY time_ms DESC, id DESC LIMIT $2"),
+                &[&user_id, &(n as i64)],
+            )
+            .await?;
+        rows.iter().map(reading_from_row).collect()
+    }
+
+    async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "DELETE FROM readings WHERE user_id = $1 AND id = $2",
+                &[&user_id, &id],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn delete_readings_in_range(
+        &self,
+        user_id: UserId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM readings WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3",
+            &[&user_id, &from_ms, &to_ms],
+        )
+        .await
+    }
+
+    async fn insert_treatments(
+        &self,
+        user_id: UserId,
+        treatments: Vec<NewTreatment>,
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO treatments (user_id, {TREATMENT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT DO NOTHING"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let mut inserted = 0;
+        for t in &treatments {
+            let c = TreatmentColumns::from_detail(&t.detail);
+            inserted += tx
+                .execute(
+                    &stmt,
+                    &[
+                        &user_id,
+                        &t.id,
+                        &t.time.utc_ms,
+                        &t.time.offset_minutes,
+                        &c.kind,
+                        &c.units,
+                        &c.insulin_type,
+                        &c.insulin_name,
+                        &c.grams,
+                        &c.minutes,
+                        &c.intensity,
+                        &c.text,
+                        &c.units_per_hour,
+                        &now_ms,
+                    ],
+                )
+                .await
+                .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(InsertOutcome {
+            inserted,
+            duplicates: treatments.len() as u64 - inserted,
+        })
+    }
+
+    async fn list_treatments(
+        &self,
+        user_id: UserId,
+        q: &RangeQuery,
+    ) -> Result<Vec<Treatment>, StoreError> {
+        let (cmp, order) = page_bounds(q);
+        let (after_t, after_id) = match &q.after {
+            Some(c) => (c.time_ms, c.key.clone()),
+            None if q.descending => (i64::MAX, String::new()),
+            None => (i64::MIN, String::new()),
+        };
+        let sql = format!(
+            "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3 \
+             AND (time_ms {cmp} $4 OR (time_ms = $4 AND id {cmp} $5)) ORDER BY time_ms {order}, id {order} LIMIT $6"
+        );
+        let client = self.read_client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &user_id,
+                    &q.from_ms,
+                    &q.to_ms,
+                    &after_t,
+                    &after_id,
+                    &(q.limit as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(treatment_from_row).collect()
+    }
+
+    async fn treatment(&self, user_id: UserId, id: &str) -> Result<Option<Treatment>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = $1 AND id = $2"
+                ),
+                &[&user_id, &id],
+            )
+            .await?;
+        rows.first().map(treatment_from_row).transpose()
+    }
+
+    async fn update_treatment(
+        &self,
+        user_id: UserId,
+        t: NewTreatment,
+        now_ms: i64,
+    ) -> Result<Option<Treatment>, StoreError> {
+        let c = TreatmentColumns::from_detail(&t.detail);
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE treatments SET time_ms = $3, utc_offset_min = $4, kind = $5, units = $6, insulin_type = $7, \
+                     insulin_name = $8, grams = $9, minutes = $10, intensity = $11, text = $12, units_per_hour = $13, \
+                     updated_ms = $14 WHERE user_id = $1 AND id = $2 RETURNING {TREATMENT_COLUMNS}"
+                ),
+                &[
+                    &user_id, &t.id, &t.time.utc_ms, &t.time.offset_minutes, &c.kind, &c.units, &c.insulin_type,
+                    &c.insulin_name, &c.grams, &c.minutes, &c.intensity, &c.text, &c.units_per_hour, &now_ms,
+                ],
+            )
+            .await?;
+        rows.first().map(treatment_from_row).transpose()
+    }
+
+    async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "DELETE FROM treatments WHERE user_id = $1 AND id = $2",
+                &[&user_id, &id],
+            )
+            .await?
+            == 1)
+    }
+}
