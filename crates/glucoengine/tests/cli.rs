@@ -3,6 +3,13 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
+thread_local! {
+    /// This test's database; the test runs on one thread.
+    static BACKEND: common::Backend = common::Backend::new();
+}
+
 fn glucoengine(
     dir: &std::path::Path,
     args: &[&str],

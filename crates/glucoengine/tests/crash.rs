@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{now_ms, rfc3339, session, Engine};
+use common::{now_ms, rfc3339, session, Backend, Engine};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -20,6 +20,7 @@ const QUIET: &str = "warn,glucosync_server=info,glucosync_server::telemetry=warn
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_reading_survives_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::new();
     let client = reqwest::Client::new();
     // (device, time_ms) of every reading whose POST returned 2xx.
     let acknowledged: Arc<Mutex<HashSet<(String, i64)>>> = Arc::default();
@@ -28,7 +29,7 @@ async fn every_acknowledged_reading_survives_kill_9() {
     let mut total_attempted = 0usize;
 
     for round in 0..ROUNDS {
-        let mut engine = Engine::start(dir.path(), QUIET);
+        let mut engine = Engine::start(dir.path(), QUIET, &backend);
         let token = session(&client, &engine, "crash@example.org").await;
         let mut tasks = Vec::new();
         for c in 0..CLIENTS {
@@ -71,7 +72,7 @@ async fn every_acknowledged_reading_survives_kill_9() {
     }
 
     // Restart and read everything back.
-    let engine = Engine::start(dir.path(), QUIET);
+    let engine = Engine::start(dir.path(), QUIET, &backend);
     let token = session(&client, &engine, "crash@example.org").await;
     let acked = acknowledged.lock().expect("lock").clone();
     let min_t = acked

@@ -4,13 +4,14 @@
 
 mod common;
 
-use common::{now_ms, rfc3339, Engine, PASSWORD};
+use common::{now_ms, rfc3339, Backend, Engine, PASSWORD};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_health_data_or_secrets_in_logs_and_sigterm_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut engine = Engine::start(dir.path(), "debug");
+    let backend = Backend::new();
+    let mut engine = Engine::start(dir.path(), "debug", &backend);
     let client = reqwest::Client::new();
     let email = "leaky.person@example.org";
     let r = client

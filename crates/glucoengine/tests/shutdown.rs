@@ -6,15 +6,17 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{now_ms, rfc3339, session, Engine};
+use common::{now_ms, rfc3339, session, Backend, Engine};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_finishes_requests_in_flight_and_keeps_what_it_acknowledged() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::new();
     let mut engine = Engine::start(
         dir.path(),
         "warn,glucosync_server=info,glucosync_server::telemetry=warn",
+        &backend,
     );
     // A new connection per request, so that no request races the closing of an idle one.
     let client = reqwest::Client::builder()
@@ -82,6 +84,7 @@ async fn sigterm_finishes_requests_in_flight_and_keeps_what_it_acknowledged() {
     let engine = Engine::start(
         dir.path(),
         "warn,glucosync_server=info,glucosync_server::telemetry=warn",
+        &backend,
     );
     let token = session(&client, &engine, "shutdown@example.org").await;
     let mut stored = 0usize;

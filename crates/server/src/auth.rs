@@ -302,3 +302,78 @@ pub async fn forget_credentials(state: &AppState, token_hashes: &[String]) {
         tracing::error!(error = %e, "could not evict revoked credentials from the cache");
     }
 }
+
+/// The client's address for per-address rate limits: the TCP peer, or, when the peer is a
+/// trusted proxy, the right-most address in `X-Forwarded-For` that is not itself a trusted
+/// proxy (addresses further left are whatever the client claimed).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::Internal("no peer address".into()))?;
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
+    }
+}
+
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9".parse().expect("header"),
+        );
+        assert_eq!(
+            client_ip(proxy, &headers, &[proxy]).to_string(),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            client_ip(proxy, &headers, &[]).to_string(),
+            "10.0.0.1",
+            "untrusted peer"
+        );
+        let other: std::net::IpAddr = "198.51.100.7".parse().expect("ip");
+        assert_eq!(client_ip(other, &headers, &[proxy]), other);
+        assert_eq!(
+            client_ip(proxy, &axum::http::HeaderMap::new(), &[proxy]),
+            proxy
+        );
+    }
+}

@@ -63,8 +63,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://…` (default: a file in the data directory) or, in a cluster, `postgres://…`.
     pub database_url: SecretUrl,
+    /// PostgreSQL only: a read replica for range listings (unset: the primary serves them).
+    pub database_read_url: Option<SecretUrl>,
+    /// PostgreSQL only: connections per pool on each replica of GlucoEngine.
+    pub database_pool_size: usize,
     /// Unset: in-process shared state. `redis://…` or `redis+sentinel://…` in a cluster.
     pub redis_url: Option<SecretUrl>,
+    /// Proxies (e.g. HAProxy) whose `X-Forwarded-For` names the real client address, used for
+    /// per-address rate limits. Requests from other peers are taken at their TCP address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Unset: `/metrics` on the main listener. Set: only there.
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -89,7 +96,10 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: default_database_url(&data_dir),
             data_dir,
+            database_read_url: None,
+            database_pool_size: 16,
             redis_url: None,
+            trusted_proxies: Vec::new(),
             metrics_listen: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -116,7 +126,10 @@ struct Layer {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_read_url: Option<String>,
+    database_pool_size: Option<usize>,
     redis_url: Option<String>,
+    trusted_proxies: Option<String>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
@@ -140,7 +153,10 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_LISTEN",
     "GLUCOSYNC_DATA_DIR",
     "GLUCOSYNC_DATABASE_URL",
+    "GLUCOSYNC_DATABASE_READ_URL",
+    "GLUCOSYNC_DATABASE_POOL_SIZE",
     "GLUCOSYNC_REDIS_URL",
+    "GLUCOSYNC_TRUSTED_PROXIES",
     "GLUCOSYNC_METRICS_LISTEN",
     "GLUCOSYNC_LOG_FORMAT",
     "GLUCOSYNC_LOG_LEVEL",
@@ -198,8 +214,28 @@ impl Config {
         if let Some(v) = l.database_url {
             self.database_url = SecretUrl(v);
         }
+        if let Some(v) = l.database_read_url {
+            self.database_read_url = (!v.is_empty()).then_some(SecretUrl(v));
+        }
+        if let Some(v) = l.database_pool_size {
+            self.database_pool_size = v;
+        }
         if let Some(v) = l.redis_url {
             self.redis_url = (!v.is_empty()).then_some(SecretUrl(v));
+        }
+        if let Some(v) = l.trusted_proxies {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse().map_err(|_| {
+                        bad(format!(
+                            "trusted_proxies (GLUCOSYNC_TRUSTED_PROXIES) holds `{p}`; list IP addresses separated by commas"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = l.metrics_listen {
             self.metrics_listen = if v.is_empty() {
@@ -251,6 +287,20 @@ impl Config {
                 self.database_url
             )));
         }
+        if let Some(r) = &self.database_read_url {
+            if !(r.expose().starts_with("postgres://") || r.expose().starts_with("postgresql://"))
+                || url.starts_with("sqlite:")
+            {
+                return Err(bad(format!(
+                    "database_read_url (GLUCOSYNC_DATABASE_READ_URL) is `{r}`; it must be a postgres:// URL, and database_url too"
+                )));
+            }
+        }
+        if !(1..=1000).contains(&self.database_pool_size) {
+            return Err(bad(
+                "database_pool_size (GLUCOSYNC_DATABASE_POOL_SIZE) must be between 1 and 1000",
+            ));
+        }
         if let Some(r) = &self.redis_url {
             if !(r.expose().starts_with("redis://") || r.expose().starts_with("redis+sentinel://"))
             {
@@ -285,13 +335,17 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         format!(
-            "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\nredis_url = {:?}\nmetrics_listen = {:?}\n\
+            "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
+             redis_url = {:?}\ntrusted_proxies = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\ndemo = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.database_url.redacted(),
+            opt(&self.database_read_url.as_ref().map(|r| r.redacted())),
+            self.database_pool_size,
             opt(&self.redis_url.as_ref().map(|r| r.redacted())),
+            self.trusted_proxies.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
             opt(&self.metrics_listen.map(|a| a.to_string())),
             match self.log_format {
                 LogFormat::Text => "text",
@@ -331,7 +385,12 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "LISTEN" => l.listen = Some(value),
             "DATA_DIR" => l.data_dir = Some(PathBuf::from(value)),
             "DATABASE_URL" => l.database_url = Some(value),
+            "DATABASE_READ_URL" => l.database_read_url = Some(value),
+            "DATABASE_POOL_SIZE" => {
+                l.database_pool_size = Some(parse_env(&key, &value, "a number of connections")?)
+            }
             "REDIS_URL" => l.redis_url = Some(value),
+            "TRUSTED_PROXIES" => l.trusted_proxies = Some(value),
             "METRICS_LISTEN" => l.metrics_listen = Some(value),
             "LOG_FORMAT" => l.log_format = Some(value),
             "LOG_LEVEL" => l.log_level = Some(value),
@@ -383,8 +442,18 @@ data_dir = "data"
 # of GlucoEngine but not of the machine), &readers=4 (read connections).
 # database_url = "sqlite://data/glucosync.db"
 
+# PostgreSQL only: a streaming replica for range listings (they may lag the primary by the
+# replication delay), and the connections each GlucoEngine replica keeps per pool.
+# database_read_url = "postgres://user:password@replica/glucosync"
+database_pool_size = 16
+
 # Shared state between replicas. Unset: in-process (one replica).
+# redis://host:6379/0, or through Sentinel: redis+sentinel://host1:26379,host2:26379/mymaster
 # redis_url = "redis://127.0.0.1:6379"
+
+# Load balancers whose X-Forwarded-For header names the real client (for per-address limits),
+# as IP addresses separated by commas. Unset: the TCP peer is the client.
+trusted_proxies = ""
 
 # Serve /metrics on a separate address (e.g. for a scraper on a private network).
 # Unset: /metrics is on the main listener.

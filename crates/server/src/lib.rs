@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use glucosync_shared_state::{MemoryBus, MemoryCache, MemoryRateLimiter};
 use glucosync_store::{Store, StoreError};
+use glucosync_store_postgres::{PostgresOptions, PostgresStore};
 use glucosync_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio::net::TcpListener;
 
@@ -55,11 +56,13 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             SqliteOptions::from_url(url).map_err(|e| StartError::Config(config::ConfigError(e)))?;
         return Ok(Arc::new(SqliteStore::open(&options)?));
     }
-    Err(StartError::Unsupported(format!(
-        "GLUCOSYNC_DATABASE_URL names {}, but this build supports only sqlite:// (PostgreSQL support \
-         arrives with cluster mode); unset it to use the embedded database",
-        config.database_url
-    )))
+    let mut options = PostgresOptions::new(url);
+    options.read_url = config
+        .database_read_url
+        .as_ref()
+        .map(|u| u.expose().to_owned());
+    options.pool_size = config.database_pool_size;
+    Ok(Arc::new(PostgresStore::open(&options)?))
 }
 
 /// A server bound to its port(s), ready to run.

@@ -25,9 +25,19 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Libraries that log query parameters or payloads at debug level (tokio-postgres logs every
+/// statement's parameters: emails, glucose values). They are capped at `info` whatever the
+/// configured level, so that debugging never leaks health data (docs/logging.md).
+const LEAKY_AT_DEBUG: &[&str] = &["tokio_postgres", "postgres_protocol", "redis"];
+
 pub fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for target in LEAKY_AT_DEBUG {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout)

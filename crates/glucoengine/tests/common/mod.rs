@@ -17,11 +17,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts `glucoengine serve` on a free port with JSON logs at `level`, data in `dir`.
-    pub fn start(dir: &Path, level: &str) -> Engine {
+    /// Starts `glucoengine serve` on a free port with JSON logs at `level`, data in `dir` and
+    /// the database of `backend`.
+    pub fn start(dir: &Path, level: &str, backend: &Backend) -> Engine {
         let mut child = Command::new(env!("CARGO_BIN_EXE_glucoengine"))
             .arg("serve")
             .env_clear()
+            .envs(backend.env())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GLUCOSYNC_LISTEN", "127.0.0.1:0")
             .env("GLUCOSYNC_DATA_DIR", dir)
@@ -91,6 +93,25 @@ impl Engine {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         self.child.wait().expect("wait")
+    }
+}
+
+/// The database the binary under test uses: the embedded default, or a fresh PostgreSQL
+/// database (dropped with this value) when `GS_TEST_BACKEND=postgres`.
+pub struct Backend(Option<glucosync_testing::TestDatabase>);
+
+impl Backend {
+    pub fn new() -> Backend {
+        Backend(
+            glucosync_testing::backend_is_postgres().then(glucosync_testing::TestDatabase::create),
+        )
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .map(|db| ("GLUCOSYNC_DATABASE_URL".to_string(), db.url.clone()))
+            .collect()
     }
 }
 

@@ -1,9 +1,8 @@
 //! Sign up, log in and out, change password, profile and settings.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{
-    forget_credentials, hash_password, hash_secret, new_secret, verify_password, Caller,
+    forget_credentials, hash_password, hash_secret, new_secret, verify_password, Caller, ClientIp,
     CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::error::{ApiError, ApiResult};
@@ -145,12 +144,12 @@ fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>> {
               (status = 422, description = "Invalid email or weak password", body = crate::error::Problem)))]
 pub async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<Profile>)> {
     limit(
         &state,
-        format!("signup:ip:{}", peer.ip()),
+        format!("signup:ip:{}", ip),
         SIGNUPS_PER_ADDRESS,
         SIGNUP_WINDOW,
     )
@@ -195,13 +194,13 @@ pub async fn signup(
               (status = 429, description = "Too many attempts", body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let email = Email::parse(&req.email).map_err(|_| ApiError::Unauthenticated)?;
     limit(
         &state,
-        format!("login:ip:{}", peer.ip()),
+        format!("login:ip:{}", ip),
         LOGIN_PER_ADDRESS,
         LOGIN_WINDOW,
     )

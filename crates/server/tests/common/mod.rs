@@ -15,6 +15,7 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    _database: Option<glucosync_testing::TestDatabase>,
 }
 
 pub const PASSWORD: &str = "violet tractor harbour sings";
@@ -24,19 +25,23 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// A server on a fresh database: SQLite in a temporary directory, or a new PostgreSQL
+    /// database when `GS_TEST_BACKEND=postgres`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::load(
-            None,
-            [
-                ("GLUCOSYNC_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-                (
-                    "GLUCOSYNC_DATA_DIR".to_string(),
-                    dir.path().display().to_string(),
-                ),
-            ],
-        )
-        .expect("config");
+        let mut env = vec![
+            ("GLUCOSYNC_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            (
+                "GLUCOSYNC_DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+        ];
+        let database =
+            glucosync_testing::backend_is_postgres().then(glucosync_testing::TestDatabase::create);
+        if let Some(db) = &database {
+            env.push(("GLUCOSYNC_DATABASE_URL".to_string(), db.url.clone()));
+        }
+        let mut config = Config::load(None, env).expect("config");
         adjust(&mut config);
         let server = Server::build(config).await.expect("server starts");
         let addr = server.local_addr();
@@ -57,6 +62,7 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
+            _database: database,
         }
     }
 
