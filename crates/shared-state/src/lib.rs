@@ -8,6 +8,7 @@
 
 pub mod conformance;
 mod memory;
+mod redis_backend;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use memory::{MemoryBus, MemoryCache, MemoryRateLimiter};
+pub use redis_backend::{RedisBus, RedisCache, RedisConnection, RedisRateLimiter};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SharedStateError {

@@ -1,0 +1,362 @@
+//! Redis implementations, for clusters of GlucoEngine replicas: one Redis (or a Sentinel-managed
+//! master with replicas) shared by all of them.
+//!
+//! Connections are made lazily and remade after any connection error, asking Sentinel for the
+//! current master each time, so a failover needs no restart. Every key and channel is prefixed
+//! `glucosync:`. Live events use one pattern subscription per replica, fanned out locally.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
+use tokio::sync::Mutex;
+
+use crate::memory::MemoryBus;
+use crate::{Cache, EventBus, RateDecision, RateLimiter, SharedStateError};
+
+const PREFIX: &str = "glucosync:";
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the master is: a fixed address, or whatever the Sentinels say.
+enum Target {
+    Direct(Client),
+    Sentinel {
+        sentinel: Mutex<redis::sentinel::Sentinel>,
+        master: String,
+        node: Option<redis::sentinel::SentinelNodeConnectionInfo>,
+    },
+}
+
+/// A Redis endpoint with one shared multiplexed connection, remade on failure.
+pub struct RedisConnection {
+    target: Target,
+    conn: Mutex<Option<MultiplexedConnection>>,
+}
+
+fn unavailable(e: RedisError) -> SharedStateError {
+    SharedStateError::Unavailable(format!("redis: {e}"))
+}
+
+/// Parses `redis://[:password@]host:port[/db]` or
+/// `redis+sentinel://[:password@]host1:port1,host2:port2/master_name[/db]`.
+fn parse_target(url: &str) -> Result<Target, SharedStateError> {
+    let bad = |why: &str| SharedStateError::Unavailable(format!("invalid Redis URL: {why}"));
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Target::Direct(Client::open(url).map_err(unavailable)?));
+    }
+    let rest = url
+        .strip_prefix("redis+sentinel://")
+        .ok_or_else(|| bad("use redis:// or redis+sentinel://"))?;
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("name the master: redis+sentinel://host:26379/mymaster"))?;
+    let mut path_parts = path.split('/');
+    let master = path_parts
+        .next()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| bad("missing master name"))?;
+    let db: i64 = match path_parts.next() {
+        Some(d) if !d.is_empty() => d
+            .parse()
+            .map_err(|_| bad("the database must be a number"))?,
+        _ => 0,
+    };
+    let sentinels: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("redis://{h}"))
+        .collect();
+    if sentinels.is_empty() {
+        return Err(bad("no Sentinel addresses"));
+    }
+    let password = userinfo
+        .and_then(|u| u.split_once(':').map(|(_, p)| p.to_owned()))
+        .filter(|p| !p.is_empty());
+    let node =
+        (password.is_some() || db != 0).then(|| redis::sentinel::SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(redis::RedisConnectionInfo {
+                db,
+                password,
+                ..Default::default()
+            }),
+        });
+    Ok(Target::Sentinel {
+        sentinel: Mutex::new(redis::sentinel::Sentinel::build(sentinels).map_err(unavailable)?),
+        master: master.to_owned(),
+        node,
+    })
+}
+
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+        || e.code() == Some("MASTERDOWN")
+        || e.code() == Some("LOADING")
+}
+
+impl RedisConnection {
+    pub fn open(url: &str) -> Result<Arc<Self>, SharedStateError> {
+        Ok(Arc::new(RedisConnection {
+            target: parse_target(url)?,
+            conn: Mutex::new(None),
+        }))
+    }
+
+    /// A client for the current master.
+    async fn client(&self) -> Result<Client, SharedStateError> {
+        match &self.target {
+            Target::Direct(c) => Ok(c.clone()),
+            Target::Sentinel {
+                sentinel,
+                master,
+                node,
+            } => {
+                let mut s = sentinel.lock().await;
+                tokio::time::timeout(TIMEOUT, s.async_master_for(master, node.as_ref()))
+                    .await
+                    .map_err(|_| {
+                        SharedStateError::Unavailable(
+                            "redis: Sentinel did not answer in time".into(),
+                        )
+                    })?
+                    .map_err(unavailable)
+            }
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, SharedStateError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = self.client().await?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(TIMEOUT)
+            .set_response_timeout(TIMEOUT);
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(unavailable)?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `f` on the shared connection; after a connection error the connection is dropped
+    /// (the next call asks Sentinel again) and `f` is tried once more on a new one.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, SharedStateError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        for attempt in 0..2 {
+            let conn = self.connection().await?;
+            match f(conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_connection_error(&e) && attempt == 0 => {
+                    self.conn.lock().await.take();
+                }
+                Err(e) => {
+                    if is_connection_error(&e) {
+                        self.conn.lock().await.take();
+                    }
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        Err(SharedStateError::Unavailable("redis: unreachable".into()))
+    }
+
+    /// PING: for readiness.
+    pub async fn ping(&self) -> Result<(), SharedStateError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(drop)
+    }
+}
+
+pub struct RedisRateLimiter {
+    redis: Arc<RedisConnection>,
+    script: redis::Script,
+}
+
+impl RedisRateLimiter {
+    pub fn new(redis: Arc<RedisConnection>) -> Self {
+        // Fixed window: the first hit starts the window; the count and the time left come back
+        // together, atomically, whatever the number of replicas.
+        let script = redis::Script::new(
+            r"
+            local n = redis.call('INCR', KEYS[1])
+            if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+                redis.call('PEXPIRE', KEYS[1], ARGV[1])
+            end
+            return {n, redis.call('PTTL', KEYS[1])}
+            ",
+        );
+        RedisRateLimiter { redis, script }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, SharedStateError> {
+        let key = format!("{PREFIX}rate:{key}");
+        let window_ms = window.as_millis().max(1) as u64;
+        let (count, ttl_ms): (u64, i64) = self
+            .redis
+            .run(|mut c| {
+                let mut invocation = self.script.key(&key);
+                invocation.arg(window_ms);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        if count > u64::from(limit) {
+            Ok(RateDecision::Limited {
+                retry_after: Duration::from_millis(ttl_ms.max(0) as u64),
+            })
+        } else {
+            Ok(RateDecision::Allowed {
+                remaining: limit - count as u32,
+            })
+        }
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), SharedStateError> {
+        let key = format!("{PREFIX}rate:{key}");
+        self.redis
+            .run(|mut c| {
+                let key = key.clone();
+                async move { c.del::<_, ()>(key).await }
+            })
+            .await
+    }
+}
+
+pub struct RedisCache {
+    redis: Arc<RedisConnection>,
+}
+
+impl RedisCache {
+    pub fn new(redis: Arc<RedisConnection>) -> Self {
+        RedisCache { redis }
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, SharedStateError> {
+        let key = format!("{PREFIX}cache:{key}");
+        self.redis
+            .run(|mut c| {
+                let key = key.clone();
+                async move { c.get::<_, Option<String>>(key).await }
+            })
+            .await
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), SharedStateError> {
+        let key = format!("{PREFIX}cache:{key}");
+        let ms = ttl.as_millis().max(1) as u64;
+        self.redis
+            .run(|mut c| {
+                let (key, value) = (key.clone(), value.to_owned());
+                async move { c.pset_ex::<_, _, ()>(key, value, ms).await }
+            })
+            .await
+    }
+
+    async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| format!("{PREFIX}cache:{k}")).collect();
+        self.redis
+            .run(|mut c| {
+                let keys = keys.clone();
+                async move { c.del::<_, ()>(keys).await }
+            })
+            .await
+    }
+}
+
+/// Publishes with PUBLISH; receives through one `PSUBSCRIBE glucosync:bus:*` connection per
+/// replica that a background task keeps alive (reconnecting through Sentinel after a failover)
+/// and fans out to local subscribers.
+pub struct RedisBus {
+    redis: Arc<RedisConnection>,
+    local: Arc<MemoryBus>,
+}
+
+const BUS_PREFIX: &str = "glucosync:bus:";
+
+impl RedisBus {
+    pub fn new(redis: Arc<RedisConnection>) -> Self {
+        let local = Arc::new(MemoryBus::new());
+        let (r, l) = (redis.clone(), local.clone());
+        tokio::spawn(async move { receive_forever(r, l).await });
+        RedisBus { redis, local }
+    }
+}
+
+async fn receive_forever(redis: Arc<RedisConnection>, local: Arc<MemoryBus>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match redis.client().await {
+            Ok(client) => match client.get_async_pubsub().await {
+                Ok(mut pubsub) => {
+                    if pubsub.psubscribe(format!("{BUS_PREFIX}*")).await.is_ok() {
+                        backoff = Duration::from_millis(100);
+                        tracing::info!("subscribed to live events in Redis");
+                        let mut messages = pubsub.on_message();
+                        while let Some(msg) = messages.next().await {
+                            let channel = msg.get_channel_name().to_owned();
+                            if let (Some(topic), Ok(payload)) = (
+                                channel.strip_prefix(BUS_PREFIX),
+                                msg.get_payload::<String>(),
+                            ) {
+                                let _ = local.publish(topic, &payload).await;
+                            }
+                        }
+                        tracing::warn!("lost the Redis subscription for live events; reconnecting");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to live events in Redis"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot reach Redis for live events"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[async_trait]
+impl EventBus for RedisBus {
+    async fn publish(&self, topic: &str, payload: &str) -> Result<(), SharedStateError> {
+        let channel = format!("{BUS_PREFIX}{topic}");
+        self.redis
+            .run(|mut c| {
+                let (channel, payload) = (channel.clone(), payload.to_owned());
+                async move { c.publish::<_, _, ()>(channel, payload).await }
+            })
+            .await
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError> {
+        self.local.subscribe(topic).await
+    }
+}

@@ -1,0 +1,78 @@
+//! The shared-state conformance checks on a real Redis (`GS_TEST_REDIS_URL`, default the local
+//! server; `scripts/test` makes sure it runs). Keys are prefixed per run so runs do not meet.
+
+use glucosync_shared_state::conformance::*;
+use glucosync_shared_state::{RedisBus, RedisCache, RedisConnection, RedisRateLimiter};
+
+fn url() -> String {
+    std::env::var("GS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn prefix() -> String {
+    format!(
+        "test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
+#[tokio::test]
+async fn redis_rate_limiter() {
+    let limiter = RedisRateLimiter::new(RedisConnection::open(&url()).expect("url"));
+    let p = prefix();
+    rate_limiter_counts_per_key(&limiter, &p).await;
+    rate_limiter_windows_expire(&limiter, &p).await;
+}
+
+#[tokio::test]
+async fn redis_rate_limits_are_shared_by_replicas() {
+    // Two replicas, each with its own connection: the limit counts hits on both.
+    let a = RedisRateLimiter::new(RedisConnection::open(&url()).expect("url"));
+    let b = RedisRateLimiter::new(RedisConnection::open(&url()).expect("url"));
+    let key = format!("{}:shared", prefix());
+    let window = std::time::Duration::from_secs(60);
+    use glucosync_shared_state::{RateDecision, RateLimiter};
+    assert!(matches!(
+        a.hit(&key, 2, window).await.expect("hit"),
+        RateDecision::Allowed { .. }
+    ));
+    assert!(matches!(
+        b.hit(&key, 2, window).await.expect("hit"),
+        RateDecision::Allowed { .. }
+    ));
+    assert!(matches!(
+        a.hit(&key, 2, window).await.expect("hit"),
+        RateDecision::Limited { .. }
+    ));
+}
+
+#[tokio::test]
+async fn redis_cache() {
+    cache_stores_expires_and_removes(
+        &RedisCache::new(RedisConnection::open(&url()).expect("url")),
+        &prefix(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_carries_events_between_replicas() {
+    let publisher = RedisBus::new(RedisConnection::open(&url()).expect("url"));
+    let subscriber = RedisBus::new(RedisConnection::open(&url()).expect("url"));
+    bus_delivers_to_subscribers_of_the_topic(&publisher, &subscriber, &prefix()).await;
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_reported_not_hung() {
+    let limiter = RedisRateLimiter::new(RedisConnection::open("redis://127.0.0.1:1").expect("url"));
+    use glucosync_shared_state::RateLimiter;
+    let started = std::time::Instant::now();
+    assert!(limiter
+        .hit("k", 1, std::time::Duration::from_secs(1))
+        .await
+        .is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
