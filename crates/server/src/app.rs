@@ -193,6 +193,8 @@ pub struct HealthStatus {
     pub status: String,
     pub storage: String,
     pub migrations: String,
+    /// `ok`, or `not configured` in embedded mode.
+    pub redis: String,
 }
 
 /// Liveness: the process answers. Never depends on the database, so it does not flap.
@@ -203,19 +205,27 @@ pub async fn health() -> Json<HealthStatus> {
         status: "ok".into(),
         storage: "not checked".into(),
         migrations: "not checked".into(),
+        redis: "not checked".into(),
     })
 }
 
 async fn readiness(state: &AppState) -> Result<(), &'static str> {
     match tokio::time::timeout(Duration::from_secs(2), state.store.readiness()).await {
-        Ok(Ok(r)) if r.migrations_applied() => Ok(()),
-        Ok(Ok(_)) => Err("migrations pending"),
-        Ok(Err(_)) => Err("storage unreachable"),
-        Err(_) => Err("storage timed out"),
+        Ok(Ok(r)) if r.migrations_applied() => {}
+        Ok(Ok(_)) => return Err("migrations pending"),
+        Ok(Err(_)) => return Err("storage unreachable"),
+        Err(_) => return Err("storage timed out"),
     }
+    if let Some(redis) = &state.redis {
+        match tokio::time::timeout(Duration::from_secs(2), redis.ping()).await {
+            Ok(Ok(())) => {}
+            _ => return Err("Redis unreachable"),
+        }
+    }
+    Ok(())
 }
 
-/// Readiness: storage reachable and every migration applied.
+/// Readiness: storage reachable, every migration applied, and Redis reachable when configured.
 #[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
     responses((status = 200, body = HealthStatus), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -224,6 +234,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             status: "ready".into(),
             storage: "ok".into(),
             migrations: "applied".into(),
+            redis: if state.redis.is_some() {
+                "ok"
+            } else {
+                "not configured"
+            }
+            .into(),
         })
         .into_response(),
         Err(why) => problem_response(

@@ -19,14 +19,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glucosync_shared_state::{MemoryBus, MemoryCache, MemoryRateLimiter};
+use glucosync_shared_state::{
+    MemoryBus, MemoryCache, MemoryRateLimiter, RedisBus, RedisCache, RedisConnection,
+    RedisRateLimiter,
+};
 use glucosync_store::{Store, StoreError};
 use glucosync_store_postgres::{PostgresOptions, PostgresStore};
 use glucosync_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio::net::TcpListener;
 
 pub use config::Config;
-use state::AppState;
+use state::{AppState, SharedState};
 use telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +81,6 @@ impl Server {
     /// Opens and migrates storage, seeds the demo account if configured, and binds.
     pub async fn build(config: Config) -> Result<Server, StartError> {
         let started = Instant::now();
-        if config.redis_url.is_some() {
-            return Err(StartError::Unsupported(
-                "GLUCOSYNC_REDIS_URL is set, but this build keeps shared state in-process only (Redis \
-                 support arrives with cluster mode); unset it"
-                    .into(),
-            ));
-        }
         let store = open_store(&config)?;
         store.migrate().await?;
         let demo = if config.demo {
@@ -107,14 +103,25 @@ impl Server {
             ),
             None => None,
         };
-        let state = AppState::new(
-            store,
-            Arc::new(MemoryCache::new()),
-            Arc::new(MemoryRateLimiter::new()),
-            Arc::new(MemoryBus::new()),
-            Metrics::new()?,
-            Arc::new(config),
-        );
+        let shared = match &config.redis_url {
+            None => SharedState {
+                cache: Arc::new(MemoryCache::new()),
+                limiter: Arc::new(MemoryRateLimiter::new()),
+                bus: Arc::new(MemoryBus::new()),
+                redis: None,
+            },
+            Some(url) => {
+                let redis = RedisConnection::open(url.expose())
+                    .map_err(|e| StartError::Unsupported(e.to_string()))?;
+                SharedState {
+                    cache: Arc::new(RedisCache::new(redis.clone())),
+                    limiter: Arc::new(RedisRateLimiter::new(redis.clone())),
+                    bus: Arc::new(RedisBus::new(redis.clone())),
+                    redis: Some(redis),
+                }
+            }
+        };
+        let state = AppState::new(store, shared, Metrics::new()?, Arc::new(config));
         Ok(Server {
             listener,
             metrics_listener,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use glucosync_shared_state::{Cache, EventBus, RateLimiter};
+use glucosync_shared_state::{Cache, EventBus, RateLimiter, RedisConnection};
 use glucosync_store::Store;
 
 use crate::config::Config;
@@ -20,6 +20,8 @@ pub struct Inner {
     pub bus: Arc<dyn EventBus>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// The Redis connection behind the shared state, when configured: readiness pings it.
+    pub redis: Option<Arc<RedisConnection>>,
     /// When each credential's `last_used` was last written, to write it at most every few
     /// minutes instead of on every request.
     pub touched: Mutex<HashMap<i64, Instant>>,
@@ -35,22 +37,29 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
-        cache: Arc<dyn Cache>,
-        limiter: Arc<dyn RateLimiter>,
-        bus: Arc<dyn EventBus>,
+        shared: SharedState,
         metrics: Arc<Metrics>,
         config: Arc<Config>,
     ) -> Self {
         AppState(Arc::new(Inner {
             store,
-            cache,
-            limiter,
-            bus,
+            cache: shared.cache,
+            limiter: shared.limiter,
+            bus: shared.bus,
+            redis: shared.redis,
             metrics,
             config,
             touched: Mutex::new(HashMap::new()),
         }))
     }
+}
+
+/// The shared-state services: in-process, or in Redis for a cluster.
+pub struct SharedState {
+    pub cache: Arc<dyn Cache>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub bus: Arc<dyn EventBus>,
+    pub redis: Option<Arc<RedisConnection>>,
 }
 
 /// The server's clock, in ms since the epoch. The domain never reads a clock itself.

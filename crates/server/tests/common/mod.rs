@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub database_url: String,
     pub metrics_addr: Option<SocketAddr>,
     pub client: Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -43,6 +44,7 @@ impl TestServer {
         }
         let mut config = Config::load(None, env).expect("config");
         adjust(&mut config);
+        let database_url = config.database_url.expose().to_owned();
         let server = Server::build(config).await.expect("server starts");
         let addr = server.local_addr();
         let metrics_addr = server.metrics_addr();
@@ -57,6 +59,7 @@ impl TestServer {
         });
         TestServer {
             addr,
+            database_url,
             metrics_addr,
             client: Client::new(),
             stop: Some(stop),
@@ -64,6 +67,17 @@ impl TestServer {
             _dir: dir,
             _database: database,
         }
+    }
+
+    /// A second replica on the same database as `other` (same SQLite file or PostgreSQL
+    /// database), as in a cluster.
+    pub async fn start_sharing(other: &TestServer, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let url = other.database_url.clone();
+        Self::start_with(move |c| {
+            c.database_url = glucosync_server::config::SecretUrl::new(url);
+            adjust(c);
+        })
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {

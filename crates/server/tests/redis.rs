@@ -1,0 +1,223 @@
+//! Shared state in Redis: what every feature does while Redis is unreachable, and that it all
+//! comes back without a restart. A private `redis-server` is started for the test.
+//!
+//! The policy (docs/architecture.md): login and signup rate limiting fails *closed* (503: a
+//! brute-force guard must not silently vanish); credential lookups fail *open* to the database;
+//! live-event publishing is best effort (the write still succeeds); readiness goes false.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{expect_problem, minutes_ago, TestServer, PASSWORD};
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start_on(port: u16) -> Option<RedisServer> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server installed (scripts/services installs it)");
+        let mut server = RedisServer { child, port };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None; // port taken
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.stop();
+        None
+    }
+
+    fn start() -> RedisServer {
+        for _ in 0..20 {
+            let port = rand::thread_rng().gen_range(21_000..29_000);
+            if let Some(s) = Self::start_on(port) {
+                return s;
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_logins_fail_closed_reads_and_writes_go_on_and_all_recovers() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let s = TestServer::start_with(|c| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(format!(
+            "redis://127.0.0.1:{port}"
+        )));
+    })
+    .await;
+    let token = s.user("ana@example.org").await;
+    let ready = s
+        .client
+        .get(s.url("/health/ready"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.expect("json")["redis"],
+        "ok"
+    );
+
+    redis.stop();
+    let r = s
+        .client
+        .get(s.url("/health/ready"))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    assert_eq!(
+        s.client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::OK,
+        "liveness does not flap"
+    );
+    let r = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"email": "ana@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &token)
+        .json(&json!({"time": minutes_ago(5), "value": 111}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "writes do not depend on Redis"
+    );
+    let r = s
+        .req(Method::GET, "/api/v1/readings/latest", &token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "credential lookups fall back to the database"
+    );
+
+    let _redis = RedisServer::start_on(port).expect("Redis back on its port");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = s
+            .client
+            .post(s.url("/api/v1/auth/login"))
+            .json(&json!({"email": "ana@example.org", "password": PASSWORD}))
+            .send()
+            .await
+            .expect("send");
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "login did not recover within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        s.client
+            .get(s.url("/health/ready"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_fails_at_once_on_every_replica() {
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    // Two replicas sharing one database are what a cluster is; on SQLite they share the file.
+    let a = TestServer::start_with(|c| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(url.clone()))
+    })
+    .await;
+    let session = a.user("ana@example.org").await;
+    let (id, token) = a.api_token(&session, &["read"]).await;
+    let b = TestServer::start_sharing(&a, |c| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(url.clone()))
+    })
+    .await;
+    // Both replicas have the credential cached now.
+    for s in [&a, &b] {
+        assert_eq!(
+            s.req(Method::GET, "/api/v1/readings", &token)
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        a.req(Method::DELETE, &format!("/api/v1/tokens/{id}"), &session)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    for s in [&b, &a] {
+        let r = s
+            .req(Method::GET, "/api/v1/readings", &token)
+            .send()
+            .await
+            .expect("send");
+        expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    }
+    b.stop().await;
+    a.stop().await;
+}
