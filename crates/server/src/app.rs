@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{accounts, readings, tokens, treatments};
+use crate::api::{accounts, events, readings, tokens, treatments};
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
 use crate::telemetry::{metrics_handler, observe};
@@ -87,6 +87,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
             treatments::replace,
             treatments::delete_one
         ))
+        .routes(routes!(events::stream))
 }
 
 fn registry() -> OpenApiRouter<AppState> {
@@ -210,6 +211,9 @@ pub async fn health() -> Json<HealthStatus> {
 }
 
 async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("shutting down");
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.store.readiness()).await {
         Ok(Ok(r)) if r.migrations_applied() => {}
         Ok(Ok(_)) => return Err("migrations pending"),

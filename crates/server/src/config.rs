@@ -85,6 +85,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_seconds: u64,
+    /// Before that, how long readiness fails while requests are still served, so that a load
+    /// balancer stops routing here first (0: stop accepting at once).
+    pub shutdown_drain_seconds: u64,
     /// Create or refresh the demo account at startup.
     pub demo: bool,
 }
@@ -107,6 +110,7 @@ impl Default for Config {
             cookie_secure: false,
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace_seconds: 25,
+            shutdown_drain_seconds: 0,
             demo: false,
         }
     }
@@ -137,6 +141,7 @@ struct Layer {
     cookie_secure: Option<bool>,
     max_body_bytes: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
+    shutdown_drain_seconds: Option<u64>,
     demo: Option<bool>,
 }
 
@@ -164,6 +169,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_COOKIE_SECURE",
     "GLUCOSYNC_MAX_BODY_BYTES",
     "GLUCOSYNC_SHUTDOWN_GRACE_SECONDS",
+    "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
     "GLUCOSYNC_DEMO",
 ];
 
@@ -270,6 +276,9 @@ impl Config {
         if let Some(v) = l.shutdown_grace_seconds {
             self.shutdown_grace_seconds = v;
         }
+        if let Some(v) = l.shutdown_drain_seconds {
+            self.shutdown_drain_seconds = v;
+        }
         if let Some(v) = l.demo {
             self.demo = v;
         }
@@ -338,7 +347,7 @@ impl Config {
             "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
              redis_url = {:?}\ntrusted_proxies = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
-             max_body_bytes = {}\nshutdown_grace_seconds = {}\ndemo = {}\n",
+             max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\ndemo = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.database_url.redacted(),
@@ -356,6 +365,7 @@ impl Config {
             self.cookie_secure,
             self.max_body_bytes,
             self.shutdown_grace_seconds,
+            self.shutdown_drain_seconds,
             self.demo,
         )
     }
@@ -403,6 +413,9 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             }
             "SHUTDOWN_GRACE_SECONDS" => {
                 l.shutdown_grace_seconds = Some(parse_env(&key, &value, "a number of seconds")?)
+            }
+            "SHUTDOWN_DRAIN_SECONDS" => {
+                l.shutdown_drain_seconds = Some(parse_env(&key, &value, "a number of seconds")?)
             }
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
             // Read by the command line, not by the server configuration.
@@ -474,6 +487,10 @@ max_body_bytes = 8388608
 
 # On SIGTERM/SIGINT, how long to wait for requests in flight.
 shutdown_grace_seconds = 25
+
+# Before that, fail readiness for this long while still serving, so that a load balancer
+# (HAProxy checks /healthz) moves traffic away first. Use 3 or more behind HAProxy.
+shutdown_drain_seconds = 0
 
 # Create (or refresh) a demo account with ten days of simulated data at startup.
 demo = false

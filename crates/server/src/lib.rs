@@ -165,8 +165,19 @@ impl Server {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let drain = Duration::from_secs(state.config.shutdown_drain_seconds);
+        let drain_state = state.clone();
         tokio::spawn(async move {
             shutdown.await;
+            if !drain.is_zero() {
+                // Fail readiness first so a load balancer moves traffic away, then stop.
+                tracing::info!(seconds = drain.as_secs(), "draining: readiness now fails");
+                drain_state
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(drain).await;
+            }
+            drain_state.stopping.send_replace(true);
             let _ = stop_tx.send(true);
         });
         let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

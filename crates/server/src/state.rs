@@ -22,6 +22,12 @@ pub struct Inner {
     pub config: Arc<Config>,
     /// The Redis connection behind the shared state, when configured: readiness pings it.
     pub redis: Option<Arc<RedisConnection>>,
+    /// Set on SIGTERM: readiness fails so load balancers stop sending requests, while the
+    /// server still answers them, for `shutdown_drain_seconds`.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Becomes true when the server stops accepting: long-lived streams end then, so that
+    /// shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// When each credential's `last_used` was last written, to write it at most every few
     /// minutes instead of on every request.
     pub touched: Mutex<HashMap<i64, Instant>>,
@@ -50,6 +56,8 @@ impl AppState {
             metrics,
             config,
             touched: Mutex::new(HashMap::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            stopping: tokio::sync::watch::channel(false).0,
         }))
     }
 }

@@ -221,3 +221,60 @@ async fn a_revoked_token_fails_at_once_on_every_replica() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_written_through_one_replica_reaches_a_stream_on_another() {
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let a = TestServer::start_with(|c| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(url.clone()))
+    })
+    .await;
+    let token = a.user("ana@example.org").await;
+    let b = TestServer::start_sharing(&a, |c| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(url.clone()))
+    })
+    .await;
+    let other = a.user("bob@example.org").await;
+    let mut events = b
+        .req(Method::GET, "/api/v1/events", &token)
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(events.status(), StatusCode::OK);
+    let first = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+        .await
+        .expect("ready in time")
+        .expect("chunk")
+        .expect("data");
+    assert!(String::from_utf8_lossy(&first).contains("ready"));
+    // Another person's reading must not arrive on this stream; this person's must.
+    a.req(Method::POST, "/api/v1/readings", &other)
+        .json(&json!({"time": minutes_ago(10), "value": 99}))
+        .send()
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut received = String::new();
+    let mut n = 0;
+    while !received.contains("readings_changed") {
+        n += 1;
+        a.req(Method::POST, "/api/v1/readings", &token)
+            .json(&json!({"time": minutes_ago(n), "value": 120}))
+            .send()
+            .await
+            .expect("send");
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(300), events.chunk()).await
+        {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event reached the other replica: {received}"
+        );
+    }
+    assert!(received.contains("\"inserted\":1"), "{received}");
+    b.stop().await;
+    a.stop().await;
+}

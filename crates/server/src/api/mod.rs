@@ -2,6 +2,7 @@
 //! (extractors), call the domain and the store, map the result.
 
 pub mod accounts;
+pub mod events;
 pub mod readings;
 pub mod tokens;
 pub mod treatments;

@@ -1,0 +1,43 @@
+//! Live events as Server-Sent Events: a stream of the caller's events (a new reading, …) from
+//! whichever replica they were written through. The WebSocket endpoint carries the same events
+//! for the PWA; this one suits scripts, `curl -N`, and the cluster's fan-out test.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::stream::{Stream, StreamExt};
+use glucosync_domain::accounts::Scope;
+
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// The caller's live events, as `text/event-stream`. Each event's data is a JSON object with a
+/// `type` (e.g. `readings_changed`). Delivery is at most once: after a reconnect, read what
+/// was missed from the REST endpoints.
+#[utoipa::path(get, path = "/events", tag = "readings",
+    responses((status = 200, description = "An event stream (text/event-stream)", content_type = "text/event-stream", body = String),
+              (status = 401, body = crate::error::Problem)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    caller.require(Scope::Read)?;
+    let events = state
+        .bus
+        .subscribe(&format!("user:{}", caller.user_id))
+        .await?;
+    let ready = futures::stream::once(async {
+        Ok(Event::default().event("ready").data("{\"type\":\"ready\"}"))
+    });
+    let mut stopping = state.stopping.subscribe();
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let stream = ready
+        .chain(events.map(|payload| Ok(Event::default().data(payload))))
+        .take_until(stopped);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
