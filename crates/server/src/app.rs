@@ -210,7 +210,9 @@ pub async fn health() -> Json<HealthStatus> {
     })
 }
 
-async fn readiness(state: &AppState) -> Result<(), &'static str> {
+/// Whether this replica can serve: not draining, storage reachable and migrated. With
+/// `include_redis`, Redis must answer too.
+async fn readiness(state: &AppState, include_redis: bool) -> Result<(), &'static str> {
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
         return Err("shutting down");
     }
@@ -220,7 +222,7 @@ async fn readiness(state: &AppState) -> Result<(), &'static str> {
         Ok(Err(_)) => return Err("storage unreachable"),
         Err(_) => return Err("storage timed out"),
     }
-    if let Some(redis) = &state.redis {
+    if let Some(redis) = state.redis.as_ref().filter(|_| include_redis) {
         match tokio::time::timeout(Duration::from_secs(2), redis.ping()).await {
             Ok(Ok(())) => {}
             _ => return Err("Redis unreachable"),
@@ -233,7 +235,7 @@ async fn readiness(state: &AppState) -> Result<(), &'static str> {
 #[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
     responses((status = 200, body = HealthStatus), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    match readiness(&state).await {
+    match readiness(&state, true).await {
         Ok(()) => Json(HealthStatus {
             status: "ready".into(),
             storage: "ok".into(),
@@ -255,11 +257,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// For load balancers (HAProxy `option httpchk GET /healthz`): readiness as plain text.
+/// For load balancers (HAProxy `option httpchk GET /healthz`), as plain text: whether this
+/// replica can serve requests. Unlike `/health/ready` it ignores Redis: without Redis every
+/// replica still serves (logins fail closed, the rest goes on), and taking all of them out of
+/// rotation at once would turn that degradation into an outage.
 #[utoipa::path(get, path = "/healthz", tag = "health", security(()),
     responses((status = 200, description = "ok", body = String), (status = 503, description = "not ready", body = String)))]
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match readiness(&state).await {
+    match readiness(&state, false).await {
         Ok(()) => (StatusCode::OK, "ok\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
     }
