@@ -15,29 +15,37 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-struct Args {
+pub(crate) struct Args {
     /// The glucoengine binary to measure (build it with --release).
     #[arg(long, default_value = "target/release/glucoengine")]
-    engine: PathBuf,
+    pub(crate) engine: PathBuf,
     /// Readings per batch.
     #[arg(long, default_value_t = 10_000)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Batches posted in the HTTP ingest figure.
     #[arg(long, default_value_t = 30)]
-    batches: usize,
+    pub(crate) batches: usize,
     /// Concurrent clients posting batches.
     #[arg(long, default_value_t = 4)]
-    batch_clients: usize,
+    pub(crate) batch_clients: usize,
     /// Keep-alive connections posting single readings.
     #[arg(long, default_value_t = 64)]
-    connections: usize,
+    pub(crate) connections: usize,
     /// Seconds each rate measurement runs.
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub(crate) seconds: u64,
+    /// Also measure a local cluster (PostgreSQL, Redis Sentinel, 3 replicas, HAProxy).
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// Only the cluster figures.
+    #[arg(long)]
+    pub(crate) cluster_only: bool,
 }
 
+mod cluster;
+
 const PASSWORD: &str = "violet tractor harbour sings";
-const T0: i64 = 1_700_000_000_000;
+pub(crate) const T0: i64 = 1_700_000_000_000;
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -116,7 +124,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn token(client: &reqwest::Client, base: &str) -> Result<String> {
+pub(crate) async fn token(client: &reqwest::Client, base: &str) -> Result<String> {
     client
         .post(format!("{base}/api/v1/auth/signup"))
         .json(&json!({"email": "bench@example.org", "password": PASSWORD}))
@@ -132,20 +140,20 @@ async fn token(client: &reqwest::Client, base: &str) -> Result<String> {
     Ok(v["token"].as_str().context("no token")?.to_owned())
 }
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn row(figure: &str, value: String, baseline: String, ratio: Option<f64>) {
+pub(crate) fn row(figure: &str, value: String, baseline: String, ratio: Option<f64>) {
     let ratio = ratio
         .map(|r| format!("{:.1} %", r * 100.0))
         .unwrap_or_else(|| "—".into());
@@ -193,7 +201,6 @@ fn raw_inserts(path: &Path, rows: usize, per_tx: usize) -> Result<f64> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let dir = tempfile::tempdir()?;
     println!(
         "GlucoEngine benchmark — {} cores; every ratio is against a baseline from this run\n",
         std::thread::available_parallelism()
@@ -204,6 +211,17 @@ async fn run(args: Args) -> Result<()> {
         "{:<46} {:>18}   {:>28}   {:>8}",
         "figure", "value", "baseline (same run)", "ratio"
     );
+    if !args.cluster_only {
+        embedded(&args).await?;
+    }
+    if args.cluster || args.cluster_only {
+        cluster::run(&args).await?;
+    }
+    Ok(())
+}
+
+async fn embedded(args: &Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
 
     // Startup and idle memory on an empty database.
     let (engine, startup) = start_engine(&args.engine, &dir.path().join("engine")).await?;
@@ -368,14 +386,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-enum Req {
+pub(crate) enum Req {
     Get(String),
     Post(String),
 }
 
 /// Runs `connections` clients for `window`, each sending requests made by `make(client, n)`
 /// back to back; returns requests/s and sorted latencies. Any non-2xx is an error.
-async fn rate(
+pub(crate) async fn rate(
     client: &reqwest::Client,
     base: &str,
     connections: usize,

@@ -1,0 +1,295 @@
+//! Cluster figures (issue #3): batch ingest into PostgreSQL through the API vs the same
+//! multi-row INSERT from a plain client; single-reading POSTs through HAProxy with 1 and 3
+//! replicas, and HAProxy's own overhead (1 replica direct vs through HAProxy); PostgreSQL
+//! connections under load vs the configured pools. Starts its own cluster with scripts/cluster.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::{rate, row, time, token, Args, Req, T0};
+
+const POOL_SIZE: usize = 4;
+
+struct Cluster {
+    env: std::collections::HashMap<String, String>,
+}
+
+fn cluster_cmd(args: &[&str], engine: &Path) -> Result<String> {
+    let out = Command::new("scripts/cluster")
+        .args(args)
+        .env("GS_CLUSTER_DIR", "/tmp/glucosync-bench-cluster")
+        .env("GS_CLUSTER_PORT", "26000")
+        .env("GS_CLUSTER_POOL_SIZE", POOL_SIZE.to_string())
+        .env("GS_CLUSTER_LOG_LEVEL", "warn")
+        .env("GLUCOENGINE_BIN", engine)
+        .output()
+        .context("run scripts/cluster (from the repository root)")?;
+    if !out.status.success() {
+        bail!(
+            "scripts/cluster {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("scripts/cluster")
+            .arg("down")
+            .env("GS_CLUSTER_DIR", "/tmp/glucosync-bench-cluster")
+            .env("GS_CLUSTER_PORT", "26000")
+            .output();
+    }
+}
+
+async fn pg(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// The server's own statement from plain clients, as many as post batches to the API: each
+/// sends multi-row INSERTs of `per_statement` rows on a connection of its own.
+async fn raw_postgres(url: &str, rows: usize, per_statement: usize, clients: usize) -> Result<f64> {
+    let per_client = rows / clients;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let db = pg(url).await?;
+        tasks.push(tokio::spawn(async move {
+            raw_inserts(&db, c * per_client, per_client, per_statement).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per_client * clients) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn raw_inserts(
+    db: &tokio_postgres::Client,
+    first: usize,
+    rows: usize,
+    per_statement: usize,
+) -> Result<()> {
+    let stmt = db
+        .prepare(
+            "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
+             SELECT $1, t.*, $8 FROM UNNEST($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[]) AS t \
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let mut done = 0;
+    while done < rows {
+        let n = per_statement.min(rows - done);
+        let times: Vec<i64> = (first + done..first + done + n)
+            .map(|i| T0 + i as i64 * 1000)
+            .collect();
+        let offsets = vec![0i16; n];
+        let kinds = vec!["cgm"; n];
+        let devices = vec!["raw"; n];
+        let values: Vec<f64> = (0..n).map(|i| 100.0 + (i % 200) as f64).collect();
+        let trends = vec![Some("Flat"); n];
+        db.execute(
+            &stmt,
+            &[
+                &-1i64, &times, &offsets, &kinds, &devices, &values, &trends, &T0,
+            ],
+        )
+        .await?;
+        done += n;
+    }
+    Ok(())
+}
+
+pub async fn run(args: &Args) -> Result<()> {
+    println!("\nCluster (PostgreSQL + Redis Sentinel + HAProxy, started by scripts/cluster)\n");
+    let out = cluster_cmd(&["up"], &args.engine)?;
+    let cluster = Cluster {
+        env: out
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect(),
+    };
+    let haproxy = cluster
+        .env
+        .get("GS_CLUSTER_URL")
+        .context("no cluster URL")?
+        .clone();
+    let engines: Vec<String> = cluster.env["GS_CLUSTER_ENGINE_URLS"]
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let db = pg(&cluster.env["GS_CLUSTER_PG_PRIMARY"]).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections * 2)
+        .build()?;
+    let token = Arc::new(token(&client, &haproxy).await?);
+
+    // 1. Batch ingest through the API (directly to one replica) vs raw multi-row INSERTs.
+    let total = args.batch * args.batches;
+    let raw = raw_postgres(
+        &cluster.env["GS_CLUSTER_PG_PRIMARY"],
+        total,
+        args.batch,
+        args.batch_clients,
+    )
+    .await?;
+    let bodies: Vec<String> = (0..args.batches)
+        .map(|b| {
+            let items: Vec<Value> = (0..args.batch)
+                .map(|i| {
+                    let n = (b * args.batch + i) as i64;
+                    json!({"time": time(T0 + n * 1000), "value": 100 + n % 200, "trend": "Flat", "device": "bench"})
+                })
+                .collect();
+            serde_json::to_string(&items).unwrap_or_default()
+        })
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.batch_clients {
+        let (client, token, queue, url) = (
+            client.clone(),
+            token.clone(),
+            queue.clone(),
+            format!("{}/api/v1/readings", engines[0]),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                    return anyhow::Ok(());
+                };
+                let r = client
+                    .post(&url)
+                    .bearer_auth(token.as_str())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("batch rejected: {}", r.status());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let api = total as f64 / started.elapsed().as_secs_f64();
+    row(
+        &format!(
+            "PG batch ingest HTTP ({}x{}, {} clients)",
+            args.batches, args.batch, args.batch_clients
+        ),
+        format!("{api:.0} readings/s"),
+        format!("raw INSERTs {raw:.0} readings/s"),
+        Some(api / raw),
+    );
+
+    // 2. Single-reading POSTs: 3 replicas via HAProxy, then 1 replica direct and via HAProxy.
+    let window = std::time::Duration::from_secs(args.seconds);
+    let single = |c: usize, i: usize| {
+        let t = T0 + 86_400_000 * 500 + (c as i64) * 10_000_000 + (i as i64) * 1000;
+        Req::Post(
+            json!({"time": time(t), "value": 120, "device": format!("phone-{c}")}).to_string(),
+        )
+    };
+    let probe_db = db
+        .clone_probe(&cluster.env["GS_CLUSTER_PG_PRIMARY"])
+        .await?;
+    let counter = tokio::spawn(async move { peak_connections(&probe_db, window).await });
+    let (three, lat3) = rate(
+        &client,
+        &haproxy,
+        args.connections,
+        window,
+        single,
+        Some(token.clone()),
+    )
+    .await?;
+    let peak = counter.await??;
+    cluster_cmd(&["stop-engine", "2"], &args.engine)?;
+    cluster_cmd(&["stop-engine", "3"], &args.engine)?;
+    // Let HAProxy see them gone.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (one, lat1) = rate(
+        &client,
+        &haproxy,
+        args.connections,
+        window,
+        single,
+        Some(token.clone()),
+    )
+    .await?;
+    let (direct, _) = rate(
+        &client,
+        &engines[0],
+        args.connections,
+        window,
+        single,
+        Some(token.clone()),
+    )
+    .await?;
+    let p99 = |l: &[std::time::Duration]| crate::percentile(l, 0.99).as_secs_f64() * 1000.0;
+    row(
+        "single POSTs via HAProxy, 3 replicas",
+        format!("{three:.0} req/s"),
+        format!("1 replica {one:.0} req/s"),
+        Some(three / one),
+    );
+    row(
+        "  p99 with 3 / with 1 replica",
+        format!("{:.1} / {:.1} ms", p99(&lat3), p99(&lat1)),
+        String::new(),
+        None,
+    );
+    row(
+        "HAProxy overhead (1 replica via HAProxy)",
+        format!("{one:.0} req/s"),
+        format!("direct {direct:.0} req/s"),
+        Some(one / direct),
+    );
+    row(
+        "PG connections under load (3 replicas)",
+        format!("{peak} peak"),
+        format!("pools allow {}", 3 * POOL_SIZE),
+        Some(peak as f64 / (3 * POOL_SIZE) as f64),
+    );
+    drop(cluster);
+    Ok(())
+}
+
+async fn peak_connections(db: &tokio_postgres::Client, window: std::time::Duration) -> Result<i64> {
+    let started = Instant::now();
+    let mut peak = 0;
+    while started.elapsed() < window {
+        let n: i64 = db
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = 'glucosync' AND application_name = 'glucoengine'",
+                &[],
+            )
+            .await?
+            .get(0);
+        peak = peak.max(n);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(peak)
+}
+
+trait CloneProbe {
+    async fn clone_probe(&self, url: &str) -> Result<tokio_postgres::Client>;
+}
+
+impl CloneProbe for tokio_postgres::Client {
+    async fn clone_probe(&self, url: &str) -> Result<tokio_postgres::Client> {
+        pg(url).await
+    }
+}
