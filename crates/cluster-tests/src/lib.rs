@@ -20,6 +20,8 @@ pub struct Cluster {
     pub env: HashMap<String, String>,
     dir: String,
     port: String,
+    /// Extra environment for scripts/cluster (e.g. `GS_CLUSTER_PG=patroni`).
+    extra: Vec<(String, String)>,
 }
 
 fn repo() -> PathBuf {
@@ -28,12 +30,21 @@ fn repo() -> PathBuf {
 
 impl Cluster {
     pub fn up(name: &str) -> Cluster {
+        Self::up_with(name, &[])
+    }
+
+    pub fn up_with(name: &str, extra: &[(&str, &str)]) -> Cluster {
         let dir = format!("/tmp/glucosync-cluster-{name}");
         let port = std::env::var("GS_CLUSTER_PORT").unwrap_or_else(|_| "25000".into());
+        let extra = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut c = Cluster {
             env: HashMap::new(),
             dir,
             port,
+            extra,
         };
         let out = c.run(&["up"]);
         for line in out.lines() {
@@ -61,6 +72,7 @@ impl Cluster {
             .env("GS_CLUSTER_DIR", &self.dir)
             .env("GS_CLUSTER_PORT", &self.port)
             .env("GLUCOENGINE_BIN", bin)
+            .envs(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run scripts/cluster");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -122,13 +134,26 @@ impl Cluster {
         }
     }
 
+    /// A connection to whichever node is the writable primary now.
     pub async fn primary(&self) -> tokio_postgres::Client {
-        let (client, conn) =
-            tokio_postgres::connect(&self.env["GS_CLUSTER_PG_PRIMARY"], tokio_postgres::NoTls)
+        let started = Instant::now();
+        loop {
+            match tokio_postgres::connect(&self.env["GS_CLUSTER_PG_BOTH"], tokio_postgres::NoTls)
                 .await
-                .expect("primary");
-        tokio::spawn(conn);
-        client
+            {
+                Ok((client, conn)) => {
+                    tokio::spawn(conn);
+                    return client;
+                }
+                Err(e) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "no writable primary: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 }
 
@@ -138,6 +163,7 @@ impl Drop for Cluster {
             .arg("down")
             .env("GS_CLUSTER_DIR", &self.dir)
             .env("GS_CLUSTER_PORT", &self.port)
+            .envs(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output();
     }
 }

@@ -266,6 +266,46 @@ async fn a_postgres_outage_gives_clean_503s_and_the_app_follows_a_promoted_stand
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the cluster tooling; run by scripts/test"]
+async fn patroni_promotes_the_standby_after_the_primary_crashes_within_30_s_losing_nothing() {
+    let cluster = Cluster::up_with("patroni", &[("GS_CLUSTER_PG", "patroni")]);
+    let client = reqwest::Client::new();
+    let token = session(&client, &cluster.url(), "patroni@example.org").await;
+    let load = Load::start(&cluster.url(), &token, CLIENTS, "patroni");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let old_leader = cluster.run(&["pg-kill-leader"]);
+    let killed_at = Instant::now();
+    let back = wait_for_success(&load, killed_at).await;
+    let new_leader = cluster.run(&["pg-leader"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (outcomes, acked) = load.stop().await;
+    let failed = failures(&outcomes);
+    let worst = outcomes.iter().map(|o| o.latency).max().unwrap_or_default();
+    println!(
+        "Patroni: primary pg{} killed (PostgreSQL and Patroni, kill -9); pg{} promoted; uploads worked again {:.2} s \
+         after the crash; {} of {} requests failed, all with 503; slowest answer {:.2} s",
+        old_leader.trim(),
+        new_leader.trim(),
+        back.as_secs_f64(),
+        failed.len(),
+        outcomes.len(),
+        worst.as_secs_f64()
+    );
+    assert_ne!(
+        old_leader.trim(),
+        new_leader.trim(),
+        "the standby took over"
+    );
+    assert!(back < Duration::from_secs(30), "the seed's bound is 30 s");
+    for f in &failed {
+        assert_eq!(f.status, Some(503), "failures must be clean 503s: {f:?}");
+    }
+    // Synchronous replication: nothing acknowledged was lost with the crashed primary.
+    assert_acked_stored_once(&cluster.primary().await, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the cluster tooling; run by scripts/test"]
 async fn a_rolling_restart_of_every_replica_fails_no_request() {
     let cluster = Cluster::up("rolling");
     let client = reqwest::Client::new();
