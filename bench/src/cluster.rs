@@ -26,6 +26,9 @@ fn cluster_cmd(args: &[&str], engine: &Path) -> Result<String> {
         .env("GS_CLUSTER_PORT", "26000")
         .env("GS_CLUSTER_POOL_SIZE", POOL_SIZE.to_string())
         .env("GS_CLUSTER_LOG_LEVEL", "warn")
+        // One worker thread per replica, like a CPU limit per pod: on a small machine the
+        // replicas otherwise fight over the same cores.
+        .env("GS_CLUSTER_WORKER_THREADS", "1")
         .env("GLUCOENGINE_BIN", engine)
         .output()
         .context("run scripts/cluster (from the repository root)")?;
