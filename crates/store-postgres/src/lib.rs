@@ -5,6 +5,7 @@
 //! primary and an optional read replica, both with timeouts) and the mapping of PostgreSQL
 //! errors to [`StoreError`]. It must never be visible past the [`Store`] trait.
 
+mod group_commit;
 mod migrations;
 
 use std::time::Duration;
@@ -53,6 +54,9 @@ impl PostgresOptions {
 pub struct PostgresStore {
     primary: Pool,
     replica: Option<Pool>,
+    /// Small uploads are merged into shared commits (see `group_commit`); absent outside a
+    /// Tokio runtime.
+    small_uploads: Option<tokio::sync::mpsc::Sender<group_commit::Pending>>,
 }
 
 fn make_pool(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError> {
@@ -111,13 +115,18 @@ impl PostgresStore {
     /// Builds the pools. Connections are made lazily, so this succeeds while the database is
     /// down; readiness and every call report `Unavailable` until it is back.
     pub fn open(options: &PostgresOptions) -> Result<Self, StoreError> {
+        let primary = make_pool(&options.url, options)?;
+        let small_uploads = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|_| group_commit::start(primary.clone()));
         Ok(PostgresStore {
-            primary: make_pool(&options.url, options)?,
+            primary,
             replica: options
                 .read_url
                 .as_deref()
                 .map(|u| make_pool(u, options))
                 .transpose()?,
+            small_uploads,
         })
     }
 
@@ -571,6 +580,25 @@ impl Store for PostgresStore {
         readings: Vec<NewReading>,
         now_ms: i64,
     ) -> Result<InsertOutcome, StoreError> {
+        if let Some(queue) = self
+            .small_uploads
+            .as_ref()
+            .filter(|_| readings.len() <= group_commit::SMALL_UPLOAD)
+        {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            queue
+                .send(group_commit::Pending {
+                    user_id,
+                    readings,
+                    now_ms,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+            return answer
+                .await
+                .map_err(|_| StoreError::Internal("a grouped write got no answer".into()))?;
+        }
         // One statement for the whole batch: arrays unnested server-side, all or nothing.
         let n = readings.len();
         let mut times = Vec::with_capacity(n);

@@ -41,6 +41,7 @@ macro_rules! conformance_suite {
             reading_range_deletion_counts,
             a_batch_of_ten_thousand_is_stored_whole,
             concurrent_writes_are_all_durable_and_visible,
+            concurrent_identical_uploads_insert_once,
             treatments_of_every_kind_round_trip,
             treatment_uploads_are_idempotent_by_id,
             treatments_update_delete_and_stay_private,
@@ -611,6 +612,47 @@ pub async fn concurrent_writes_are_all_durable_and_visible(store: &dyn Store) {
             .expect("list")
             .len(),
         64
+    );
+}
+
+pub async fn concurrent_identical_uploads_insert_once(store: &dyn Store) {
+    let a = user(store, "a@example.org").await;
+    let b = user(store, "b@example.org").await;
+    // Two uploaders of one person send the same reading at the same moment, while another
+    // person uploads the same instant: exactly one of the first group inserts it.
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let owner = if i % 3 == 2 { b } else { a };
+        calls.push(store.insert_readings(
+            owner,
+            vec![reading(T0, 150.0), reading(T0 + FIVE_MIN + i, 151.0)],
+            NOW,
+        ));
+    }
+    let outcomes: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("insert"))
+        .collect();
+    let inserted: u64 = outcomes.iter().map(|o| o.inserted).sum();
+    let duplicates: u64 = outcomes.iter().map(|o| o.duplicates).sum();
+    // 24 distinct second readings + the shared one once per person.
+    assert_eq!((inserted, duplicates), (24 + 2, 48 - 26), "{outcomes:?}");
+    assert_eq!(
+        store
+            .list_readings(a, &all_range(100))
+            .await
+            .expect("list")
+            .len(),
+        1 + 16
+    );
+    assert_eq!(
+        store
+            .list_readings(b, &all_range(100))
+            .await
+            .expect("list")
+            .len(),
+        1 + 8
     );
 }
 
