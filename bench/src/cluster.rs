@@ -219,6 +219,15 @@ pub async fn run(args: &Args) -> Result<()> {
     )
     .await?;
     let peak = counter.await??;
+    let (three_direct, _) = rate(
+        &client,
+        &engines.join(" "),
+        args.connections,
+        window,
+        single,
+        Some(token.clone()),
+    )
+    .await?;
     cluster_cmd(&["stop-engine", "2"], &args.engine)?;
     cluster_cmd(&["stop-engine", "3"], &args.engine)?;
     // Let HAProxy see them gone.
@@ -259,6 +268,12 @@ pub async fn run(args: &Args) -> Result<()> {
         format!("{one:.0} req/s"),
         format!("direct {direct:.0} req/s"),
         Some(one / direct),
+    );
+    row(
+        "3 replicas without HAProxy (client spreads)",
+        format!("{three_direct:.0} req/s"),
+        format!("1 replica direct {direct:.0} req/s"),
+        Some(three_direct / direct),
     );
     row(
         "PG connections under load (3 replicas)",

@@ -403,8 +403,14 @@ pub(crate) async fn rate(
 ) -> Result<(f64, Vec<Duration>)> {
     let deadline = Instant::now() + window;
     let mut tasks = Vec::new();
+    // `base` may list several servers (space-separated): connections are spread over them.
+    let bases: Vec<String> = base.split_whitespace().map(str::to_owned).collect();
     for c in 0..connections {
-        let (client, base, token) = (client.clone(), base.to_owned(), token.clone());
+        let (client, base, token) = (
+            client.clone(),
+            bases[c % bases.len()].clone(),
+            token.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut n = 0;
