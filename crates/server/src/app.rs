@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{accounts, events, readings, tokens, treatments};
+use crate::api::{accounts, events, readings, reports, tokens, treatments};
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
 use crate::telemetry::{metrics_handler, observe};
@@ -40,6 +40,7 @@ use crate::telemetry::{metrics_handler, observe};
         (name = "tokens", description = "Personal API tokens for uploaders and scripts"),
         (name = "readings", description = "Glucose readings"),
         (name = "treatments", description = "Insulin, carbohydrates, exercise, notes, basal rates"),
+        (name = "reports", description = "Consensus metrics over a period"),
         (name = "health", description = "Liveness and readiness")
     ),
     components(schemas(crate::error::Problem))
@@ -88,6 +89,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
             treatments::delete_one
         ))
         .routes(routes!(events::stream))
+        .routes(routes!(reports::summary))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

@@ -773,3 +773,68 @@ async fn health_metrics_and_docs() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+#[tokio::test]
+async fn the_summary_report_uses_the_consensus_names_and_handles_no_data() {
+    let s = TestServer::start().await;
+    let t = s.user("ana@example.org").await;
+    let empty: Value = s
+        .req(Method::GET, "/api/v1/reports/summary", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(empty["readings"], 0);
+    assert!(empty["mean"].is_null() && empty["tir"].is_null());
+    // 4 readings: 50 (< 54), 65 (54–69), 120 (in range), 300 (> 250); a meter reading is ignored.
+    let batch = json!([
+        {"time": minutes_ago(20), "value": 50}, {"time": minutes_ago(15), "value": 65},
+        {"time": minutes_ago(10), "value": 120}, {"time": minutes_ago(5), "value": 300},
+        {"time": minutes_ago(5), "value": 400, "kind": "meter"}
+    ]);
+    s.req(Method::POST, "/api/v1/readings", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    let r: Value = s
+        .req(Method::GET, "/api/v1/reports/summary", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["readings"], 4);
+    assert_eq!(r["mean"], 133.8);
+    for (k, v) in [
+        ("tbr_54", 25.0),
+        ("tbr_70", 50.0),
+        ("tir", 25.0),
+        ("tar_180", 25.0),
+        ("tar_250", 25.0),
+    ] {
+        assert_eq!(r[k].as_f64(), Some(v), "{k}");
+    }
+    // GRI = 3.0 × (25 + 0.8 × 25) + 1.6 × (25 + 0.5 × 0) = 175 → capped at 100, zone E.
+    assert_eq!(
+        (r["gri"].as_f64(), r["gri_zone"].as_str()),
+        (Some(100.0), Some("E"))
+    );
+    for k in ["sd", "cv", "gmi", "lbgi", "hbgi", "j_index", "adrr"] {
+        assert!(r[k].is_number(), "{k}");
+    }
+    let r = s
+        .req(
+            Method::GET,
+            "/api/v1/reports/summary?from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
+            &t,
+        )
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    s.stop().await;
+}

@@ -74,6 +74,11 @@ async fn no_endpoint_lets_one_person_see_or_change_anothers_data() {
         (Method::DELETE, "/api/v1/treatments/owner-note".into(), None),
         (Method::GET, "/api/v1/tokens".into(), None),
         (
+            Method::GET,
+            format!("/api/v1/reports/summary?{range}"),
+            None,
+        ),
+        (
             Method::DELETE,
             format!("/api/v1/tokens/{owner_token_id}"),
             None,

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod events;
 pub mod readings;
+pub mod reports;
 pub mod tokens;
 pub mod treatments;
 

@@ -1,0 +1,315 @@
+//! Glycaemic metrics over CGM readings (International Consensus on Time in Range, Battelino et
+//! al. 2019; GMI, Bergenstal et al. 2018; GRI, Klonoff et al. 2022; Kovatchev's risk indices).
+//! `docs/analytics.md` gives each definition, formula, source and boundary convention.
+//!
+//! Everything is computed in mg/dL over plain slices; callers convert units at the edge.
+//! Every reading counts once (no time weighting), as the reference implementation does.
+
+use chrono::TimeZone;
+
+/// One CGM value at an instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GlucosePoint {
+    pub utc_ms: i64,
+    pub mgdl: f64,
+}
+
+/// Percent of readings in each consensus band. The exclusive bands (`very_low` … `very_high`)
+/// sum to 100; the cumulative ones are the consensus headline figures.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bands {
+    /// < 54 mg/dL (level 2 hypoglycaemia).
+    pub very_low: f64,
+    /// 54 ≤ g < 70.
+    pub low: f64,
+    /// 70 ≤ g ≤ 180 (time in range).
+    pub in_range: f64,
+    /// 180 < g ≤ 250.
+    pub high: f64,
+    /// > 250.
+    pub very_high: f64,
+}
+
+impl Bands {
+    /// % < 70 (time below range, both levels).
+    pub fn below_70(&self) -> f64 {
+        self.very_low + self.low
+    }
+    /// % > 180 (time above range, both levels).
+    pub fn above_180(&self) -> f64 {
+        self.high + self.very_high
+    }
+}
+
+pub fn bands(values: &[f64]) -> Bands {
+    if values.is_empty() {
+        return Bands::default();
+    }
+    let mut counts = [0usize; 5];
+    for &g in values {
+        let band = if g < 54.0 {
+            0
+        } else if g < 70.0 {
+            1
+        } else if g <= 180.0 {
+            2
+        } else if g <= 250.0 {
+            3
+        } else {
+            4
+        };
+        counts[band] += 1;
+    }
+    let pct = |c: usize| 100.0 * c as f64 / values.len() as f64;
+    Bands {
+        very_low: pct(counts[0]),
+        low: pct(counts[1]),
+        in_range: pct(counts[2]),
+        high: pct(counts[3]),
+        very_high: pct(counts[4]),
+    }
+}
+
+pub fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// Sample standard deviation (n − 1), as CGM software and the reference use.
+pub fn sd(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let m = mean(values)?;
+    let ss: f64 = values.iter().map(|v| (v - m) * (v - m)).sum();
+    Some((ss / (values.len() - 1) as f64).sqrt())
+}
+
+/// Glucose Management Indicator, % (Bergenstal et al. 2018).
+pub fn gmi_percent(mean_mgdl: f64) -> f64 {
+    3.31 + 0.02392 * mean_mgdl
+}
+
+/// GMI in mmol/mol (IFCC), from the same regression: 12.71 + 4.70587 × mean (mmol/L).
+pub fn gmi_mmol_mol(mean_mgdl: f64) -> f64 {
+    12.71 + 4.70587 * (mean_mgdl / crate::units::MGDL_PER_MMOLL)
+}
+
+/// Glycemia Risk Index (Klonoff et al. 2022) with its components and zone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gri {
+    pub value: f64,
+    /// VLow + 0.8 × Low.
+    pub hypo: f64,
+    /// VHigh + 0.5 × High.
+    pub hyper: f64,
+    /// A (0–20) … E (80–100).
+    pub zone: char,
+}
+
+pub fn gri(b: &Bands) -> Gri {
+    let hypo = b.very_low + 0.8 * b.low;
+    let hyper = b.very_high + 0.5 * b.high;
+    let value = (3.0 * hypo + 1.6 * hyper).min(100.0);
+    let zone = match value {
+        v if v <= 20.0 => 'A',
+        v if v <= 40.0 => 'B',
+        v if v <= 60.0 => 'C',
+        v if v <= 80.0 => 'D',
+        _ => 'E',
+    };
+    Gri {
+        value,
+        hypo,
+        hyper,
+        zone,
+    }
+}
+
+/// Kovatchev's symmetrised risk of one value: (low risk, high risk).
+pub fn risk(g: f64) -> (f64, f64) {
+    let f = 1.509 * (g.max(1.0).ln().powf(1.084) - 5.381);
+    let r = 10.0 * f * f;
+    if f < 0.0 {
+        (r, 0.0)
+    } else {
+        (0.0, r)
+    }
+}
+
+/// Low and high blood glucose indices: the mean over all readings of the low / high risk.
+pub fn lbgi_hbgi(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let (lo, hi) = values.iter().fold((0.0, 0.0), |(l, h), &g| {
+        let (rl, rh) = risk(g);
+        (l + rl, h + rh)
+    });
+    let n = values.len() as f64;
+    Some((lo / n, hi / n))
+}
+
+/// J-index: 0.001 × (mean + SD)².
+pub fn j_index(mean: f64, sd: f64) -> f64 {
+    0.001 * (mean + sd) * (mean + sd)
+}
+
+/// Average Daily Risk Range: the mean over calendar days (in `tz`) of the day's maximum low
+/// risk plus its maximum high risk (Kovatchev et al. 2006).
+pub fn adrr<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz) -> Option<f64> {
+    let mut days: std::collections::BTreeMap<chrono::NaiveDate, (f64, f64)> = Default::default();
+    for p in points {
+        let Some(t) = tz.timestamp_millis_opt(p.utc_ms).single() else {
+            continue;
+        };
+        let (rl, rh) = risk(p.mgdl);
+        let day = days.entry(t.date_naive()).or_insert((0.0, 0.0));
+        day.0 = day.0.max(rl);
+        day.1 = day.1.max(rh);
+    }
+    if days.is_empty() {
+        return None;
+    }
+    Some(days.values().map(|(l, h)| l + h).sum::<f64>() / days.len() as f64)
+}
+
+/// The summary metrics of one period (the values of SPEC §5.1's summary endpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: f64,
+    pub sd: Option<f64>,
+    /// 100 × SD / mean, %.
+    pub cv: Option<f64>,
+    pub gmi_percent: f64,
+    pub gmi_mmol_mol: f64,
+    pub bands: Bands,
+    pub gri: Gri,
+    pub lbgi: f64,
+    pub hbgi: f64,
+    pub j_index: Option<f64>,
+    pub adrr: Option<f64>,
+}
+
+/// Computes the summary; `None` without readings. Readings with the same instant are expected
+/// to be deduplicated by the caller (the store does).
+pub fn summary<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz) -> Option<Summary> {
+    let values: Vec<f64> = points.iter().map(|p| p.mgdl).collect();
+    let mean = mean(&values)?;
+    let sd = sd(&values);
+    let bands = bands(&values);
+    let (lbgi, hbgi) = lbgi_hbgi(&values)?;
+    Some(Summary {
+        n: values.len(),
+        mean,
+        sd,
+        cv: sd.map(|s| 100.0 * s / mean),
+        gmi_percent: gmi_percent(mean),
+        gmi_mmol_mol: gmi_mmol_mol(mean),
+        gri: gri(&bands),
+        bands,
+        lbgi,
+        hbgi,
+        j_index: sd.map(|s| j_index(mean, s)),
+        adrr: adrr(points, tz),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn band_boundaries_follow_the_consensus() {
+        let b = bands(&[53.9, 54.0, 69.9, 70.0, 180.0, 180.1, 250.0, 250.1]);
+        assert_eq!(
+            (b.very_low, b.low, b.in_range, b.high, b.very_high),
+            (12.5, 25.0, 25.0, 25.0, 12.5)
+        );
+    }
+
+    #[test]
+    fn edge_cases_no_data_and_one_reading() {
+        assert!(summary(&[], &chrono::Utc).is_none());
+        let one = summary(
+            &[GlucosePoint {
+                utc_ms: 0,
+                mgdl: 100.0,
+            }],
+            &chrono::Utc,
+        )
+        .expect("one reading");
+        assert_eq!((one.n, one.mean, one.sd, one.cv), (1, 100.0, None, None));
+        assert_eq!(one.bands.in_range, 100.0);
+    }
+
+    #[test]
+    fn gri_zones_and_cap() {
+        let worst = gri(&Bands {
+            very_low: 100.0,
+            ..Default::default()
+        });
+        assert_eq!((worst.value, worst.zone), (100.0, 'E'));
+        let best = gri(&Bands {
+            in_range: 100.0,
+            ..Default::default()
+        });
+        assert_eq!((best.value, best.zone), (0.0, 'A'));
+        // 2 % < 54, 3 % 54–69, 10 % 181–250, 5 % > 250 → hypo 4.4, hyper 10, GRI 29.2 (zone B).
+        let g = gri(&Bands {
+            very_low: 2.0,
+            low: 3.0,
+            in_range: 80.0,
+            high: 10.0,
+            very_high: 5.0,
+        });
+        assert!(
+            (g.hypo - 4.4).abs() < 1e-9
+                && (g.hyper - 10.0).abs() < 1e-9
+                && (g.value - 29.2).abs() < 1e-9
+        );
+        assert_eq!(g.zone, 'B');
+    }
+
+    #[test]
+    fn gmi_in_both_units() {
+        // 154 mg/dL is the classic 7.0 %, 53 mmol/mol.
+        assert!((gmi_percent(154.0) - 6.99368).abs() < 1e-4);
+        assert!((gmi_mmol_mol(154.0) - 52.94).abs() < 0.05);
+    }
+
+    proptest! {
+        #[test]
+        fn bands_sum_to_100(values in proptest::collection::vec(20.0f64..600.0, 1..500)) {
+            let b = bands(&values);
+            prop_assert!((b.very_low + b.low + b.in_range + b.high + b.very_high - 100.0).abs() < 1e-9);
+        }
+
+        #[test]
+        fn order_does_not_matter(values in proptest::collection::vec(40.0f64..400.0, 2..300), seed in 0u64..1000) {
+            let points: Vec<_> = values.iter().enumerate().map(|(i, &v)| GlucosePoint { utc_ms: i as i64 * 300_000, mgdl: v }).collect();
+            let a = summary(&points, &chrono::Utc).expect("data");
+            let mut shuffled = points.clone();
+            let k = (seed as usize) % shuffled.len();
+            shuffled.rotate_left(k);
+            shuffled.reverse();
+            let b = summary(&shuffled, &chrono::Utc).expect("data");
+            prop_assert!((a.mean - b.mean).abs() < 1e-9);
+            prop_assert!((a.sd.unwrap_or(0.0) - b.sd.unwrap_or(0.0)).abs() < 1e-9);
+            prop_assert_eq!(a.bands, b.bands);
+            prop_assert!((a.adrr.unwrap_or(0.0) - b.adrr.unwrap_or(0.0)).abs() < 1e-9);
+        }
+
+        #[test]
+        fn whole_day_shifts_keep_the_daily_metrics(values in proptest::collection::vec(40.0f64..400.0, 1..300), days in -30i64..30) {
+            let points: Vec<_> = values.iter().enumerate().map(|(i, &v)| GlucosePoint { utc_ms: 1_780_000_000_000 + i as i64 * 300_000, mgdl: v }).collect();
+            let shifted: Vec<_> = points.iter().map(|p| GlucosePoint { utc_ms: p.utc_ms + days * 86_400_000, ..*p }).collect();
+            // In UTC a whole-day shift keeps every reading on the same time of day, so the
+            // per-day metric cannot change. (In a zone with DST a shift across the change moves
+            // local midnight by an hour; the DST tests of the daily statistics cover that.)
+            let (a, b) = (adrr(&points, &chrono::Utc).expect("data"), adrr(&shifted, &chrono::Utc).expect("data"));
+            prop_assert!((a - b).abs() < 1e-9);
+        }
+    }
+}
