@@ -173,6 +173,106 @@ pub fn adrr<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz) -> Option<f64> {
     Some(days.values().map(|(l, h)| l + h).sum::<f64>() / days.len() as f64)
 }
 
+/// CGM values on a regular grid, as the reference implementation (iglu's `CGMS2DayByDay`)
+/// builds it for the metrics that compare a reading with the one a fixed time earlier:
+/// steps of the median reading interval (rounded to whole minutes) starting one step after
+/// local midnight of the first reading's day, for whole days; values linearly interpolated
+/// between readings, and missing (`None`) outside the data and inside gaps longer than
+/// `max_gap_min` minutes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub step_min: i64,
+    pub values: Vec<Option<f64>>,
+}
+
+pub fn grid<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz, max_gap_min: i64) -> Option<Grid> {
+    let mut sorted: Vec<GlucosePoint> = points.to_vec();
+    sorted.sort_by_key(|p| p.utc_ms);
+    sorted.dedup_by_key(|p| p.utc_ms);
+    if sorted.len() < 2 {
+        return None;
+    }
+    let mut diffs: Vec<i64> = sorted
+        .windows(2)
+        .map(|w| w[1].utc_ms - w[0].utc_ms)
+        .collect();
+    diffs.sort_unstable();
+    let median_ms = if diffs.len() % 2 == 1 {
+        diffs[diffs.len() / 2] as f64
+    } else {
+        (diffs[diffs.len() / 2 - 1] + diffs[diffs.len() / 2]) as f64 / 2.0
+    };
+    let step_min = ((median_ms / 60_000.0).round() as i64).max(1);
+    let step_ms = step_min * 60_000;
+    let first = sorted[0].utc_ms;
+    let last = sorted[sorted.len() - 1].utc_ms;
+    let first_local = tz.timestamp_millis_opt(first).single()?;
+    let midnight = first_local.date_naive().and_hms_opt(0, 0, 0)?;
+    let start = tz
+        .from_local_datetime(&midnight)
+        .earliest()?
+        .timestamp_millis();
+    let days = ((last - first) as f64 / 86_400_000.0 + 1.0).ceil() as i64;
+    let n = (days * 1440 / step_min) as usize;
+    let max_gap_ms = max_gap_min * 60_000;
+    let mut values = Vec::with_capacity(n);
+    let mut j = 0; // sorted[j] <= t < sorted[j + 1]
+    for k in 1..=n as i64 {
+        let t = start + k * step_ms;
+        if t < first || t > last {
+            values.push(None);
+            continue;
+        }
+        while j + 1 < sorted.len() && sorted[j + 1].utc_ms <= t {
+            j += 1;
+        }
+        let a = sorted[j];
+        if a.utc_ms == t {
+            values.push(Some(a.mgdl));
+            continue;
+        }
+        let b = sorted[j + 1];
+        if b.utc_ms - a.utc_ms > max_gap_ms {
+            values.push(None);
+            continue;
+        }
+        let w = (t - a.utc_ms) as f64 / (b.utc_ms - a.utc_ms) as f64;
+        values.push(Some(a.mgdl + w * (b.mgdl - a.mgdl)));
+    }
+    Some(Grid { step_min, values })
+}
+
+/// Gap longer than which the grid does not interpolate, minutes (the reference's default).
+pub const INTERPOLATION_GAP_MIN: i64 = 45;
+
+impl Grid {
+    /// Differences between grid values `lag_min` minutes apart, where both exist.
+    fn lagged_differences(&self, lag_min: i64) -> Vec<f64> {
+        let lag = (lag_min / self.step_min) as usize;
+        if lag == 0 || lag >= self.values.len() {
+            return Vec::new();
+        }
+        self.values[lag..]
+            .iter()
+            .zip(&self.values)
+            .filter_map(|(later, earlier)| Some((*later)? - (*earlier)?))
+            .collect()
+    }
+}
+
+/// Mean Of Daily Differences: the mean absolute difference between values 24 hours apart
+/// (Molnar et al. 1972), on the interpolated grid.
+pub fn modd(grid: &Grid) -> Option<f64> {
+    let d = grid.lagged_differences(24 * 60);
+    mean(&d.iter().map(|x| x.abs()).collect::<Vec<_>>())
+}
+
+/// Continuous Overall Net Glycaemic Action over `hours`: the sample SD of the differences
+/// between values `hours` apart (McDonnell et al. 2005), on the interpolated grid.
+pub fn conga(grid: &Grid, hours: i64) -> Option<f64> {
+    sd(&grid.lagged_differences(hours * 60))
+}
+
 /// The summary metrics of one period (the values of SPEC §5.1's summary endpoint).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -189,6 +289,8 @@ pub struct Summary {
     pub hbgi: f64,
     pub j_index: Option<f64>,
     pub adrr: Option<f64>,
+    pub modd: Option<f64>,
+    pub conga_1h: Option<f64>,
 }
 
 /// Computes the summary; `None` without readings. Readings with the same instant are expected
@@ -199,6 +301,7 @@ pub fn summary<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz) -> Option<Summary
     let sd = sd(&values);
     let bands = bands(&values);
     let (lbgi, hbgi) = lbgi_hbgi(&values)?;
+    let grid = grid(points, tz, INTERPOLATION_GAP_MIN);
     Some(Summary {
         n: values.len(),
         mean,
@@ -212,6 +315,8 @@ pub fn summary<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz) -> Option<Summary
         hbgi,
         j_index: sd.map(|s| j_index(mean, s)),
         adrr: adrr(points, tz),
+        modd: grid.as_ref().and_then(modd),
+        conga_1h: grid.as_ref().and_then(|g| conga(g, 1)),
     })
 }
 

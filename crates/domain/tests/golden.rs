@@ -70,15 +70,17 @@ fn summary_metrics_match_the_reference_implementation() {
             misses.extend(close(name, metric, value, r(metric), 0.005, 0.02));
             checked += 1;
         }
-        misses.extend(close(
-            name,
-            "adrr",
-            s.adrr.expect("adrr"),
-            r("adrr"),
-            0.02,
-            0.02,
-        ));
-        checked += 1;
+        for (metric, value) in [("adrr", s.adrr), ("modd", s.modd), ("conga_1h", s.conga_1h)] {
+            misses.extend(close(
+                name,
+                metric,
+                value.expect(metric),
+                r(metric),
+                0.005,
+                0.02,
+            ));
+            checked += 1;
+        }
     }
     assert!(
         misses.is_empty(),
@@ -86,5 +88,5 @@ fn summary_metrics_match_the_reference_implementation() {
         misses.len(),
         misses.join("\n")
     );
-    assert_eq!(checked, 9 * 14);
+    assert_eq!(checked, 9 * 16);
 }
