@@ -273,6 +273,201 @@ pub fn conga(grid: &Grid, hours: i64) -> Option<f64> {
     sd(&grid.lagged_differences(hours * 60))
 }
 
+/// Mean Amplitude of Glycaemic Excursions by the moving-average algorithm of Fernandes et al.
+/// (2022), as the reference implementation computes it: on the 5-minute interpolated grid,
+/// split into segments at gaps longer than 3 hours; per segment, turning points are searched
+/// between the crossings of a short (5-point) and a long (32-point) moving average, and the
+/// excursions between them that exceed one SD are averaged upward (MAGE+) and downward
+/// (MAGE−); the result is the mean of MAGE+ and MAGE− weighted by segment duration.
+pub fn mage(grid: &Grid) -> Option<f64> {
+    const SHORT: usize = 5;
+    const LONG: usize = 32;
+    const MAX_GAP_MIN: i64 = 180;
+    let values = &grid.values;
+    let first = values.iter().position(Option::is_some)?;
+    let last = values.iter().rposition(Option::is_some)?;
+    let trace = &values[first..=last];
+    // Segments: runs of data separated by missing runs longer than the maximum gap.
+    let mut segments: Vec<&[Option<f64>]> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < trace.len() {
+        if trace[i].is_none() {
+            let gap_start = i;
+            while i < trace.len() && trace[i].is_none() {
+                i += 1;
+            }
+            if (i - gap_start) as i64 * grid.step_min > MAX_GAP_MIN {
+                segments.push(&trace[start..gap_start]);
+                start = i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    segments.push(&trace[start..]);
+    // (value, duration) of every direction of every segment that has one.
+    let mut parts: Vec<(f64, f64)> = Vec::new();
+    for seg in segments.iter().filter(|s| !s.is_empty()) {
+        let duration = (seg.len() - 1) as f64;
+        let (plus, minus) = mage_segment(seg, SHORT, LONG);
+        for v in [plus, minus].into_iter().flatten() {
+            parts.push((v, duration));
+        }
+    }
+    let total: f64 = parts.iter().map(|(_, d)| d).sum();
+    if parts.is_empty() {
+        return None;
+    }
+    if total == 0.0 {
+        return mean(&parts.iter().map(|(v, _)| *v).collect::<Vec<_>>());
+    }
+    Some(parts.iter().map(|(v, d)| v * d / total).sum())
+}
+
+/// Rolling mean over the `width` values ending at each position, ignoring missing ones; the
+/// first `width` positions take the value of the first full window.
+fn rolling_mean(values: &[Option<f64>], width: usize) -> Vec<Option<f64>> {
+    let mut out: Vec<Option<f64>> = (0..values.len())
+        .map(|i| {
+            if i + 1 < width {
+                return None;
+            }
+            let window: Vec<f64> = values[i + 1 - width..=i]
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            mean(&window)
+        })
+        .collect();
+    if values.len() >= width {
+        let fill = out[width - 1];
+        for v in out.iter_mut().take(width) {
+            *v = fill;
+        }
+    }
+    out
+}
+
+/// MAGE+ and MAGE− of one segment without long gaps.
+fn mage_segment(seg: &[Option<f64>], short: usize, long: usize) -> (Option<f64>, Option<f64>) {
+    let n = seg.len();
+    if n < 7 || n < long || seg.iter().all(Option::is_none) {
+        return (None, None);
+    }
+    let ma_short = rolling_mean(seg, short);
+    let ma_long = rolling_mean(seg, long);
+    let delta: Vec<Option<f64>> = ma_short
+        .iter()
+        .zip(&ma_long)
+        .map(|(s, l)| Some((*s)? - (*l)?))
+        .collect();
+    // Crossings of the two averages: (position, true for a maximum to look for).
+    let is_max = |d: Option<f64>| d.is_some_and(|d| d > 0.0);
+    let mut crosses: Vec<(usize, bool)> = vec![(0, is_max(delta[0]))];
+    for i in 1..n {
+        let (Some(_), Some(_), Some(d), Some(d_prev)) =
+            (seg[i], seg[i - 1], delta[i], delta[i - 1])
+        else {
+            continue;
+        };
+        if d * d_prev < 0.0 {
+            crosses.push((i, d >= d_prev));
+        } else if let Some(last_delta) = delta[crosses.last().map(|c| c.0).unwrap_or(0)] {
+            if d * last_delta < 0.0 {
+                crosses.push((i, d >= last_delta));
+            }
+        }
+    }
+    crosses.push((n - 1, is_max(delta[n - 1])));
+    // The turning point between each crossing and the next.
+    let mut extrema: Vec<f64> = Vec::with_capacity(crosses.len());
+    let mut turning: Vec<usize> = Vec::with_capacity(crosses.len());
+    for k in 0..crosses.len() - 1 {
+        let from = if k == 0 { crosses[0].0 } else { turning[k - 1] };
+        let to = crosses[k + 1].0;
+        let mut best: Option<(usize, f64)> = None;
+        for (idx, v) in seg.iter().enumerate().take(to + 1).skip(from) {
+            let Some(v) = *v else { continue };
+            let better = match best {
+                None => true,
+                Some((_, b)) => {
+                    if crosses[k].1 {
+                        v > b
+                    } else {
+                        v < b
+                    }
+                }
+            };
+            if better {
+                best = Some((idx, v));
+            }
+        }
+        let Some((idx, v)) = best else {
+            return (None, None);
+        };
+        extrema.push(v);
+        turning.push(idx);
+    }
+    let data: Vec<f64> = seg.iter().flatten().copied().collect();
+    let Some(sd) = sd(&data) else {
+        return (None, None);
+    };
+    let m = extrema.len();
+    let diff = |i: usize, j: usize| extrema[j] - extrema[i];
+
+    // Upward excursions: from the lowest point since the last one to the next peak that the
+    // trace then falls away from by more than one SD (or the end).
+    let mut plus = Vec::new();
+    let (mut j, mut prev_j) = (0usize, 0usize);
+    while j < m {
+        let (i, max_v) = (prev_j..=j)
+            .map(|i| (i, diff(i, j)))
+            .fold((prev_j, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        if max_v >= sd {
+            for k in j..m {
+                if extrema[k] > extrema[j] {
+                    j = k;
+                }
+                if diff(j, k) < -sd || k == m - 1 {
+                    plus.push(extrema[j] - extrema[i]);
+                    prev_j = k;
+                    j = k;
+                    break;
+                }
+            }
+        } else {
+            j += 1;
+        }
+    }
+    // Downward excursions, symmetrically.
+    let mut minus = Vec::new();
+    let (mut j, mut prev_j) = (0usize, 0usize);
+    while j < m {
+        let (i, min_v) = (prev_j..=j)
+            .map(|i| (i, diff(i, j)))
+            .fold((prev_j, f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
+        if min_v <= -sd {
+            for k in j..m {
+                if extrema[k] < extrema[j] {
+                    j = k;
+                }
+                if diff(j, k) > sd || k == m - 1 {
+                    minus.push(extrema[j] - extrema[i]);
+                    prev_j = j;
+                    j = k;
+                    break;
+                }
+            }
+        } else {
+            j += 1;
+        }
+    }
+    let avg = |v: &[f64]| mean(v).map(f64::abs);
+    (avg(&plus), avg(&minus))
+}
+
 /// The summary metrics of one period (the values of SPEC §5.1's summary endpoint).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -291,6 +486,7 @@ pub struct Summary {
     pub adrr: Option<f64>,
     pub modd: Option<f64>,
     pub conga_1h: Option<f64>,
+    pub mage: Option<f64>,
 }
 
 /// Computes the summary; `None` without readings. Readings with the same instant are expected
@@ -317,6 +513,7 @@ pub fn summary<Tz: TimeZone>(points: &[GlucosePoint], tz: &Tz) -> Option<Summary
         adrr: adrr(points, tz),
         modd: grid.as_ref().and_then(modd),
         conga_1h: grid.as_ref().and_then(|g| conga(g, 1)),
+        mage: grid.as_ref().and_then(mage),
     })
 }
 
@@ -347,6 +544,50 @@ mod tests {
         .expect("one reading");
         assert_eq!((one.n, one.mean, one.sd, one.cv), (1, 100.0, None, None));
         assert_eq!(one.bands.in_range, 100.0);
+    }
+
+    #[test]
+    fn variability_metrics_need_enough_data() {
+        let few: Vec<_> = (0..6)
+            .map(|i| GlucosePoint {
+                utc_ms: i * 300_000,
+                mgdl: 100.0 + i as f64,
+            })
+            .collect();
+        let g = grid(&few, &chrono::Utc, INTERPOLATION_GAP_MIN).expect("grid");
+        assert_eq!(mage(&g), None, "fewer than 7 points");
+        assert_eq!(modd(&g), None, "no two values 24 h apart");
+        assert!(grid(&few[..1], &chrono::Utc, INTERPOLATION_GAP_MIN).is_none());
+    }
+
+    #[test]
+    fn the_grid_does_not_bridge_long_gaps() {
+        // Readings every 5 minutes with one 10-minute gap (bridged) and one 100-minute gap (not).
+        let pts = [0, 5, 10, 20, 120, 125, 130, 135].map(|m| GlucosePoint {
+            utc_ms: 1_780_012_800_000 + m * 60_000,
+            mgdl: 100.0 + m as f64,
+        });
+        let g = grid(&pts, &chrono::Utc, INTERPOLATION_GAP_MIN).expect("grid");
+        assert_eq!(g.step_min, 5);
+        assert_eq!(g.values[0], Some(105.0)); // 00:05 (the grid starts one step after midnight)
+        assert_eq!(g.values[2], Some(115.0)); // 00:15, halfway between 110 and 120
+        assert_eq!(g.values[3], Some(120.0)); // 00:20
+        assert_eq!(g.values[4], None); // 00:25, inside the long gap
+        assert_eq!(g.values[23], Some(220.0)); // 02:00
+    }
+
+    #[test]
+    fn a_regular_oscillation_has_its_amplitude_as_mage() {
+        // A 4-hour sine wave of amplitude 60 (120 peak to nadir) over two days.
+        let pts: Vec<_> = (0..576)
+            .map(|i| GlucosePoint {
+                utc_ms: 1_780_012_800_000 + i * 300_000,
+                mgdl: 150.0 + 60.0 * (i as f64 * 2.0 * std::f64::consts::PI / 48.0).sin(),
+            })
+            .collect();
+        let g = grid(&pts, &chrono::Utc, INTERPOLATION_GAP_MIN).expect("grid");
+        let m = mage(&g).expect("mage");
+        assert!((m - 120.0).abs() < 1.0, "MAGE {m}");
     }
 
     #[test]

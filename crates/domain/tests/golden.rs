@@ -70,7 +70,12 @@ fn summary_metrics_match_the_reference_implementation() {
             misses.extend(close(name, metric, value, r(metric), 0.005, 0.02));
             checked += 1;
         }
-        for (metric, value) in [("adrr", s.adrr), ("modd", s.modd), ("conga_1h", s.conga_1h)] {
+        for (metric, value) in [
+            ("adrr", s.adrr),
+            ("modd", s.modd),
+            ("conga_1h", s.conga_1h),
+            ("mage", s.mage),
+        ] {
             misses.extend(close(
                 name,
                 metric,
@@ -88,5 +93,5 @@ fn summary_metrics_match_the_reference_implementation() {
         misses.len(),
         misses.join("\n")
     );
-    assert_eq!(checked, 9 * 16);
+    assert_eq!(checked, 9 * 17);
 }

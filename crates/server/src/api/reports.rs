@@ -66,6 +66,12 @@ pub struct SummaryReport {
     pub j_index: Option<f64>,
     /// Average daily risk range over the period's local days.
     pub adrr: Option<f64>,
+    /// Mean of daily differences, mg/dL.
+    pub modd: Option<f64>,
+    /// Continuous overall net glycaemic action over 1 hour, mg/dL.
+    pub conga_1h: Option<f64>,
+    /// Mean amplitude of glycaemic excursions (moving-average algorithm), mg/dL.
+    pub mage: Option<f64>,
 }
 
 /// Who may read whose reports. Today: the person themself; shares (followers, clinicians)
@@ -170,5 +176,8 @@ pub async fn summary(
         hbgi: s.as_ref().map(|s| r2(s.hbgi)),
         j_index: s.as_ref().and_then(|s| s.j_index).map(r1),
         adrr: s.as_ref().and_then(|s| s.adrr).map(r1),
+        modd: s.as_ref().and_then(|s| s.modd).map(r1),
+        conga_1h: s.as_ref().and_then(|s| s.conga_1h).map(r1),
+        mage: s.as_ref().and_then(|s| s.mage).map(r1),
     }))
 }
