@@ -426,7 +426,9 @@ fn mage_segment(seg: &[Option<f64>], short: usize, long: usize) -> (Option<f64>,
             .map(|i| (i, diff(i, j)))
             .fold((prev_j, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
         if max_v >= sd {
-            for k in j..m {
+            // The scan runs from the excursion's start; `j` then follows the highest (lowest) point.
+            let scan_from = j;
+            for k in scan_from..m {
                 if extrema[k] > extrema[j] {
                     j = k;
                 }
@@ -449,7 +451,9 @@ fn mage_segment(seg: &[Option<f64>], short: usize, long: usize) -> (Option<f64>,
             .map(|i| (i, diff(i, j)))
             .fold((prev_j, f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
         if min_v <= -sd {
-            for k in j..m {
+            // The scan runs from the excursion's start; `j` then follows the highest (lowest) point.
+            let scan_from = j;
+            for k in scan_from..m {
                 if extrema[k] < extrema[j] {
                     j = k;
                 }
