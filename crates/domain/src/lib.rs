@@ -8,6 +8,7 @@
 //! about HTTP or SQL. Later modules (analytics, forecasting, alert rules) follow the same rule.
 
 pub mod accounts;
+pub mod agp;
 pub mod analytics;
 pub mod error;
 pub mod limits;

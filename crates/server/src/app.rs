@@ -90,6 +90,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(events::stream))
         .routes(routes!(reports::summary))
+        .routes(routes!(reports::agp))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

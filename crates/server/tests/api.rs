@@ -838,3 +838,59 @@ async fn the_summary_report_uses_the_consensus_names_and_handles_no_data() {
     expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_agp_report_has_288_bins_in_the_display_unit_and_daily_curves() {
+    let s = TestServer::start().await;
+    let t = s.user("ana@example.org").await;
+    s.req(Method::PATCH, "/api/v1/me/settings", &t)
+        .json(&json!({"display_unit": "mmol/L"}))
+        .send()
+        .await
+        .expect("send");
+    let batch: Vec<Value> = (0..48)
+        .map(|i| json!({"time": minutes_ago(5 * i), "value": 90 + i}))
+        .collect();
+    s.req(Method::POST, "/api/v1/readings", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    let r: Value = s
+        .req(Method::GET, "/api/v1/reports/agp?smoothing=0", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["unit"], "mmol/L");
+    let bins = r["bins"].as_array().expect("bins");
+    assert_eq!(bins.len(), 288);
+    assert_eq!(bins[0]["time"], "00:00");
+    assert_eq!(bins[287]["time"], "23:55");
+    let filled: Vec<&Value> = bins
+        .iter()
+        .filter(|b| b["count"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(filled.len(), 48);
+    assert!(
+        filled
+            .iter()
+            .all(|b| b["p50"].as_f64().is_some_and(|v| (4.9..=7.7).contains(&v))),
+        "values in mmol/L"
+    );
+    let days = r["days"].as_array().expect("days");
+    let total: usize = days
+        .iter()
+        .map(|d| d["values"].as_array().map(Vec::len).unwrap_or(0))
+        .sum();
+    assert_eq!(total, 48);
+    let r = s
+        .req(Method::GET, "/api/v1/reports/agp?smoothing=99", &t)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    s.stop().await;
+}

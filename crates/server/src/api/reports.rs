@@ -138,16 +138,7 @@ pub async fn summary(
         .await?
         .ok_or(ApiError::NotFound("person"))?;
     let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let to = params.to.clone();
-    let from = match (&params.from, &to) {
-        (Some(f), _) => Some(f.clone()),
-        (None, Some(t)) => {
-            let t = crate::api::parse_time_param("to", t)?;
-            Some(Timestamp::from_utc_ms(t - 14 * 86_400_000).to_rfc3339_utc())
-        }
-        (None, None) => Some(Timestamp::from_utc_ms(now_ms() - 14 * 86_400_000).to_rfc3339_utc()),
-    };
-    let (from_ms, to_ms) = resolve_range(from.as_deref(), to.as_deref())?;
+    let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let s = analytics::summary(&points, &tz);
     let r1 = |v: f64| (v * 10.0).round() / 10.0;
@@ -180,4 +171,136 @@ pub async fn summary(
         conga_1h: s.as_ref().and_then(|s| s.conga_1h).map(r1),
         mage: s.as_ref().and_then(|s| s.mage).map(r1),
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AgpParams {
+    /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339). Default: now.
+    pub to: Option<String>,
+    /// Circular moving average of each percentile curve over 2k + 1 five-minute bins,
+    /// k = 0 (raw) to 12. Default 3 (35 minutes).
+    pub smoothing: Option<usize>,
+    /// `mg/dL` or `mmol/L`; default: the person's display unit.
+    pub unit: Option<String>,
+}
+
+/// One 5-minute bin of the day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgpBinOut {
+    /// Local time of day the bin starts, `HH:MM`.
+    pub time: String,
+    /// Readings in the bin.
+    pub count: usize,
+    pub p5: Option<f64>,
+    pub p25: Option<f64>,
+    pub p50: Option<f64>,
+    pub p75: Option<f64>,
+    pub p95: Option<f64>,
+}
+
+/// One local day's readings: parallel arrays of minute of the day and value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayProfile {
+    pub date: String,
+    pub minutes: Vec<u32>,
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgpReport {
+    pub from: String,
+    pub to: String,
+    pub time_zone: String,
+    pub unit: glucosync_domain::GlucoseUnit,
+    pub smoothing: usize,
+    /// 288 bins from 00:00 to 23:55.
+    pub bins: Vec<AgpBinOut>,
+    /// The daily overlay: one curve per local day.
+    pub days: Vec<DayProfile>,
+}
+
+/// The Ambulatory Glucose Profile of a period (default: the last 14 days) in the person's time
+/// zone: 5th–95th percentiles per 5-minute bin, and each day's curve.
+#[utoipa::path(get, path = "/reports/agp", tag = "reports", params(AgpParams),
+    responses((status = 200, body = AgpReport), (status = 422, body = crate::error::Problem)))]
+pub async fn agp(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<AgpParams>,
+) -> ApiResult<Json<AgpReport>> {
+    use chrono::{TimeZone, Timelike};
+    let subject = caller.user_id;
+    authorize_read(&caller, subject)?;
+    let user = state
+        .store
+        .user_by_id(subject)
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
+    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let unit = match params.unit.as_deref() {
+        Some(u) => crate::api::parse_unit(Some(u))?,
+        None => user.settings.display_unit,
+    };
+    let smoothing = params.smoothing.unwrap_or(3);
+    if smoothing > 12 {
+        return Err(ApiError::validation(
+            glucosync_domain::ValidationError::new("smoothing", "must be 0–12 bins"),
+        ));
+    }
+    let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
+    let points = cgm_points(&state, subject, from_ms, to_ms).await?;
+    let show = |mgdl: f64| glucosync_domain::GlucoseMgdl::from_stored(mgdl).display(unit);
+    let bins = glucosync_domain::agp::agp(&points, &tz, smoothing)
+        .into_iter()
+        .map(|b| {
+            let p = b.percentiles.map(|p| p.map(show));
+            AgpBinOut {
+                time: format!("{:02}:{:02}", b.minute / 60, b.minute % 60),
+                count: b.count,
+                p5: p.map(|p| p[0]),
+                p25: p.map(|p| p[1]),
+                p50: p.map(|p| p[2]),
+                p75: p.map(|p| p[3]),
+                p95: p.map(|p| p[4]),
+            }
+        })
+        .collect();
+    let days = glucosync_domain::agp::daily_profiles(&points, &tz)
+        .into_iter()
+        .map(|(date, pts)| DayProfile {
+            date: date.to_string(),
+            minutes: pts
+                .iter()
+                .filter_map(|p| tz.timestamp_millis_opt(p.utc_ms).single())
+                .map(|t| t.hour() * 60 + t.minute())
+                .collect(),
+            values: pts.iter().map(|p| show(p.mgdl)).collect(),
+        })
+        .collect();
+    Ok(Json(AgpReport {
+        from: Timestamp::from_utc_ms(from_ms).to_rfc3339_utc(),
+        to: Timestamp::from_utc_ms(to_ms).to_rfc3339_utc(),
+        time_zone: tz.name().to_owned(),
+        unit,
+        smoothing,
+        bins,
+        days,
+    }))
+}
+
+/// `from`/`to` with the reports' default of the 14 days before `to`.
+fn period(from: Option<&str>, to: Option<&str>) -> ApiResult<(i64, i64)> {
+    let default_from = match to {
+        Some(t) => crate::api::parse_time_param("to", t)? - 14 * 86_400_000,
+        None => now_ms() - 14 * 86_400_000,
+    };
+    let from = match from {
+        Some(f) => f.to_owned(),
+        None => Timestamp::from_utc_ms(default_from).to_rfc3339_utc(),
+    };
+    resolve_range(Some(&from), to)
 }
