@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod agp;
 pub mod analytics;
 pub mod error;
+pub mod events;
 pub mod limits;
 pub mod readings;
 pub mod settings;

@@ -91,6 +91,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::stream))
         .routes(routes!(reports::summary))
         .routes(routes!(reports::agp))
+        .routes(routes!(reports::events))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

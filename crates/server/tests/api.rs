@@ -894,3 +894,42 @@ async fn the_agp_report_has_288_bins_in_the_display_unit_and_daily_curves() {
     expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_events_report_finds_a_level_two_hypo() {
+    let s = TestServer::start().await;
+    let t = s.user("ana@example.org").await;
+    // 30 minutes below 54 mg/dL (nadir 45), then recovered.
+    let values = [120, 80, 50, 48, 45, 47, 50, 52, 90, 110, 120, 125];
+    let batch: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"time": minutes_ago(5 * (values.len() - i) as i64), "value": v}))
+        .collect();
+    s.req(Method::POST, "/api/v1/readings", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    let r: Value = s
+        .req(Method::GET, "/api/v1/reports/events?unit=mg/dL", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let events = r["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["hypo_level1", "hypo_level2"], "{r}");
+    let level2 = &events[1];
+    assert_eq!(
+        (
+            level2["duration_minutes"].as_f64(),
+            level2["extreme"].as_f64(),
+            level2["open"].as_bool()
+        ),
+        (Some(30.0), Some(45.0), Some(false))
+    );
+    s.stop().await;
+}

@@ -304,3 +304,76 @@ fn period(from: Option<&str>, to: Option<&str>) -> ApiResult<(i64, i64)> {
     };
     resolve_range(Some(&from), to)
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    pub kind: glucosync_domain::events::EventKind,
+    pub start: String,
+    pub end: String,
+    pub duration_minutes: f64,
+    /// Nadir (hypoglycaemia) or peak (hyperglycaemia), in `unit`.
+    pub extreme: f64,
+    /// True when the data ended (or a gap over 45 minutes began) before recovery.
+    pub open: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsReport {
+    pub from: String,
+    pub to: String,
+    pub unit: glucosync_domain::GlucoseUnit,
+    pub events: Vec<EventOut>,
+}
+
+/// Glycaemic events of a period (default: the last 14 days) by the consensus definitions:
+/// level 1 and 2 hypo- and hyperglycaemia and extended hypoglycaemia.
+#[utoipa::path(get, path = "/reports/events", tag = "reports", params(PeriodUnitParams),
+    responses((status = 200, body = EventsReport), (status = 422, body = crate::error::Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PeriodUnitParams>,
+) -> ApiResult<Json<EventsReport>> {
+    let subject = caller.user_id;
+    authorize_read(&caller, subject)?;
+    let user = state
+        .store
+        .user_by_id(subject)
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
+    let unit = match params.unit.as_deref() {
+        Some(u) => crate::api::parse_unit(Some(u))?,
+        None => user.settings.display_unit,
+    };
+    let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
+    let points = cgm_points(&state, subject, from_ms, to_ms).await?;
+    let events = glucosync_domain::events::events(&points)
+        .into_iter()
+        .map(|e| EventOut {
+            kind: e.kind,
+            start: Timestamp::from_utc_ms(e.start_ms).to_rfc3339_utc(),
+            end: Timestamp::from_utc_ms(e.end_ms).to_rfc3339_utc(),
+            duration_minutes: e.duration_min(),
+            extreme: glucosync_domain::GlucoseMgdl::from_stored(e.extreme_mgdl).display(unit),
+            open: e.open,
+        })
+        .collect();
+    Ok(Json(EventsReport {
+        from: Timestamp::from_utc_ms(from_ms).to_rfc3339_utc(),
+        to: Timestamp::from_utc_ms(to_ms).to_rfc3339_utc(),
+        unit,
+        events,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodUnitParams {
+    /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339). Default: now.
+    pub to: Option<String>,
+    /// `mg/dL` or `mmol/L`; default: the person's display unit.
+    pub unit: Option<String>,
+}
