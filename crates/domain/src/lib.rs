@@ -15,6 +15,7 @@ pub mod events;
 pub mod limits;
 pub mod readings;
 pub mod settings;
+pub mod statistics;
 pub mod time;
 pub mod treatments;
 pub mod units;

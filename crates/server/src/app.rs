@@ -92,6 +92,8 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::summary))
         .routes(routes!(reports::agp))
         .routes(routes!(reports::events))
+        .routes(routes!(reports::daily))
+        .routes(routes!(reports::hourly))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

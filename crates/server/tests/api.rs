@@ -933,3 +933,137 @@ async fn the_events_report_finds_a_level_two_hypo() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn daily_and_hourly_statistics_csv_download_and_treatment_totals() {
+    let s = TestServer::start().await;
+    let t = s.user("ana@example.org").await;
+    let batch: Vec<Value> = (0..24)
+        .map(|i| json!({"time": minutes_ago(5 * i), "value": 100 + 2 * i}))
+        .collect();
+    s.req(Method::POST, "/api/v1/readings", &t)
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    let treatments = json!([
+        {"time": minutes_ago(60), "kind": "insulin", "units": 7, "insulin_type": "bolus"},
+        {"time": minutes_ago(60), "kind": "carbs", "grams": 56},
+        {"time": minutes_ago(30), "kind": "insulin", "units": 14, "insulin_type": "basal"}
+    ]);
+    s.req(Method::POST, "/api/v1/treatments", &t)
+        .json(&treatments)
+        .send()
+        .await
+        .expect("send");
+
+    let mgdl: Value = s
+        .req(Method::GET, "/api/v1/reports/daily?unit=mg/dL", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let mmol: Value = s
+        .req(Method::GET, "/api/v1/reports/daily?unit=mmol/L", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let total: u64 = mgdl["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .filter_map(|d| d["count"].as_u64())
+        .sum();
+    assert_eq!(total, 24);
+    // The same statistics in both units: mmol/L is mg/dL divided by 18.016, to one decimal.
+    for (a, b) in mgdl["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .zip(mmol["days"].as_array().expect("days"))
+    {
+        for k in ["mean", "min", "median", "max"] {
+            let (x, y) = (
+                a[k].as_f64().expect("mg/dL"),
+                b[k].as_f64().expect("mmol/L"),
+            );
+            assert!(
+                (x / 18.016 - y).abs() <= 0.05 + 1e-9,
+                "{k}: {x} mg/dL vs {y} mmol/L"
+            );
+        }
+        assert_eq!(a["from_70_to_180"], b["from_70_to_180"]);
+    }
+
+    let r = s
+        .req(
+            Method::GET,
+            "/api/v1/reports/daily?format=csv&unit=mg/dL",
+            &t,
+        )
+        .send()
+        .await
+        .expect("send");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/csv"));
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .contains("attachment"));
+    let csv = r.text().await.expect("text");
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .expect("header")
+        .starts_with("date,hours,count,mean_mgdl,"));
+    assert!(lines.all(|l| l.split(',').count() == 15));
+
+    let hourly: Value = s
+        .req(Method::GET, "/api/v1/reports/hourly", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hourly["hours"].as_array().map(Vec::len), Some(24));
+
+    let summary: Value = s
+        .req(Method::GET, "/api/v1/reports/summary", &t)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    // 14 days: 7 U bolus, 14 U basal, 56 g carbs in the period.
+    assert_eq!(
+        (
+            summary["insulin_bolus_per_day"].as_f64(),
+            summary["insulin_basal_per_day"].as_f64()
+        ),
+        (Some(0.5), Some(1.0))
+    );
+    assert_eq!(
+        (
+            summary["insulin_total_per_day"].as_f64(),
+            summary["carbs_per_day"].as_f64()
+        ),
+        (Some(1.5), Some(4.0))
+    );
+    assert_eq!(
+        (
+            summary["expected_readings"].as_u64(),
+            summary["sufficient"].as_bool()
+        ),
+        (Some(4032), Some(false))
+    );
+    s.stop().await;
+}

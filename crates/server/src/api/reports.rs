@@ -6,6 +6,8 @@ use axum::Json;
 use glucosync_domain::accounts::Scope;
 use glucosync_domain::analytics::{self, GlucosePoint};
 use glucosync_domain::readings::ReadingKind;
+use glucosync_domain::statistics::{self, Stats};
+use glucosync_domain::treatments::Treatment;
 use glucosync_domain::Timestamp;
 use glucosync_store::{Cursor, RangeQuery, UserId};
 use serde::{Deserialize, Serialize};
@@ -72,6 +74,18 @@ pub struct SummaryReport {
     pub conga_1h: Option<f64>,
     /// Mean amplitude of glycaemic excursions (moving-average algorithm), mg/dL.
     pub mage: Option<f64>,
+    /// Readings a 5-minute sensor would have delivered over the period.
+    pub expected_readings: usize,
+    /// Readings present as a share of those expected (CGM active time), %.
+    pub active_percent: f64,
+    pub days_with_data: usize,
+    /// The consensus rule: at least 14 days with at least 70 % of the data.
+    pub sufficient: bool,
+    pub insulin_bolus_per_day: f64,
+    /// Basal injections plus pump basal rates.
+    pub insulin_basal_per_day: f64,
+    pub insulin_total_per_day: f64,
+    pub carbs_per_day: f64,
 }
 
 /// Who may read whose reports. Today: the person themself; shares (followers, clinicians)
@@ -141,6 +155,12 @@ pub async fn summary(
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let s = analytics::summary(&points, &tz);
+    let coverage = statistics::sufficiency(&points, from_ms, to_ms, statistics_interval_ms(), &tz);
+    let totals = statistics::treatment_totals(
+        &period_treatments(&state, subject, from_ms, to_ms).await?,
+        from_ms,
+        to_ms,
+    );
     let r1 = |v: f64| (v * 10.0).round() / 10.0;
     let r2 = |v: f64| (v * 100.0).round() / 100.0;
     Ok(Json(SummaryReport {
@@ -170,6 +190,14 @@ pub async fn summary(
         modd: s.as_ref().and_then(|s| s.modd).map(r1),
         conga_1h: s.as_ref().and_then(|s| s.conga_1h).map(r1),
         mage: s.as_ref().and_then(|s| s.mage).map(r1),
+        expected_readings: coverage.expected,
+        active_percent: r1(coverage.active_percent),
+        days_with_data: coverage.days_with_data,
+        sufficient: coverage.sufficient,
+        insulin_bolus_per_day: r2(totals.per_day(totals.bolus_units)),
+        insulin_basal_per_day: r2(totals.per_day(totals.basal_units)),
+        insulin_total_per_day: r2(totals.per_day(totals.bolus_units + totals.basal_units)),
+        carbs_per_day: r1(totals.per_day(totals.carbs_grams)),
     }))
 }
 
@@ -292,17 +320,20 @@ pub async fn agp(
     }))
 }
 
-/// `from`/`to` with the reports' default of the 14 days before `to`.
+/// `from`/`to` with the reports' default: the 14 days before `to` (default now).
 fn period(from: Option<&str>, to: Option<&str>) -> ApiResult<(i64, i64)> {
-    let default_from = match to {
-        Some(t) => crate::api::parse_time_param("to", t)? - 14 * 86_400_000,
-        None => now_ms() - 14 * 86_400_000,
+    let to_ms = match to {
+        Some(t) => crate::api::parse_time_param("to", t)?,
+        None => now_ms(),
     };
     let from = match from {
         Some(f) => f.to_owned(),
-        None => Timestamp::from_utc_ms(default_from).to_rfc3339_utc(),
+        None => Timestamp::from_utc_ms(to_ms - 14 * 86_400_000).to_rfc3339_utc(),
     };
-    resolve_range(Some(&from), to)
+    resolve_range(
+        Some(&from),
+        Some(&Timestamp::from_utc_ms(to_ms).to_rfc3339_utc()),
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -376,4 +407,259 @@ pub struct PeriodUnitParams {
     pub to: Option<String>,
     /// `mg/dL` or `mmol/L`; default: the person's display unit.
     pub unit: Option<String>,
+}
+
+/// The sensor interval the sufficiency figures assume (Dexcom, Libre 2/3, Medtronic: 5 min).
+fn statistics_interval_ms() -> i64 {
+    glucosync_domain::events::NOMINAL_INTERVAL_MS
+}
+
+/// Treatments that count for a period: those in it, and pump basal rates that began up to a
+/// day before it and may still run.
+async fn period_treatments(
+    state: &AppState,
+    user_id: UserId,
+    from_ms: i64,
+    to_ms: i64,
+) -> ApiResult<Vec<Treatment>> {
+    let mut out = Vec::new();
+    let mut query = RangeQuery {
+        from_ms: from_ms - 86_400_000,
+        to_ms,
+        after: None,
+        limit: 10_000,
+        descending: false,
+    };
+    loop {
+        let page = state.store.list_treatments(user_id, &query).await?;
+        let Some(last) = page.last() else { break };
+        query.after = Some(Cursor {
+            time_ms: last.time.utc_ms,
+            key: last.id.clone(),
+        });
+        let full = page.len() == query.limit;
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Descriptive statistics, in `unit`; bands in percent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsOut {
+    pub count: usize,
+    pub mean: f64,
+    pub sd: Option<f64>,
+    pub min: f64,
+    pub q1: f64,
+    pub median: f64,
+    pub q3: f64,
+    pub max: f64,
+    /// % < 54, 54–69, 70–180, 181–250, > 250.
+    pub below_54: f64,
+    pub from_54_to_69: f64,
+    pub from_70_to_180: f64,
+    pub from_181_to_250: f64,
+    pub above_250: f64,
+}
+
+fn stats_out(s: &Stats, unit: glucosync_domain::GlucoseUnit) -> StatsOut {
+    let g = |v: f64| glucosync_domain::GlucoseMgdl::from_stored(v).display(unit);
+    let r1 = |v: f64| (v * 10.0).round() / 10.0;
+    StatsOut {
+        count: s.count,
+        mean: g(s.mean),
+        sd: s.sd.map(|v| match unit {
+            glucosync_domain::GlucoseUnit::MgDl => r1(v),
+            glucosync_domain::GlucoseUnit::MmolL => {
+                (v / glucosync_domain::units::MGDL_PER_MMOLL * 10.0).round() / 10.0
+            }
+        }),
+        min: g(s.min),
+        q1: g(s.q1),
+        median: g(s.median),
+        q3: g(s.q3),
+        max: g(s.max),
+        below_54: r1(s.bands.very_low),
+        from_54_to_69: r1(s.bands.low),
+        from_70_to_180: r1(s.bands.in_range),
+        from_181_to_250: r1(s.bands.high),
+        above_250: r1(s.bands.very_high),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayOut {
+    /// Local calendar date.
+    pub date: String,
+    /// 24, or 23 / 25 on the days the clocks change.
+    pub hours: f64,
+    #[serde(flatten)]
+    pub stats: StatsOut,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyReport {
+    pub time_zone: String,
+    pub unit: glucosync_domain::GlucoseUnit,
+    pub days: Vec<DayOut>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DailyParams {
+    /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339). Default: now.
+    pub to: Option<String>,
+    /// `mg/dL` or `mmol/L`; default: the person's display unit.
+    pub unit: Option<String>,
+    /// `json` (default) or `csv` (a download, one row per day).
+    pub format: Option<String>,
+}
+
+/// Statistics per local calendar day (DST days have 23 or 25 hours), as JSON or a CSV download.
+#[utoipa::path(get, path = "/reports/daily", tag = "reports", params(DailyParams),
+    responses((status = 200, body = DailyReport, description = "JSON, or text/csv with format=csv"),
+              (status = 422, body = crate::error::Problem)))]
+pub async fn daily(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<DailyParams>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let subject = caller.user_id;
+    authorize_read(&caller, subject)?;
+    let user = state
+        .store
+        .user_by_id(subject)
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
+    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let unit = match params.unit.as_deref() {
+        Some(u) => crate::api::parse_unit(Some(u))?,
+        None => user.settings.display_unit,
+    };
+    let csv = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => {
+            return Err(ApiError::validation(
+                glucosync_domain::ValidationError::new("format", "must be json or csv"),
+            ))
+        }
+    };
+    let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
+    let points = cgm_points(&state, subject, from_ms, to_ms).await?;
+    let days: Vec<DayOut> = statistics::daily(&points, &tz)
+        .into_iter()
+        .map(|d| DayOut {
+            date: d.date.to_string(),
+            hours: d.hours,
+            stats: stats_out(&d.stats, unit),
+        })
+        .collect();
+    if !csv {
+        return Ok(Json(DailyReport {
+            time_zone: tz.name().to_owned(),
+            unit,
+            days,
+        })
+        .into_response());
+    }
+    let u = unit.as_str();
+    let mut body = format!(
+        "date,hours,count,mean_{u},sd_{u},min_{u},q1_{u},median_{u},q3_{u},max_{u},pct_below_54,pct_54_69,pct_70_180,pct_181_250,pct_above_250\n"
+    )
+    .replace("mg/dL", "mgdl")
+    .replace("mmol/L", "mmoll");
+    for d in &days {
+        let s = &d.stats;
+        body.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            d.date,
+            d.hours,
+            s.count,
+            s.mean,
+            s.sd.map(|v| v.to_string()).unwrap_or_default(),
+            s.min,
+            s.q1,
+            s.median,
+            s.q3,
+            s.max,
+            s.below_54,
+            s.from_54_to_69,
+            s.from_70_to_180,
+            s.from_181_to_250,
+            s.above_250
+        ));
+    }
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"glucosync-daily.csv\"".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourOut {
+    /// Local hour of day, 0–23.
+    pub hour: u32,
+    pub stats: Option<StatsOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourlyReport {
+    pub time_zone: String,
+    pub unit: glucosync_domain::GlucoseUnit,
+    pub hours: Vec<HourOut>,
+}
+
+/// Statistics per local hour of day over a period (default: the last 14 days).
+#[utoipa::path(get, path = "/reports/hourly", tag = "reports", params(PeriodUnitParams),
+    responses((status = 200, body = HourlyReport), (status = 422, body = crate::error::Problem)))]
+pub async fn hourly(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PeriodUnitParams>,
+) -> ApiResult<Json<HourlyReport>> {
+    let subject = caller.user_id;
+    authorize_read(&caller, subject)?;
+    let user = state
+        .store
+        .user_by_id(subject)
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
+    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let unit = match params.unit.as_deref() {
+        Some(u) => crate::api::parse_unit(Some(u))?,
+        None => user.settings.display_unit,
+    };
+    let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
+    let points = cgm_points(&state, subject, from_ms, to_ms).await?;
+    let hours = statistics::hourly(&points, &tz)
+        .into_iter()
+        .enumerate()
+        .map(|(h, s)| HourOut {
+            hour: h as u32,
+            stats: s.map(|s| stats_out(&s, unit)),
+        })
+        .collect();
+    Ok(Json(HourlyReport {
+        time_zone: tz.name().to_owned(),
+        unit,
+        hours,
+    }))
 }
