@@ -40,11 +40,22 @@ pub(crate) struct Args {
     /// Only the cluster figures.
     #[arg(long)]
     pub(crate) cluster_only: bool,
+    /// Only the report figures (analytics over 90 days).
+    #[arg(long)]
+    pub(crate) reports_only: bool,
 }
 
 mod cluster;
+mod reports;
 
-const PASSWORD: &str = "violet tractor harbour sings";
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) const PASSWORD: &str = "violet tractor harbour sings";
 pub(crate) const T0: i64 = 1_700_000_000_000;
 
 fn main() -> Result<()> {
@@ -55,9 +66,9 @@ fn main() -> Result<()> {
     rt.block_on(run(args))
 }
 
-struct Engine {
+pub(crate) struct Engine {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Engine {
@@ -79,7 +90,7 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-async fn start_engine(bin: &Path, dir: &Path) -> Result<(Engine, Duration)> {
+pub(crate) async fn start_engine(bin: &Path, dir: &Path) -> Result<(Engine, Duration)> {
     let port = free_port()?;
     let started = Instant::now();
     let child = Command::new(bin)
@@ -211,8 +222,12 @@ async fn run(args: Args) -> Result<()> {
         "{:<46} {:>18}   {:>28}   {:>8}",
         "figure", "value", "baseline (same run)", "ratio"
     );
+    if args.reports_only {
+        return reports::run(&args, &args.engine).await;
+    }
     if !args.cluster_only {
         embedded(&args).await?;
+        reports::run(&args, &args.engine).await?;
     }
     if args.cluster || args.cluster_only {
         cluster::run(&args).await?;
