@@ -15,6 +15,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
 };
 use glucosync_domain::accounts::Scope;
+use glucosync_domain::analytics::GlucosePoint;
 use glucosync_domain::readings::{NewReading, Reading, ReadingKind, TrendDirection};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
@@ -665,6 +666,33 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_err)?;
         rows.iter().map(reading_from_row).collect()
+    }
+
+    async fn cgm_values(
+        &self,
+        user_id: UserId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<GlucosePoint>, StoreError> {
+        let client = self.read_client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT time_ms, value_mgdl FROM readings WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3 \
+                 AND kind = 'cgm' ORDER BY time_ms",
+            )
+            .await
+            .map_err(pg_err)?;
+        let rows = client
+            .query(&stmt, &[&user_id, &from_ms, &to_ms])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| GlucosePoint {
+                utc_ms: r.get(0),
+                mgdl: r.get(1),
+            })
+            .collect())
     }
 
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError> {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use glucosync_domain::analytics::GlucosePoint;
 use glucosync_domain::readings::{NewReading, Reading};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
@@ -521,6 +522,27 @@ impl Store for SqliteStore {
                         .collect()
                     })
                     .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn cgm_values(
+        &self,
+        user_id: UserId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<GlucosePoint>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT time_ms, value_mgdl FROM readings WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3 \
+                     AND kind = 'cgm' ORDER BY time_ms",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![user_id, from_ms, to_ms], |r| Ok(GlucosePoint { utc_ms: r.get(0)?, mgdl: r.get(1)? }))?
+                        .collect()
+                })
+                .map_err(sql_err)
             })
             .await
     }

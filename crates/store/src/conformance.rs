@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             reading_uploads_are_idempotent,
             readings_page_through_a_half_open_range,
             latest_readings_come_newest_first,
+            cgm_values_are_the_cgm_readings_of_the_range_in_time_order,
             readings_are_private_to_their_owner,
             reading_range_deletion_counts,
             a_batch_of_ten_thousand_is_stored_whole,
@@ -508,6 +509,43 @@ pub async fn latest_readings_come_newest_first(store: &dyn Store) {
     let latest = store.latest_readings(a, 2).await.expect("latest");
     let values: Vec<_> = latest.iter().map(|r| r.value.mgdl()).collect();
     assert_eq!(values, vec![104.0, 103.0]);
+}
+
+pub async fn cgm_values_are_the_cgm_readings_of_the_range_in_time_order(store: &dyn Store) {
+    let a = user(store, "a@example.org").await;
+    let b = user(store, "b@example.org").await;
+    let mut batch: Vec<_> = (0..10)
+        .rev()
+        .map(|i| reading(T0 + i * FIVE_MIN, 100.0 + i as f64))
+        .collect();
+    let mut meter = reading(T0 + 2 * FIVE_MIN, 300.0);
+    meter.kind = ReadingKind::Meter;
+    batch.push(meter);
+    store.insert_readings(a, batch, NOW).await.expect("insert");
+    store
+        .insert_readings(b, vec![reading(T0, 55.0)], NOW)
+        .await
+        .expect("insert");
+    let got = store
+        .cgm_values(a, T0 + FIVE_MIN, T0 + 5 * FIVE_MIN)
+        .await
+        .expect("read");
+    let expected: Vec<_> = (1..5)
+        .map(|i| (T0 + i * FIVE_MIN, 100.0 + i as f64))
+        .collect();
+    assert_eq!(
+        got.iter().map(|p| (p.utc_ms, p.mgdl)).collect::<Vec<_>>(),
+        expected,
+        "half-open, CGM only, in time order"
+    );
+    assert!(
+        store
+            .cgm_values(b, T0 + FIVE_MIN, T0 + 5 * FIVE_MIN)
+            .await
+            .expect("read")
+            .is_empty(),
+        "another person's"
+    );
 }
 
 pub async fn readings_are_private_to_their_owner(store: &dyn Store) {

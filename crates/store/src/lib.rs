@@ -12,6 +12,7 @@ mod types;
 pub use types::*;
 
 use async_trait::async_trait;
+use glucosync_domain::analytics::GlucosePoint;
 use glucosync_domain::readings::{NewReading, Reading};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
@@ -109,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
         user_id: UserId,
         query: &RangeQuery,
     ) -> Result<Vec<Reading>, StoreError>;
+    /// The CGM values with `from_ms <= time < to_ms`, in time order: all the analytics need,
+    /// read without building full readings.
+    async fn cgm_values(
+        &self,
+        user_id: UserId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<GlucosePoint>, StoreError>;
     /// The `n` newest readings, newest first.
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError>;
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError>;

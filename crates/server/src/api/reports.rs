@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::Json;
 use glucosync_domain::accounts::Scope;
 use glucosync_domain::analytics::{self, GlucosePoint};
-use glucosync_domain::readings::ReadingKind;
 use glucosync_domain::statistics::{self, Stats};
 use glucosync_domain::treatments::Treatment;
 use glucosync_domain::Timestamp;
@@ -105,35 +104,7 @@ async fn cgm_points(
     from_ms: i64,
     to_ms: i64,
 ) -> ApiResult<Vec<GlucosePoint>> {
-    let mut points = Vec::new();
-    let mut query = RangeQuery {
-        from_ms,
-        to_ms,
-        after: None,
-        limit: 10_000,
-        descending: false,
-    };
-    loop {
-        let page = state.store.list_readings(user_id, &query).await?;
-        let Some(last) = page.last() else { break };
-        query.after = Some(Cursor {
-            time_ms: last.time.utc_ms,
-            key: last.id.to_string(),
-        });
-        let full = page.len() == query.limit;
-        points.extend(
-            page.iter()
-                .filter(|r| r.kind == ReadingKind::Cgm)
-                .map(|r| GlucosePoint {
-                    utc_ms: r.time.utc_ms,
-                    mgdl: r.value.mgdl(),
-                }),
-        );
-        if !full {
-            break;
-        }
-    }
-    Ok(points)
+    Ok(state.store.cgm_values(user_id, from_ms, to_ms).await?)
 }
 
 /// The consensus summary of a period (default: the last 14 days), in the person's time zone.
