@@ -87,6 +87,37 @@ pub struct SummaryReport {
     pub carbs_per_day: f64,
 }
 
+/// Whose report it is, and in which time zone and unit.
+struct ReportContext {
+    subject: UserId,
+    tz: chrono_tz::Tz,
+    unit: glucosync_domain::GlucoseUnit,
+}
+
+/// Authorizes the caller and reads the person's settings: their time zone, and the unit asked
+/// for or else their display unit.
+async fn context(
+    state: &AppState,
+    caller: &Caller,
+    unit: Option<&str>,
+) -> ApiResult<ReportContext> {
+    let subject = caller.user_id;
+    authorize_read(caller, subject)?;
+    let user = state
+        .store
+        .user_by_id(subject)
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
+    Ok(ReportContext {
+        subject,
+        tz: user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC),
+        unit: match unit {
+            Some(u) => crate::api::parse_unit(Some(u))?,
+            None => user.settings.display_unit,
+        },
+    })
+}
+
 /// Who may read whose reports. Today: the person themself; shares (followers, clinicians)
 /// extend this one check.
 fn authorize_read(caller: &Caller, subject: UserId) -> Result<(), ApiError> {
@@ -115,14 +146,7 @@ pub async fn summary(
     caller: Caller,
     ApiQuery(params): ApiQuery<PeriodParams>,
 ) -> ApiResult<Json<SummaryReport>> {
-    let subject = caller.user_id;
-    authorize_read(&caller, subject)?;
-    let user = state
-        .store
-        .user_by_id(subject)
-        .await?
-        .ok_or(ApiError::NotFound("person"))?;
-    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let ReportContext { subject, tz, .. } = context(&state, &caller, None).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let s = analytics::summary(&points, &tz);
@@ -232,18 +256,8 @@ pub async fn agp(
     ApiQuery(params): ApiQuery<AgpParams>,
 ) -> ApiResult<Json<AgpReport>> {
     use chrono::{TimeZone, Timelike};
-    let subject = caller.user_id;
-    authorize_read(&caller, subject)?;
-    let user = state
-        .store
-        .user_by_id(subject)
-        .await?
-        .ok_or(ApiError::NotFound("person"))?;
-    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let unit = match params.unit.as_deref() {
-        Some(u) => crate::api::parse_unit(Some(u))?,
-        None => user.settings.display_unit,
-    };
+    let ReportContext { subject, tz, unit } =
+        context(&state, &caller, params.unit.as_deref()).await?;
     let smoothing = params.smoothing.unwrap_or(3);
     if smoothing > 12 {
         return Err(ApiError::validation(
@@ -336,17 +350,8 @@ pub async fn events(
     caller: Caller,
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<EventsReport>> {
-    let subject = caller.user_id;
-    authorize_read(&caller, subject)?;
-    let user = state
-        .store
-        .user_by_id(subject)
-        .await?
-        .ok_or(ApiError::NotFound("person"))?;
-    let unit = match params.unit.as_deref() {
-        Some(u) => crate::api::parse_unit(Some(u))?,
-        None => user.settings.display_unit,
-    };
+    let ReportContext { subject, unit, .. } =
+        context(&state, &caller, params.unit.as_deref()).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let events = glucosync_domain::events::events(&points)
@@ -502,18 +507,8 @@ pub async fn daily(
     ApiQuery(params): ApiQuery<DailyParams>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let subject = caller.user_id;
-    authorize_read(&caller, subject)?;
-    let user = state
-        .store
-        .user_by_id(subject)
-        .await?
-        .ok_or(ApiError::NotFound("person"))?;
-    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let unit = match params.unit.as_deref() {
-        Some(u) => crate::api::parse_unit(Some(u))?,
-        None => user.settings.display_unit,
-    };
+    let ReportContext { subject, tz, unit } =
+        context(&state, &caller, params.unit.as_deref()).await?;
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -606,18 +601,8 @@ pub async fn hourly(
     caller: Caller,
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<HourlyReport>> {
-    let subject = caller.user_id;
-    authorize_read(&caller, subject)?;
-    let user = state
-        .store
-        .user_by_id(subject)
-        .await?
-        .ok_or(ApiError::NotFound("person"))?;
-    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
-    let unit = match params.unit.as_deref() {
-        Some(u) => crate::api::parse_unit(Some(u))?,
-        None => user.settings.display_unit,
-    };
+    let ReportContext { subject, tz, unit } =
+        context(&state, &caller, params.unit.as_deref()).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let hours = statistics::hourly(&points, &tz)
