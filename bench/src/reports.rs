@@ -72,6 +72,19 @@ pub async fn run(args: &Args, engine_bin: &Path) -> Result<()> {
         },
         201,
     );
+    let part = |f: &mut dyn FnMut() -> f64| {
+        let mut sink = 0.0;
+        let d = median_time(|| sink += f(), 21);
+        std::hint::black_box(sink);
+        d
+    };
+    let t_summary = part(&mut || {
+        glucosync_domain::analytics::summary(&points, &tz)
+            .map(|s| s.mean)
+            .unwrap_or(0.0)
+    });
+    let t_agp = part(&mut || glucosync_domain::agp::agp(&points, &tz, 3).len() as f64);
+    let t_events = part(&mut || glucosync_domain::events::events(&points).len() as f64);
     std::hint::black_box(sink);
 
     // 2. Reading the same readings from the embedded store.
@@ -121,6 +134,17 @@ pub async fn run(args: &Args, engine_bin: &Path) -> Result<()> {
         format!("{:.2} ms", ms(compute)),
         format!("bare sum {:.3} ms", ms(sum)),
         Some(ms(compute) / ms(sum)),
+    );
+    row(
+        "  of which summary / AGP / events",
+        format!(
+            "{:.1} / {:.1} / {:.1} ms",
+            ms(t_summary),
+            ms(t_agp),
+            ms(t_events)
+        ),
+        String::new(),
+        None,
     );
     row(
         "  reading those 25,920 values (SQLite cgm_values)",

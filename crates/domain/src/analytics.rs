@@ -328,19 +328,22 @@ pub fn mage(grid: &Grid) -> Option<f64> {
 /// Rolling mean over the `width` values ending at each position, ignoring missing ones; the
 /// first `width` positions take the value of the first full window.
 fn rolling_mean(values: &[Option<f64>], width: usize) -> Vec<Option<f64>> {
-    let mut out: Vec<Option<f64>> = (0..values.len())
-        .map(|i| {
-            if i + 1 < width {
-                return None;
+    // A running sum and count over the window: O(n) whatever the width.
+    let (mut sum, mut count) = (0.0, 0usize);
+    let mut out: Vec<Option<f64>> = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            sum += v;
+            count += 1;
+        }
+        if i >= width {
+            if let Some(old) = values[i - width] {
+                sum -= old;
+                count -= 1;
             }
-            let window: Vec<f64> = values[i + 1 - width..=i]
-                .iter()
-                .flatten()
-                .copied()
-                .collect();
-            mean(&window)
-        })
-        .collect();
+        }
+        out.push((i + 1 >= width && count > 0).then(|| sum / count as f64));
+    }
     if values.len() >= width {
         let fill = out[width - 1];
         for v in out.iter_mut().take(width) {
