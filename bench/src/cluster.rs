@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{rate, row, time, token, Args, Req, T0};
 
@@ -144,49 +144,15 @@ pub async fn run(args: &Args) -> Result<()> {
         args.batch_clients,
     )
     .await?;
-    let bodies: Vec<String> = (0..args.batches)
-        .map(|b| {
-            let items: Vec<Value> = (0..args.batch)
-                .map(|i| {
-                    let n = (b * args.batch + i) as i64;
-                    json!({"time": time(T0 + n * 1000), "value": 100 + n % 200, "trend": "Flat", "device": "bench"})
-                })
-                .collect();
-            serde_json::to_string(&items).unwrap_or_default()
-        })
-        .collect();
-    let queue = Arc::new(std::sync::Mutex::new(bodies));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.batch_clients {
-        let (client, token, queue, url) = (
-            client.clone(),
-            token.clone(),
-            queue.clone(),
-            format!("{}/api/v1/readings", engines[0]),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) else {
-                    return anyhow::Ok(());
-                };
-                let r = client
-                    .post(&url)
-                    .bearer_auth(token.as_str())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    bail!("batch rejected: {}", r.status());
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let api = total as f64 / started.elapsed().as_secs_f64();
+    let api = crate::post_batches(
+        &client,
+        &format!("{}/api/v1/readings", engines[0]),
+        &token,
+        crate::batch_bodies(args),
+        total,
+        args.batch_clients,
+    )
+    .await?;
     row(
         &format!(
             "PG batch ingest HTTP ({}x{}, {} clients)",

@@ -261,49 +261,15 @@ async fn embedded(args: &Args) -> Result<()> {
     // 1. Batch ingest through HTTP vs raw inserts, same rows per transaction.
     let total = args.batch * args.batches;
     let raw = raw_sqlite(dir.path(), total, args.batch).await?;
-    let bodies: Vec<String> = (0..args.batches)
-        .map(|b| {
-            let items: Vec<Value> = (0..args.batch)
-                .map(|i| {
-                    let n = (b * args.batch + i) as i64;
-                    json!({"time": time(T0 + n * 1000), "value": 100 + n % 200, "trend": "Flat", "device": "bench"})
-                })
-                .collect();
-            serde_json::to_string(&items).unwrap_or_default()
-        })
-        .collect();
-    let bodies = Arc::new(std::sync::Mutex::new(bodies));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.batch_clients {
-        let (client, token, bodies, url) = (
-            client.clone(),
-            token.clone(),
-            bodies.clone(),
-            format!("{}/api/v1/readings", engine.base),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let Some(body) = bodies.lock().ok().and_then(|mut b| b.pop()) else {
-                    return anyhow::Ok(());
-                };
-                let r = client
-                    .post(&url)
-                    .bearer_auth(token.as_str())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    bail!("batch rejected: {}", r.status());
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let http_batch = total as f64 / started.elapsed().as_secs_f64();
+    let http_batch = post_batches(
+        &client,
+        &format!("{}/api/v1/readings", engine.base),
+        &token,
+        batch_bodies(args),
+        total,
+        args.batch_clients,
+    )
+    .await?;
     row(
         &format!(
             "batch ingest HTTP ({}x{} readings, {} clients)",
@@ -399,6 +365,61 @@ async fn embedded(args: &Args) -> Result<()> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The batch-ingest bodies: `batches` JSON arrays of `batch` readings, one per second from T0.
+pub(crate) fn batch_bodies(args: &Args) -> Vec<String> {
+    (0..args.batches)
+        .map(|b| {
+            let items: Vec<Value> = (0..args.batch)
+                .map(|i| {
+                    let n = (b * args.batch + i) as i64;
+                    json!({"time": time(T0 + n * 1000), "value": 100 + n % 200, "trend": "Flat", "device": "bench"})
+                })
+                .collect();
+            serde_json::to_string(&items).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Posts every body (`readings` readings in all) to `url` from `clients` concurrent clients;
+/// returns readings per second.
+pub(crate) async fn post_batches(
+    client: &reqwest::Client,
+    url: &str,
+    token: &Arc<String>,
+    bodies: Vec<String>,
+    readings: usize,
+    clients: usize,
+) -> Result<f64> {
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, token, queue, url) =
+            (client.clone(), token.clone(), queue.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                    return anyhow::Ok(());
+                };
+                let r = client
+                    .post(&url)
+                    .bearer_auth(token.as_str())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("batch rejected: {}", r.status());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(readings as f64 / started.elapsed().as_secs_f64())
 }
 
 pub(crate) enum Req {
