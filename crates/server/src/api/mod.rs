@@ -173,6 +173,25 @@ pub struct UploadResult {
     pub duplicates: u64,
 }
 
+/// The answer to an idempotent upload: 201 when something was new, 200 when all of it was
+/// already stored.
+pub(crate) fn upload_response(
+    outcome: glucosync_store::InsertOutcome,
+) -> (axum::http::StatusCode, axum::Json<UploadResult>) {
+    let status = if outcome.inserted > 0 {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (
+        status,
+        axum::Json(UploadResult {
+            inserted: outcome.inserted,
+            duplicates: outcome.duplicates,
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@ use glucosync_domain::GlucoseUnit;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{paginate, parse_unit, resolve_range, Page, RangeParams, UploadResult};
+use crate::api::{
+    paginate, parse_unit, resolve_range, upload_response, Page, RangeParams, UploadResult,
+};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{one_or_many, ApiPath, ApiQuery, JsonBytes};
@@ -155,18 +157,7 @@ pub async fn upload(
             tracing::warn!(error = %e, "could not publish a live event");
         }
     }
-    let status = if outcome.inserted > 0 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(UploadResult {
-            inserted: outcome.inserted,
-            duplicates: outcome.duplicates,
-        }),
-    ))
+    Ok(upload_response(outcome))
 }
 
 /// Readings in a time range, a page at a time.

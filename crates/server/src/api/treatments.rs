@@ -13,7 +13,7 @@ use glucosync_domain::{Timestamp, ValidationError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{paginate, Page, RangeParams, UploadResult};
+use crate::api::{paginate, upload_response, Page, RangeParams, UploadResult};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{one_or_many, ApiJson, ApiPath, ApiQuery, JsonBytes};
@@ -189,18 +189,7 @@ pub async fn upload(
         .store
         .insert_treatments(caller.user_id, treatments, now)
         .await?;
-    let status = if outcome.inserted > 0 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(UploadResult {
-            inserted: outcome.inserted,
-            duplicates: outcome.duplicates,
-        }),
-    ))
+    Ok(upload_response(outcome))
 }
 
 /// Treatments in a time range, a page at a time.
