@@ -142,6 +142,40 @@ impl PostgresStore {
         }
     }
 
+    /// One page of a per-user table in (time, id) order: `from <= time < to`, after the cursor
+    /// position (`after_t`, `after_key`), in the query's direction; from the read replica if any.
+    async fn keyset_page(
+        &self,
+        table: &str,
+        columns: &str,
+        user_id: UserId,
+        q: &RangeQuery,
+        after_t: i64,
+        after_key: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> Result<Vec<Row>, StoreError> {
+        let (cmp, order) = page_bounds(q);
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3 \
+             AND (time_ms {cmp} $4 OR (time_ms = $4 AND id {cmp} $5)) ORDER BY time_ms {order}, id {order} LIMIT $6"
+        );
+        let client = self.read_client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+        client
+            .query(
+                &stmt,
+                &[
+                    &user_id,
+                    &q.from_ms,
+                    &q.to_ms,
+                    &after_t,
+                    after_key,
+                    &(q.limit as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)
+    }
+
     async fn query(
         &self,
         sql: &str,
@@ -635,7 +669,6 @@ impl Store for PostgresStore {
         user_id: UserId,
         q: &RangeQuery,
     ) -> Result<Vec<Reading>, StoreError> {
-        let (cmp, order) = page_bounds(q);
         let (after_t, after_id) = match &q.after {
             Some(c) => (
                 c.time_ms,
@@ -645,26 +678,9 @@ impl Store for PostgresStore {
             ),
             None => (if q.descending { i64::MAX } else { i64::MIN }, 0),
         };
-        let sql = format!(
-            "SELECT {READING_COLUMNS} FROM readings WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3 \
-             AND (time_ms {cmp} $4 OR (time_ms = $4 AND id {cmp} $5)) ORDER BY time_ms {order}, id {order} LIMIT $6"
-        );
-        let client = self.read_client().await?;
-        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &user_id,
-                    &q.from_ms,
-                    &q.to_ms,
-                    &after_t,
-                    &after_id,
-                    &(q.limit as i64),
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
+        let rows = self
+            .keyset_page("readings", READING_COLUMNS, user_id, q, after_t, &after_id)
+            .await?;
         rows.iter().map(reading_from_row).collect()
     }
 
@@ -781,32 +797,21 @@ impl Store for PostgresStore {
         user_id: UserId,
         q: &RangeQuery,
     ) -> Result<Vec<Treatment>, StoreError> {
-        let (cmp, order) = page_bounds(q);
         let (after_t, after_id) = match &q.after {
             Some(c) => (c.time_ms, c.key.clone()),
             None if q.descending => (i64::MAX, String::new()),
             None => (i64::MIN, String::new()),
         };
-        let sql = format!(
-            "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3 \
-             AND (time_ms {cmp} $4 OR (time_ms = $4 AND id {cmp} $5)) ORDER BY time_ms {order}, id {order} LIMIT $6"
-        );
-        let client = self.read_client().await?;
-        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &user_id,
-                    &q.from_ms,
-                    &q.to_ms,
-                    &after_t,
-                    &after_id,
-                    &(q.limit as i64),
-                ],
+        let rows = self
+            .keyset_page(
+                "treatments",
+                TREATMENT_COLUMNS,
+                user_id,
+                q,
+                after_t,
+                &after_id,
             )
-            .await
-            .map_err(pg_err)?;
+            .await?;
         rows.iter().map(treatment_from_row).collect()
     }
 
