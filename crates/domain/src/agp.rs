@@ -176,4 +176,65 @@ mod tests {
         let days = daily_profiles(&pts, &chrono_tz::Europe::Berlin);
         assert_eq!(days[0].0.to_string(), "2026-05-30");
     }
+
+    /// Readings every 5 minutes over three whole local days around a clock change.
+    fn three_local_days(tz: &chrono_tz::Tz, first: &str) -> Vec<GlucosePoint> {
+        use chrono::{NaiveDate, TimeZone};
+        let day = NaiveDate::parse_from_str(first, "%Y-%m-%d").expect("date");
+        let start = tz
+            .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
+            .single()
+            .expect("unambiguous")
+            .timestamp_millis();
+        let end = tz
+            .from_local_datetime(
+                &(day + chrono::Days::new(3))
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight"),
+            )
+            .single()
+            .expect("unambiguous")
+            .timestamp_millis();
+        (start..end)
+            .step_by(300_000)
+            .map(|utc_ms| GlucosePoint {
+                utc_ms,
+                mgdl: 120.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clock_changes_skip_or_repeat_the_hour_in_its_bins() {
+        for tz in [chrono_tz::Europe::Berlin, chrono_tz::America::New_York] {
+            let (spring_day, fall_day) = match tz {
+                chrono_tz::Europe::Berlin => ("2026-03-28", "2026-10-24"),
+                _ => ("2026-03-07", "2026-10-31"),
+            };
+            // Spring forward: the middle day has no 02:00–02:55 (it has 23 hours).
+            let profile = agp(&three_local_days(&tz, spring_day), &tz, 0);
+            for bin in &profile {
+                let expected = if (120..180).contains(&bin.minute) {
+                    2
+                } else {
+                    3
+                };
+                assert_eq!(bin.count, expected, "{tz} {}", bin.minute);
+            }
+            // Fall back: the middle day has 01:00–01:55 (New York) or 02:00–02:55 (Berlin)
+            // twice, and both land in the same time-of-day bins.
+            let repeated = match tz {
+                chrono_tz::Europe::Berlin => 120..180,
+                _ => 60..120,
+            };
+            let profile = agp(&three_local_days(&tz, fall_day), &tz, 0);
+            for bin in &profile {
+                let expected = if repeated.contains(&bin.minute) { 4 } else { 3 };
+                assert_eq!(bin.count, expected, "{tz} {}", bin.minute);
+            }
+            let days = daily_profiles(&three_local_days(&tz, fall_day), &tz);
+            let lengths: Vec<usize> = days.iter().map(|(_, p)| p.len()).collect();
+            assert_eq!(lengths, vec![288, 300, 288], "{tz}");
+        }
+    }
 }

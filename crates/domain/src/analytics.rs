@@ -632,6 +632,40 @@ mod tests {
         assert!((gmi_mmol_mol(154.0) - 52.94).abs() < 0.05);
     }
 
+    #[test]
+    fn a_sensor_warm_up_gap_is_neither_bridged_nor_counted() {
+        // Two days of readings with a new sensor's 2-hour warm-up in the middle; the old sensor
+        // ended low and the new one starts low: without the gap rule those would join into one
+        // long hypoglycaemia.
+        let t0 = 1_780_012_800_000i64;
+        let pts: Vec<GlucosePoint> = (0..576i64)
+            .filter(|i| !(288..312).contains(i))
+            .map(|i| GlucosePoint {
+                utc_ms: t0 + i * 300_000,
+                mgdl: if (280..320).contains(&i) {
+                    62.0
+                } else {
+                    110.0 + (i % 40) as f64
+                },
+            })
+            .collect();
+        let s = summary(&pts, &chrono::Utc).expect("data");
+        assert_eq!(s.n, 552);
+        let hypos: Vec<_> = crate::events::events(&pts)
+            .into_iter()
+            .filter(|e| e.kind == crate::events::EventKind::HypoLevel1)
+            .collect();
+        assert_eq!(hypos.len(), 2, "{hypos:?}");
+        assert!(hypos.iter().all(|e| e.duration_min() == 40.0));
+        let coverage =
+            crate::statistics::sufficiency(&pts, t0, t0 + 2 * 86_400_000, 300_000, &chrono::Utc);
+        assert!((coverage.active_percent - 100.0 * 552.0 / 576.0).abs() < 1e-9);
+        // The interpolation grid leaves the gap empty.
+        let g = grid(&pts, &chrono::Utc, INTERPOLATION_GAP_MIN).expect("grid");
+        let missing = g.values.iter().filter(|v| v.is_none()).count();
+        assert!(missing >= 23, "{missing}");
+    }
+
     proptest! {
         #[test]
         fn bands_sum_to_100(values in proptest::collection::vec(20.0f64..600.0, 1..500)) {
@@ -651,7 +685,12 @@ mod tests {
             prop_assert!((a.mean - b.mean).abs() < 1e-9);
             prop_assert!((a.sd.unwrap_or(0.0) - b.sd.unwrap_or(0.0)).abs() < 1e-9);
             prop_assert_eq!(a.bands, b.bands);
-            prop_assert!((a.adrr.unwrap_or(0.0) - b.adrr.unwrap_or(0.0)).abs() < 1e-9);
+            let same = |x: Option<f64>, y: Option<f64>| match (x, y) {
+                (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+                (x, y) => x.is_none() && y.is_none(),
+            };
+            prop_assert!(same(a.adrr, b.adrr));
+            prop_assert!(same(a.modd, b.modd) && same(a.conga_1h, b.conga_1h) && same(a.mage, b.mage));
         }
 
         #[test]

@@ -258,4 +258,23 @@ mod tests {
         let e = of(EventKind::HyperLevel2, &pts);
         assert_eq!((e.len(), e[0].extreme_mgdl), (1, 300.0));
     }
+
+    #[test]
+    fn events_across_a_clock_change_last_their_real_duration() {
+        // 2026-03-29 in Berlin: 01:50 CET is 00:50Z; the clocks jump from 02:00 to 03:00, so
+        // 03:10 CEST (01:10Z) is 20 minutes later, not 80. Events are measured on the instant
+        // line, whatever the wall clock does.
+        let start = 1_774_745_400_000; // 2026-03-29T00:50:00Z
+        let pts: Vec<GlucosePoint> = [60.0, 58.0, 57.0, 59.0, 61.0, 100.0, 100.0, 100.0, 100.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &mgdl)| GlucosePoint {
+                utc_ms: start + i as i64 * 300_000,
+                mgdl,
+            })
+            .collect();
+        let e = of(EventKind::HypoLevel1, &pts);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].start_ms, e[0].duration_min()), (start, 25.0));
+    }
 }

@@ -1067,3 +1067,149 @@ async fn daily_and_hourly_statistics_csv_download_and_treatment_totals() {
     );
     s.stop().await;
 }
+
+/// Three days of 5-minute readings with meals and a night-time low: a deterministic series.
+fn three_days() -> Vec<Value> {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-27T00:00:00Z").expect("time");
+    (0..864i64)
+        .map(|i| {
+            let t = start + chrono::Duration::minutes(5 * i);
+            let wave = 150.0 + 70.0 * (i as f64 / 19.0).sin() + 25.0 * (i as f64 / 3.7).cos();
+            let noise = ((i * 7919) % 23) as f64 - 11.0;
+            let value = (wave + noise).clamp(45.0, 390.0).round();
+            json!({"time": t.to_rfc3339(), "value": value})
+        })
+        .collect()
+}
+
+async fn get_json(s: &TestServer, token: &str, path: &str) -> Value {
+    let r = s.req(Method::GET, path, token).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.json().await.expect("json")
+}
+
+/// The reports of a period in both units: summary, AGP, events, daily and hourly statistics.
+async fn all_reports(s: &TestServer, token: &str, unit: &str) -> Vec<Value> {
+    // Spans the spring-forward night of 2026-03-29 in Berlin.
+    let period = "from=2026-03-26T00:00:00Z&to=2026-03-31T00:00:00Z";
+    let mut out = Vec::new();
+    for report in ["summary", "agp", "events", "daily", "hourly"] {
+        let path = format!(
+            "/api/v1/reports/{report}?{period}&unit={}",
+            unit.replace('/', "%2F")
+        );
+        out.push(get_json(s, token, &path).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn reports_ignore_upload_order_and_duplicated_uploads_and_agree_between_units() {
+    let s = TestServer::start().await;
+    let in_order = s.user("ana@example.org").await;
+    let shuffled = s.user("ben@example.org").await;
+    for t in [&in_order, &shuffled] {
+        s.req(Method::PATCH, "/api/v1/me/settings", t)
+            .json(&json!({"time_zone": "Europe/Berlin"}))
+            .send()
+            .await
+            .expect("send");
+    }
+    let readings = three_days();
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &in_order)
+        .json(&readings)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success());
+
+    // The same readings in a shuffled order, in chunks, a third of them uploaded twice and
+    // everything once more at the end, newest first.
+    let mut order: Vec<usize> = (0..readings.len()).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for i in (1..order.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        order.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let chunks: Vec<Vec<Value>> = order
+        .chunks(97)
+        .map(|c| c.iter().map(|&i| readings[i].clone()).collect())
+        .collect();
+    let mut uploads: Vec<Vec<Value>> = Vec::new();
+    for (n, chunk) in chunks.iter().enumerate() {
+        uploads.push(chunk.clone());
+        if n % 3 == 0 {
+            uploads.push(chunk.clone());
+        }
+    }
+    uploads.push(readings.iter().rev().cloned().collect());
+    for upload in &uploads {
+        let r = s
+            .req(Method::POST, "/api/v1/readings", &shuffled)
+            .json(upload)
+            .send()
+            .await
+            .expect("send");
+        assert!(r.status().is_success());
+    }
+
+    let mgdl = all_reports(&s, &in_order, "mg/dL").await;
+    assert_eq!(mgdl[0]["readings"], 864);
+    assert!(mgdl[0]["mage"].is_number() && mgdl[0]["modd"].is_number());
+    assert_eq!(
+        all_reports(&s, &shuffled, "mg/dL").await,
+        mgdl,
+        "order and duplicates change nothing"
+    );
+
+    // mmol/L reports are the mg/dL ones converted at the edge: every glucose value agrees to
+    // within the display rounding (0.05 mmol/L, plus the mg/dL figure's own 0.05 rounding).
+    let mmol = all_reports(&s, &in_order, "mmol/L").await;
+    let agree = |a: &Value, b: &Value, what: &str| {
+        let (a, b) = (a.as_f64().expect(what), b.as_f64().expect(what));
+        assert!(
+            (a / 18.016 - b).abs() <= 0.05 + 0.05 / 18.016 + 1e-9,
+            "{what}: {a} mg/dL vs {b} mmol/L"
+        );
+    };
+    for k in ["mean", "sd", "modd", "conga_1h", "mage"] {
+        agree(&mgdl[0][k], &mmol[0][k], k);
+    }
+    for k in [
+        "tir", "tbr_54", "tbr_70", "tar_180", "tar_250", "gri", "gmi", "cv", "adrr",
+    ] {
+        assert_eq!(mgdl[0][k], mmol[0][k], "{k} does not depend on the unit");
+    }
+    let bins = |r: &Value| r["bins"].as_array().expect("bins").clone();
+    for (a, b) in bins(&mgdl[1]).iter().zip(bins(&mmol[1]).iter()) {
+        assert_eq!(a["count"], b["count"]);
+        for p in ["p5", "p25", "p50", "p75", "p95"] {
+            if a["count"].as_u64() > Some(0) {
+                agree(&a[p], &b[p], p);
+            }
+        }
+    }
+    let events = |r: &Value| r["events"].as_array().expect("events").clone();
+    assert!(!events(&mgdl[2]).is_empty());
+    assert_eq!(events(&mgdl[2]).len(), events(&mmol[2]).len());
+    for (a, b) in events(&mgdl[2]).iter().zip(events(&mmol[2]).iter()) {
+        assert_eq!(
+            (&a["kind"], &a["start"], &a["end"]),
+            (&b["kind"], &b["start"], &b["end"])
+        );
+        agree(&a["extreme"], &b["extreme"], "extreme");
+    }
+    let days = |r: &Value| r["days"].as_array().expect("days").clone();
+    // Berlin local days: 27th–30th (the 29th has 23 hours).
+    assert_eq!(days(&mgdl[3]).len(), 4, "{}", mgdl[3]);
+    for (a, b) in days(&mgdl[3]).iter().zip(days(&mmol[3]).iter()) {
+        assert_eq!(a["date"], b["date"]);
+        for k in ["mean", "min", "median", "max"] {
+            agree(&a[k], &b[k], k);
+        }
+    }
+    s.stop().await;
+}

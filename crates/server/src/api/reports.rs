@@ -21,19 +21,23 @@ use crate::state::{now_ms, AppState};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct PeriodParams {
+pub struct SummaryParams {
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
     pub to: Option<String>,
+    /// `mg/dL` (default, whatever the display unit: the summary's contract) or `mmol/L`.
+    pub unit: Option<String>,
 }
 
-/// The summary of a period. Glucose in mg/dL, bands in percent of readings.
+/// The summary of a period. Glucose values (`mean`, `sd`, `modd`, `conga_1h`, `mage`) in
+/// `unit`, bands in percent of readings; the risk indices are defined on mg/dL and unitless.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SummaryReport {
     pub from: String,
     pub to: String,
     pub time_zone: String,
+    pub unit: glucosync_domain::GlucoseUnit,
     /// CGM readings in the period.
     pub readings: usize,
     pub mean: Option<f64>,
@@ -67,11 +71,11 @@ pub struct SummaryReport {
     pub j_index: Option<f64>,
     /// Average daily risk range over the period's local days.
     pub adrr: Option<f64>,
-    /// Mean of daily differences, mg/dL.
+    /// Mean of daily differences.
     pub modd: Option<f64>,
-    /// Continuous overall net glycaemic action over 1 hour, mg/dL.
+    /// Continuous overall net glycaemic action over 1 hour.
     pub conga_1h: Option<f64>,
-    /// Mean amplitude of glycaemic excursions (moving-average algorithm), mg/dL.
+    /// Mean amplitude of glycaemic excursions (moving-average algorithm).
     pub mage: Option<f64>,
     /// Readings a 5-minute sensor would have delivered over the period.
     pub expected_readings: usize,
@@ -139,14 +143,15 @@ async fn cgm_points(
 }
 
 /// The consensus summary of a period (default: the last 14 days), in the person's time zone.
-#[utoipa::path(get, path = "/reports/summary", tag = "reports", params(PeriodParams),
+#[utoipa::path(get, path = "/reports/summary", tag = "reports", params(SummaryParams),
     responses((status = 200, body = SummaryReport), (status = 422, body = crate::error::Problem)))]
 pub async fn summary(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(params): ApiQuery<PeriodParams>,
+    ApiQuery(params): ApiQuery<SummaryParams>,
 ) -> ApiResult<Json<SummaryReport>> {
-    let ReportContext { subject, tz, .. } = context(&state, &caller, None).await?;
+    let unit = params.unit.as_deref().unwrap_or("mg/dL");
+    let ReportContext { subject, tz, unit } = context(&state, &caller, Some(unit)).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let s = analytics::summary(&points, &tz);
@@ -158,13 +163,15 @@ pub async fn summary(
     );
     let r1 = |v: f64| (v * 10.0).round() / 10.0;
     let r2 = |v: f64| (v * 100.0).round() / 100.0;
+    let show = |mgdl: f64| glucosync_domain::GlucoseMgdl::from_stored(mgdl).display(unit);
     Ok(Json(SummaryReport {
         from: Timestamp::from_utc_ms(from_ms).to_rfc3339_utc(),
         to: Timestamp::from_utc_ms(to_ms).to_rfc3339_utc(),
         time_zone: tz.name().to_owned(),
+        unit,
         readings: points.len(),
-        mean: s.as_ref().map(|s| r1(s.mean)),
-        sd: s.as_ref().and_then(|s| s.sd).map(r1),
+        mean: s.as_ref().map(|s| show(s.mean)),
+        sd: s.as_ref().and_then(|s| s.sd).map(show),
         cv: s.as_ref().and_then(|s| s.cv).map(r1),
         cv_above_target: s.as_ref().and_then(|s| s.cv).map(|cv| cv > 36.0),
         gmi: s.as_ref().map(|s| r1(s.gmi_percent)),
@@ -182,9 +189,9 @@ pub async fn summary(
         hbgi: s.as_ref().map(|s| r2(s.hbgi)),
         j_index: s.as_ref().and_then(|s| s.j_index).map(r1),
         adrr: s.as_ref().and_then(|s| s.adrr).map(r1),
-        modd: s.as_ref().and_then(|s| s.modd).map(r1),
-        conga_1h: s.as_ref().and_then(|s| s.conga_1h).map(r1),
-        mage: s.as_ref().and_then(|s| s.mage).map(r1),
+        modd: s.as_ref().and_then(|s| s.modd).map(show),
+        conga_1h: s.as_ref().and_then(|s| s.conga_1h).map(show),
+        mage: s.as_ref().and_then(|s| s.mage).map(show),
         expected_readings: coverage.expected,
         active_percent: r1(coverage.active_percent),
         days_with_data: coverage.days_with_data,
@@ -447,12 +454,7 @@ fn stats_out(s: &Stats, unit: glucosync_domain::GlucoseUnit) -> StatsOut {
     StatsOut {
         count: s.count,
         mean: g(s.mean),
-        sd: s.sd.map(|v| match unit {
-            glucosync_domain::GlucoseUnit::MgDl => r1(v),
-            glucosync_domain::GlucoseUnit::MmolL => {
-                (v / glucosync_domain::units::MGDL_PER_MMOLL * 10.0).round() / 10.0
-            }
-        }),
+        sd: s.sd.map(g),
         min: g(s.min),
         q1: g(s.q1),
         median: g(s.median),
