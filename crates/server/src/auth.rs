@@ -212,6 +212,7 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         touch(state, cached.credential_id, now);
+        api_rate_limit(state, cached.user_id).await?;
         let caller = Caller {
             user_id: cached.user_id,
             credential_id: cached.credential_id,
@@ -226,6 +227,48 @@ impl FromRequestParts<AppState> for Caller {
         };
         parts.extensions.insert(caller.clone());
         Ok(caller)
+    }
+}
+
+/// The per-person API limit, counted across replicas. It fails open: while the shared state
+/// is unreachable, people keep uploading and reading (their data matters more than the
+/// throttle); a warning says so at most every 10 seconds.
+async fn api_rate_limit(state: &AppState, user: UserId) -> Result<(), ApiError> {
+    let per_minute = state.config.api_rate_limit_per_minute;
+    if per_minute == 0 {
+        return Ok(());
+    }
+    let key = format!("api:{user}");
+    match state
+        .limiter
+        .hit(&key, per_minute, std::time::Duration::from_secs(60))
+        .await
+    {
+        Ok(glucosync_shared_state::RateDecision::Allowed { .. }) => Ok(()),
+        Ok(glucosync_shared_state::RateDecision::Limited { retry_after }) => {
+            Err(ApiError::RateLimited {
+                retry_after_secs: retry_after.as_secs().max(1),
+            })
+        }
+        Err(e) => {
+            static LAST_WARNING_MS: std::sync::atomic::AtomicI64 =
+                std::sync::atomic::AtomicI64::new(0);
+            let now = now_ms();
+            let last = LAST_WARNING_MS.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 10_000
+                && LAST_WARNING_MS
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                tracing::warn!(error = %e, "API rate limit unavailable; allowing requests");
+            }
+            Ok(())
+        }
     }
 }
 

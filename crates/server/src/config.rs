@@ -88,6 +88,9 @@ pub struct Config {
     /// Before that, how long readiness fails while requests are still served, so that a load
     /// balancer stops routing here first (0: stop accepting at once).
     pub shutdown_drain_seconds: u64,
+    /// Requests per minute one person's credentials may make to the API, counted across all
+    /// replicas (0: no limit). Login and signup have limits of their own.
+    pub api_rate_limit_per_minute: u32,
     /// Create or refresh the demo account at startup.
     pub demo: bool,
 }
@@ -111,6 +114,7 @@ impl Default for Config {
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace_seconds: 25,
             shutdown_drain_seconds: 0,
+            api_rate_limit_per_minute: 1200,
             demo: false,
         }
     }
@@ -142,6 +146,7 @@ struct Layer {
     max_body_bytes: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     shutdown_drain_seconds: Option<u64>,
+    api_rate_limit_per_minute: Option<u32>,
     demo: Option<bool>,
 }
 
@@ -170,6 +175,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_MAX_BODY_BYTES",
     "GLUCOSYNC_SHUTDOWN_GRACE_SECONDS",
     "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
+    "GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE",
     "GLUCOSYNC_DEMO",
 ];
 
@@ -279,6 +285,9 @@ impl Config {
         if let Some(v) = l.shutdown_drain_seconds {
             self.shutdown_drain_seconds = v;
         }
+        if let Some(v) = l.api_rate_limit_per_minute {
+            self.api_rate_limit_per_minute = v;
+        }
         if let Some(v) = l.demo {
             self.demo = v;
         }
@@ -347,7 +356,8 @@ impl Config {
             "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
              redis_url = {:?}\ntrusted_proxies = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
-             max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\ndemo = {}\n",
+             max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
+             api_rate_limit_per_minute = {}\ndemo = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.database_url.redacted(),
@@ -366,6 +376,7 @@ impl Config {
             self.max_body_bytes,
             self.shutdown_grace_seconds,
             self.shutdown_drain_seconds,
+            self.api_rate_limit_per_minute,
             self.demo,
         )
     }
@@ -416,6 +427,13 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             }
             "SHUTDOWN_DRAIN_SECONDS" => {
                 l.shutdown_drain_seconds = Some(parse_env(&key, &value, "a number of seconds")?)
+            }
+            "API_RATE_LIMIT_PER_MINUTE" => {
+                l.api_rate_limit_per_minute = Some(parse_env(
+                    &key,
+                    &value,
+                    "a number of requests (0: no limit)",
+                )?)
             }
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
             // Read by the command line, not by the server configuration.
@@ -491,6 +509,10 @@ shutdown_grace_seconds = 25
 # Before that, fail readiness for this long while still serving, so that a load balancer
 # (HAProxy checks /healthz) moves traffic away first. Use 3 or more behind HAProxy.
 shutdown_drain_seconds = 0
+
+# Requests per minute one person's credentials may make to the API, counted across all
+# replicas; more get 429 with Retry-After. 0 turns the limit off.
+api_rate_limit_per_minute = 1200
 
 # Create (or refresh) a demo account with ten days of simulated data at startup.
 demo = false

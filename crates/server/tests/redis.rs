@@ -2,7 +2,8 @@
 //! comes back without a restart. A private `redis-server` is started for the test.
 //!
 //! The policy (docs/architecture.md): login and signup rate limiting fails *closed* (503: a
-//! brute-force guard must not silently vanish); credential lookups fail *open* to the database;
+//! brute-force guard must not silently vanish); the per-person API limit fails *open* (reads
+//! and uploads go on); credential lookups fail *open* to the database;
 //! live-event publishing is best effort (the write still succeeds); readiness goes false.
 
 mod common;
@@ -275,6 +276,55 @@ async fn an_event_written_through_one_replica_reaches_a_stream_on_another() {
         );
     }
     assert!(received.contains("\"inserted\":1"), "{received}");
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_rate_limit_is_one_count_across_replicas_and_per_person() {
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let limited = |c: &mut glucosync_server::config::Config| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(url.clone()));
+        c.api_rate_limit_per_minute = 6;
+    };
+    let a = TestServer::start_with(limited).await;
+    let b = TestServer::start_sharing(&a, limited).await;
+    let ana = a.user("ana@example.org").await;
+    let ben = a.user("ben@example.org").await;
+    // Six requests, alternating between the replicas, are within the limit; the seventh is
+    // refused on either replica.
+    for n in 0..6 {
+        let s = if n % 2 == 0 { &a } else { &b };
+        let r = s
+            .req(Method::GET, "/api/v1/readings/latest", &ana)
+            .send()
+            .await
+            .expect("send");
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "request {n}");
+    }
+    for s in [&a, &b] {
+        let r = s
+            .req(Method::GET, "/api/v1/readings/latest", &ana)
+            .send()
+            .await
+            .expect("send");
+        let retry_after: u64 = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!((1..=60).contains(&retry_after));
+        expect_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    // Another person has a count of their own.
+    let r = b
+        .req(Method::GET, "/api/v1/readings/latest", &ben)
+        .send()
+        .await
+        .expect("send");
+    assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     b.stop().await;
     a.stop().await;
 }

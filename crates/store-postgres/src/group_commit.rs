@@ -20,8 +20,11 @@ use crate::{pg_err, pool_err};
 pub(crate) const SMALL_UPLOAD: usize = 50;
 /// Most calls merged into one statement.
 const MAX_GROUP: usize = 512;
-/// Groups committing at once: while one commits, the next one fills.
-const GROUPS_IN_FLIGHT: usize = 2;
+/// Groups committing at once: while one commits, the next one fills. One per replica: with
+/// N replicas there are N anyway, and each extra one halves the merging (measured with 3
+/// replicas on 2 cores: 1 in flight gives ~10 % more uploads/s than 2, with 40 % fewer
+/// commits; with 1 replica the two are level).
+const GROUPS_IN_FLIGHT: usize = 1;
 
 pub(crate) struct Pending {
     pub user_id: UserId,

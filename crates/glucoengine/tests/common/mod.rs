@@ -29,6 +29,9 @@ impl Engine {
             .env("GLUCOSYNC_DATA_DIR", dir)
             .env("GLUCOSYNC_LOG_FORMAT", "json")
             .env("GLUCOSYNC_LOG_LEVEL", level)
+            // These tests put one person's load at thousands of requests a second; the API
+            // rate limit has tests of its own (server/tests/redis.rs).
+            .env("GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE", "100000000")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
