@@ -12,6 +12,7 @@ pub mod agp;
 pub mod analytics;
 pub mod error;
 pub mod events;
+pub mod forecast;
 pub mod limits;
 pub mod readings;
 pub mod settings;

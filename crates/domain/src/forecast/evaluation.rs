@@ -1,0 +1,480 @@
+//! How forecasts are judged: the data format, the chronological protocol, and the metrics
+//! (RMSE, MAE, MARD, Clarke and Parkes error grids, time lag, interval coverage).
+
+use super::{
+    baselines, fit_personal, fit_population, forecast, Inputs, Scales, Series, ROWS_PER_DAY,
+    STEP_MS,
+};
+
+/// Parses a patient CSV: the columns of `shared/data/simglucose` (`time`, `cgm_mgdl`, and
+/// optionally `carbs_g`, `bolus_u`, `basal_u_per_h`; `bg_mgdl` is never read), or a
+/// glucose-only file with `time` and `glucose` (mg/dL). Rows are placed on the 5-minute grid
+/// from the first row's time; missing rows stay gaps.
+pub fn parse_csv(text: &str) -> Result<Series, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .ok_or("empty file")?
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
+    let time_col = col(&["time", "timestamp"]).ok_or("no `time` column")?;
+    let cgm_col =
+        col(&["cgm_mgdl", "glucose", "glucose_mgdl"]).ok_or("no `cgm_mgdl` or `glucose` column")?;
+    let (carbs_col, bolus_col, basal_col) = (
+        col(&["carbs_g"]),
+        col(&["bolus_u"]),
+        col(&["basal_u_per_h"]),
+    );
+    let mut rows: Vec<(i64, f64, f64, f64, f64)> = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let field = |c: usize| f.get(c).copied().unwrap_or("");
+        let time = crate::Timestamp::parse_rfc3339("time", field(time_col))
+            .map_err(|_| format!("line {}: bad time `{}`", n + 2, field(time_col)))?
+            .utc_ms;
+        let number = |c: Option<usize>| -> Result<f64, String> {
+            match c.map(field) {
+                None | Some("") => Ok(0.0),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("line {}: bad number `{v}`", n + 2)),
+            }
+        };
+        let cgm = match field(cgm_col) {
+            "" => f64::NAN,
+            v => v
+                .parse()
+                .map_err(|_| format!("line {}: bad glucose `{v}`", n + 2))?,
+        };
+        rows.push((
+            time,
+            cgm,
+            number(carbs_col)?,
+            number(bolus_col)?,
+            number(basal_col)?,
+        ));
+    }
+    rows.sort_by_key(|r| r.0);
+    let start_ms = rows.first().ok_or("no rows")?.0;
+    let len = ((rows.last().map_or(start_ms, |r| r.0) - start_ms) / STEP_MS + 1) as usize;
+    let mut series = Series {
+        start_ms,
+        cgm: vec![None; len],
+        insulin: vec![0.0; len],
+        carbs: vec![0.0; len],
+        scales: Scales::default(),
+        has_treatments: carbs_col.is_some() && bolus_col.is_some(),
+    };
+    let mut basal = vec![f64::NAN; len];
+    for (time, cgm, carbs, bolus, basal_rate) in rows {
+        let Some(i) = series.row_of(time) else {
+            continue;
+        };
+        if cgm.is_finite() {
+            series.cgm[i] = Some(cgm);
+        }
+        series.carbs[i] += carbs;
+        series.insulin[i] += bolus;
+        basal[i] = basal_rate;
+    }
+    if series.has_treatments {
+        series.scales = scales_from(&series, &basal, len);
+        // The usual basal is what the person's basal is most of the time: the median rate.
+        let mut rates: Vec<f64> = basal.iter().copied().filter(|v| v.is_finite()).collect();
+        rates.sort_by(f64::total_cmp);
+        let usual = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+        for (i, rate) in basal.iter().enumerate() {
+            if rate.is_finite() {
+                series.insulin[i] += (rate - usual) / 12.0;
+            }
+        }
+    }
+    Ok(series)
+}
+
+/// Scales from the first `rows` rows (bolus in `series.insulin` before basal is added).
+fn scales_from(series: &Series, basal: &[f64], rows: usize) -> Scales {
+    let rows = rows.min(series.len());
+    let bolus: f64 = series.insulin[..rows].iter().sum();
+    let basal_total: f64 = basal[..rows]
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|r| r / 12.0)
+        .sum();
+    let carbs: f64 = series.carbs[..rows].iter().sum();
+    Scales::from_totals(
+        bolus + basal_total,
+        rows as f64 / ROWS_PER_DAY as f64,
+        carbs,
+        bolus,
+    )
+}
+
+/// Clarke error grid zone (A–E) of a forecast against the reference, both mg/dL.
+pub fn clarke_zone(reference: f64, predicted: f64) -> char {
+    let (r, p) = (reference, predicted);
+    if (r <= 70.0 && p <= 70.0) || (p <= 1.2 * r && p >= 0.8 * r) {
+        'A'
+    } else if (r >= 180.0 && p <= 70.0) || (r <= 70.0 && p >= 180.0) {
+        'E'
+    } else if ((70.0..=290.0).contains(&r) && p >= r + 110.0)
+        || ((130.0..=180.0).contains(&r) && p <= 7.0 / 5.0 * r - 182.0)
+    {
+        'C'
+    } else if (r >= 240.0 && (70.0..=180.0).contains(&p))
+        || (r <= 175.0 / 3.0 && (70.0..=180.0).contains(&p))
+        || ((175.0 / 3.0..=70.0).contains(&r) && p >= 6.0 / 5.0 * r)
+    {
+        'D'
+    } else {
+        'B'
+    }
+}
+
+/// A polyline boundary y(x) of the Parkes grid, its last segment extended.
+fn polyline(points: &[(f64, f64)], x: f64) -> Option<f64> {
+    if x < points[0].0 {
+        return None;
+    }
+    for w in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if x <= x1 {
+            if x1 == x0 {
+                return Some(y1);
+            }
+            return Some(y0 + (y1 - y0) * (x - x0) / (x1 - x0));
+        }
+    }
+    let n = points.len();
+    let ((x0, y0), (x1, y1)) = (points[n - 2], points[n - 1]);
+    Some(y1 + (y1 - y0) / (x1 - x0) * (x - x1))
+}
+
+/// Parkes (consensus) error grid zone for type 1 diabetes (Parkes et al. 2000; coordinates
+/// as in Pfützner et al. 2013, Table 1).
+pub fn parkes_zone_type1(reference: f64, predicted: f64) -> char {
+    const UPPER: [&[(f64, f64)]; 4] = [
+        &[
+            (0.0, 50.0),
+            (30.0, 50.0),
+            (140.0, 170.0),
+            (280.0, 380.0),
+            (430.0, 550.0),
+        ],
+        &[
+            (0.0, 60.0),
+            (30.0, 60.0),
+            (50.0, 80.0),
+            (70.0, 110.0),
+            (260.0, 550.0),
+        ],
+        &[
+            (0.0, 100.0),
+            (25.0, 100.0),
+            (50.0, 125.0),
+            (80.0, 215.0),
+            (125.0, 550.0),
+        ],
+        &[(0.0, 150.0), (35.0, 155.0), (50.0, 550.0)],
+    ];
+    const LOWER: [&[(f64, f64)]; 3] = [
+        &[(50.0, 30.0), (170.0, 145.0), (385.0, 300.0), (550.0, 450.0)],
+        &[(120.0, 30.0), (260.0, 130.0), (550.0, 250.0)],
+        &[(250.0, 40.0), (550.0, 150.0)],
+    ];
+    let (x, y) = (reference, predicted);
+    let above = |b: &[(f64, f64)]| polyline(b, x).is_some_and(|limit| y > limit);
+    let below = |b: &[(f64, f64)]| polyline(b, x).is_some_and(|limit| y < limit);
+    if above(UPPER[3]) {
+        'E'
+    } else if above(UPPER[2]) || below(LOWER[2]) {
+        'D'
+    } else if above(UPPER[1]) || below(LOWER[1]) {
+        'C'
+    } else if above(UPPER[0]) || below(LOWER[0]) {
+        'B'
+    } else {
+        'A'
+    }
+}
+
+/// The figures of one model at one horizon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub points: usize,
+    pub rmse: f64,
+    pub mae: f64,
+    /// Mean absolute relative difference, %.
+    pub mard: f64,
+    pub clarke_a: f64,
+    pub clarke_ab: f64,
+    pub parkes_ab: f64,
+    /// The delay, in minutes, that best aligns the forecasts with what happened: 0 for a
+    /// perfect forecast, the horizon for one that repeats the current value.
+    pub lag_minutes: f64,
+    /// Share of actual values inside the 80 % interval, % (models with intervals).
+    pub coverage: Option<f64>,
+}
+
+/// One forecast at one horizon, for scoring.
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    /// Person and target row, for the time lag.
+    person: usize,
+    target_row: usize,
+    actual: f64,
+    predicted: f64,
+    interval: Option<(f64, f64)>,
+}
+
+fn score(
+    points: &[Scored],
+    actual_of: &dyn Fn(usize, usize) -> Option<f64>,
+    steps: usize,
+) -> Scores {
+    let n = points.len().max(1) as f64;
+    let pct =
+        |f: &dyn Fn(&Scored) -> bool| 100.0 * points.iter().filter(|p| f(p)).count() as f64 / n;
+    let rmse = (points
+        .iter()
+        .map(|p| (p.predicted - p.actual).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let mae = points
+        .iter()
+        .map(|p| (p.predicted - p.actual).abs())
+        .sum::<f64>()
+        / n;
+    let mard = 100.0
+        * points
+            .iter()
+            .map(|p| (p.predicted - p.actual).abs() / p.actual)
+            .sum::<f64>()
+        / n;
+    // Time lag: the shift s (in steps) minimising the mean squared difference between the
+    // forecast for time τ and what was measured at τ − s.
+    let lag_steps = (0..=2 * steps)
+        .map(|s| {
+            let (sum, count) = points.iter().fold((0.0, 0usize), |(sum, count), p| {
+                match p
+                    .target_row
+                    .checked_sub(s)
+                    .and_then(|r| actual_of(p.person, r))
+                {
+                    Some(a) => (sum + (p.predicted - a).powi(2), count + 1),
+                    None => (sum, count),
+                }
+            });
+            (s, sum / count.max(1) as f64)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(s, _)| s);
+    let with_interval: Vec<&Scored> = points.iter().filter(|p| p.interval.is_some()).collect();
+    Scores {
+        points: points.len(),
+        rmse,
+        mae,
+        mard,
+        clarke_a: pct(&|p| clarke_zone(p.actual, p.predicted) == 'A'),
+        clarke_ab: pct(&|p| matches!(clarke_zone(p.actual, p.predicted), 'A' | 'B')),
+        parkes_ab: pct(&|p| matches!(parkes_zone_type1(p.actual, p.predicted), 'A' | 'B')),
+        lag_minutes: lag_steps as f64 * 5.0,
+        coverage: (!with_interval.is_empty()).then(|| {
+            100.0
+                * with_interval
+                    .iter()
+                    .filter(|p| {
+                        p.interval
+                            .is_some_and(|(lo, hi)| lo <= p.actual && p.actual <= hi)
+                    })
+                    .count() as f64
+                / with_interval.len() as f64
+        }),
+    }
+}
+
+/// The models compared.
+pub const MODELS: [&str; 6] = [
+    "ar2",
+    "last_value",
+    "linear",
+    "population",
+    "personal",
+    "personal_glucose_only",
+];
+
+/// Horizons reported, in steps (30 and 60 minutes).
+pub const HORIZONS: [usize; 2] = [6, 12];
+
+/// The evaluation's result: per model and horizon.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub people: usize,
+    /// `(model, horizon minutes, scores)`.
+    pub rows: Vec<(&'static str, i64, Scores)>,
+}
+
+impl Report {
+    pub fn get(&self, model: &str, minutes: i64) -> Option<&Scores> {
+        self.rows
+            .iter()
+            .find(|(m, h, _)| *m == model && *h == minutes)
+            .map(|(_, _, s)| s)
+    }
+}
+
+/// The chronological protocol: for each person, models are fitted on the first 70 % of their
+/// days (the population model on the other people's first 70 %), and every model forecasts
+/// from each row of the remaining days where all of them can; no forecast sees a row after
+/// its origin.
+pub fn evaluate(people: &[Series]) -> Report {
+    let train_end = |s: &Series| {
+        let days = s.len() / ROWS_PER_DAY;
+        ((days as f64 * 0.7).round() as usize).max(1) * ROWS_PER_DAY
+    };
+    let mut scored: Vec<Vec<Vec<Scored>>> = vec![vec![Vec::new(); HORIZONS.len()]; MODELS.len()];
+    for (i, person) in people.iter().enumerate() {
+        let end = train_end(person);
+        // A single person can only be their own population.
+        let others: Vec<(Series, usize)> = people
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i || people.len() == 1)
+            .map(|(_, s)| (s.clone(), train_end(s)))
+            .collect();
+        let population = fit_population(&others);
+        let inputs = if person.has_treatments {
+            Inputs::Full
+        } else {
+            Inputs::GlucoseOnly
+        };
+        let personal = fit_personal(person, end, &population);
+        let glucose_only = person.glucose_only();
+        let personal_glucose = fit_personal(&glucose_only, end, &population);
+        for t in end..person.len().saturating_sub(1) {
+            let Some(history) = recent_values(person, t) else {
+                continue;
+            };
+            let forecasts: [Option<Vec<(f64, Option<(f64, f64)>)>>; 6] = [
+                baselines::ar2(&history).map(no_interval),
+                baselines::last_value(&history).map(no_interval),
+                baselines::linear(&history).map(no_interval),
+                forecast(population.for_inputs(inputs), person, t).map(with_interval),
+                personal
+                    .as_ref()
+                    .and_then(|m| forecast(m, person, t))
+                    .map(with_interval),
+                personal_glucose
+                    .as_ref()
+                    .and_then(|m| forecast(m, &glucose_only, t))
+                    .map(with_interval),
+            ];
+            if forecasts.iter().any(Option::is_none) {
+                continue;
+            }
+            for (h, &steps) in HORIZONS.iter().enumerate() {
+                let Some(actual) = person.cgm.get(t + steps).copied().flatten() else {
+                    continue;
+                };
+                for (m, f) in forecasts.iter().enumerate() {
+                    let (predicted, interval) = f.as_ref().expect("checked")[steps - 1];
+                    scored[m][h].push(Scored {
+                        person: i,
+                        target_row: t + steps,
+                        actual,
+                        predicted,
+                        interval,
+                    });
+                }
+            }
+        }
+    }
+    let actual_of = |person: usize, row: usize| {
+        people
+            .get(person)
+            .and_then(|s| s.cgm.get(row).copied().flatten())
+    };
+    let mut rows = Vec::new();
+    for (m, model) in MODELS.iter().enumerate() {
+        for (h, &steps) in HORIZONS.iter().enumerate() {
+            rows.push((
+                *model,
+                steps as i64 * 5,
+                score(&scored[m][h], &actual_of, steps),
+            ));
+        }
+    }
+    Report {
+        people: people.len(),
+        rows,
+    }
+}
+
+fn no_interval(v: Vec<f64>) -> Vec<(f64, Option<(f64, f64)>)> {
+    v.into_iter().map(|p| (p, None)).collect()
+}
+
+fn with_interval(v: Vec<super::ForecastPoint>) -> Vec<(f64, Option<(f64, f64)>)> {
+    v.into_iter()
+        .map(|p| (p.mgdl, Some((p.lower, p.upper))))
+        .collect()
+}
+
+/// The last three CGM values up to row `t`, consecutive (what the baselines need).
+fn recent_values(series: &Series, t: usize) -> Option<Vec<f64>> {
+    if t < 2 {
+        return None;
+    }
+    series.cgm[t - 2..=t].iter().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clarke_zones_at_known_points() {
+        assert_eq!(clarke_zone(100.0, 110.0), 'A');
+        assert_eq!(clarke_zone(60.0, 65.0), 'A');
+        assert_eq!(clarke_zone(100.0, 130.0), 'B');
+        assert_eq!(clarke_zone(200.0, 60.0), 'E');
+        assert_eq!(clarke_zone(60.0, 200.0), 'E');
+        assert_eq!(clarke_zone(100.0, 220.0), 'C');
+        assert_eq!(clarke_zone(60.0, 100.0), 'D');
+        assert_eq!(clarke_zone(300.0, 150.0), 'D');
+    }
+
+    #[test]
+    fn parkes_zones_at_known_points() {
+        assert_eq!(parkes_zone_type1(100.0, 105.0), 'A');
+        // The A/B boundary at 100 mg/dL lies at 50 + 120 × 70/110 ≈ 126.4.
+        assert_eq!(parkes_zone_type1(100.0, 125.0), 'A');
+        assert_eq!(parkes_zone_type1(100.0, 128.0), 'B');
+        assert_eq!(parkes_zone_type1(100.0, 150.0), 'B');
+        assert_eq!(parkes_zone_type1(100.0, 250.0), 'C');
+        assert_eq!(parkes_zone_type1(40.0, 200.0), 'D');
+        assert_eq!(parkes_zone_type1(20.0, 300.0), 'E');
+        assert_eq!(parkes_zone_type1(300.0, 100.0), 'C');
+        assert_eq!(parkes_zone_type1(400.0, 60.0), 'D');
+    }
+
+    #[test]
+    fn csv_with_and_without_treatments() {
+        let full = "time,cgm_mgdl,bg_mgdl,carbs_g,bolus_u,basal_u_per_h\n\
+            2025-03-03T00:00:00Z,144,149.0,0.0,0.0,0.8\n\
+            2025-03-03T00:10:00Z,150,151.0,30.0,3.0,0.8\n";
+        let s = parse_csv(full).expect("parses");
+        assert_eq!(s.cgm, vec![Some(144.0), None, Some(150.0)]);
+        assert_eq!(
+            (s.carbs[2], s.insulin[2], s.has_treatments),
+            (30.0, 3.0, true)
+        );
+        let glucose = "time,glucose\n2025-03-03T00:00:00Z,144\n2025-03-03T00:05:00Z,146\n";
+        let s = parse_csv(glucose).expect("parses");
+        assert_eq!((s.len(), s.has_treatments), (2, false));
+        assert!(parse_csv("time,glucose\nyesterday,100\n").is_err());
+    }
+}

@@ -1,0 +1,697 @@
+//! Glucose forecasts at 5-minute steps up to 60 minutes: the baselines people use today
+//! (`baselines`), GlucoSync's model (this module), and the evaluation protocol (`evaluation`).
+//!
+//! The model (docs/forecasting.md has the derivation and the measurements): for each step
+//! ahead a separate ridge regression predicts the *change* of glucose from the current CGM
+//! value, its last 12 differences, three level nonlinearities, and what the logged insulin
+//! and carbohydrates will do: on board, acting now, and — known at the forecast time from the
+//! doses already given — acting within the forecast window, on two activity curves each. A
+//! population model, fitted on many people with their insulin and carbs scaled by their own
+//! sensitivity, serves new users; a personal model is fitted on the person's own data,
+//! shrunk towards the population coefficients, once three days exist. Each step carries its
+//! 80 % prediction interval from out-of-sample residuals.
+//!
+//! Pure: no I/O, no clock. Informational only — nothing here is dosing advice.
+
+pub mod baselines;
+pub mod curves;
+pub mod evaluation;
+mod ridge;
+
+use serde::{Deserialize, Serialize};
+
+/// The grid the models work on.
+pub const STEP_MS: i64 = 5 * 60_000;
+/// Steps ahead forecast: 12 × 5 = 60 minutes.
+pub const STEPS: usize = 12;
+/// CGM differences used as inputs (60 minutes).
+pub const LAGS: usize = 12;
+/// How far back doses still act (8 hours): the curves' support.
+pub const DOSE_HISTORY: usize = 96;
+/// Rows per day on the grid.
+pub const ROWS_PER_DAY: usize = 288;
+/// A personal model needs this much of the person's own data.
+pub const MIN_PERSONAL_DAYS: usize = 3;
+/// Gaps in the CGM history up to this many missing rows are bridged linearly (15 minutes).
+pub const MAX_BRIDGED_ROWS: usize = 3;
+
+/// One person's data on a regular 5-minute grid: row `i` is `start_ms + i × 5 min`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub start_ms: i64,
+    /// The CGM value of each row (mg/dL), `None` where the sensor gave none.
+    pub cgm: Vec<Option<f64>>,
+    /// Rapid-acting insulin given in each row beyond the usual basal (boluses, plus a pump's
+    /// basal above or, negative, below the person's usual rate), units.
+    pub insulin: Vec<f64>,
+    /// Carbohydrates eaten in each row, grams.
+    pub carbs: Vec<f64>,
+    /// How this person's insulin and carbs translate into glucose (see [`Scales`]).
+    pub scales: Scales,
+    /// Whether treatments are logged at all; without them only the glucose-only model applies.
+    pub has_treatments: bool,
+}
+
+impl Series {
+    pub fn len(&self) -> usize {
+        self.cgm.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cgm.is_empty()
+    }
+
+    /// The same data without treatments (what a person who logs none gives us).
+    pub fn glucose_only(&self) -> Series {
+        Series {
+            insulin: vec![0.0; self.len()],
+            carbs: vec![0.0; self.len()],
+            has_treatments: false,
+            ..self.clone()
+        }
+    }
+
+    /// Rows `[from, to)`.
+    pub fn slice(&self, from: usize, to: usize) -> Series {
+        let to = to.min(self.len());
+        let from = from.min(to);
+        Series {
+            start_ms: self.start_ms + from as i64 * STEP_MS,
+            cgm: self.cgm[from..to].to_vec(),
+            insulin: self.insulin[from..to].to_vec(),
+            carbs: self.carbs[from..to].to_vec(),
+            ..*self
+        }
+    }
+
+    /// The grid row of an instant (rounded to the nearest row).
+    pub fn row_of(&self, utc_ms: i64) -> Option<usize> {
+        let offset = utc_ms - self.start_ms;
+        if offset < -STEP_MS / 2 {
+            return None;
+        }
+        let row = ((offset + STEP_MS / 2) / STEP_MS) as usize;
+        (row < self.len()).then_some(row)
+    }
+}
+
+/// Per-person scaling of the treatment inputs, so that one population model fits people whose
+/// insulin sensitivity differs tenfold: insulin is multiplied by ISF / 40 and carbohydrates by
+/// ISF / CR / 4, with the 1800 rule's ISF = 1800 / total daily insulin and the carb ratio
+/// CR = carbs / bolus insulin over the same days.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scales {
+    pub insulin: f64,
+    pub carbs: f64,
+}
+
+impl Default for Scales {
+    /// A typical adult: 40 U/day (ISF 45 mg/dL/U), 10 g/U.
+    fn default() -> Self {
+        Scales::from_totals(40.0, 1.0, 10.0, 1.0)
+    }
+}
+
+impl Scales {
+    /// From totals over `days`: all insulin (bolus and basal), bolus insulin alone, carbs.
+    pub fn from_totals(total_insulin: f64, days: f64, carbs: f64, bolus: f64) -> Scales {
+        let tdd = if days > 0.0 {
+            total_insulin / days
+        } else {
+            0.0
+        };
+        if !(tdd > 1.0) || !(bolus > 0.0) || !(carbs > 0.0) {
+            return Scales::default_scales();
+        }
+        let isf = 1800.0 / tdd;
+        let cr = (carbs / bolus).clamp(2.0, 50.0);
+        Scales {
+            insulin: isf / 40.0,
+            carbs: isf / cr / 4.0,
+        }
+    }
+
+    fn default_scales() -> Scales {
+        let isf = 1800.0 / 40.0;
+        Scales {
+            insulin: isf / 40.0,
+            carbs: isf / 10.0 / 4.0,
+        }
+    }
+}
+
+/// Which inputs a model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inputs {
+    /// Glucose history, insulin and carbohydrates.
+    Full,
+    /// Glucose history only (people who log no treatments).
+    GlucoseOnly,
+}
+
+impl Inputs {
+    fn features(self) -> usize {
+        match self {
+            Inputs::Full => FULL_FEATURES,
+            Inputs::GlucoseOnly => GLUCOSE_FEATURES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Population,
+    Personal,
+}
+
+/// The model of one step ahead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepModel {
+    /// Standardisation of the features (from the population's training rows).
+    pub mean: Vec<f64>,
+    pub sd: Vec<f64>,
+    /// Intercept, then one coefficient per standardised feature.
+    pub beta: Vec<f64>,
+    /// The 10th and 90th percentiles of out-of-sample errors (actual − forecast), mg/dL: the
+    /// 80 % prediction interval around a forecast.
+    pub error_p10: f64,
+    pub error_p90: f64,
+}
+
+/// A fitted model: one [`StepModel`] per step ahead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub kind: ModelKind,
+    pub inputs: Inputs,
+    pub steps: Vec<StepModel>,
+    /// Rows the model was fitted on (all steps together count once).
+    pub training_rows: usize,
+}
+
+/// The population models: one with treatments and one without.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PopulationModel {
+    pub full: Model,
+    pub glucose_only: Model,
+}
+
+impl PopulationModel {
+    pub fn for_inputs(&self, inputs: Inputs) -> &Model {
+        match inputs {
+            Inputs::Full => &self.full,
+            Inputs::GlucoseOnly => &self.glucose_only,
+        }
+    }
+}
+
+/// One step of a forecast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ForecastPoint {
+    /// Minutes ahead of the forecast's origin (5, 10, …, 60).
+    pub minutes: i64,
+    pub mgdl: f64,
+    /// The 80 % prediction interval.
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// Sensor range: forecasts are clamped to what a CGM can show.
+pub const MIN_MGDL: f64 = 40.0;
+pub const MAX_MGDL: f64 = 400.0;
+
+/// Below 100 mg/dL, forecasts up to 30 minutes ahead are lowered by up to this much (the full
+/// amount at ≤ 70): missing a coming low is the costly error (Clarke zone D), so the forecast
+/// leans towards warning. Chosen on training folds (docs/forecasting.md).
+pub const HYPO_LEAN_MGDL: f64 = 15.0;
+const HYPO_LEAN_STEPS: usize = 6;
+
+fn hypo_lean(step: usize, mgdl: f64) -> f64 {
+    if step > HYPO_LEAN_STEPS {
+        return mgdl;
+    }
+    mgdl - HYPO_LEAN_MGDL * ((100.0 - mgdl) / 30.0).clamp(0.0, 1.0)
+}
+
+// ---------------------------------------------------------------- features
+
+const GLUCOSE_FEATURES: usize = 1 + LAGS + 3;
+const FULL_FEATURES: usize = GLUCOSE_FEATURES + 10;
+
+/// Insulin: oref0's exponential curve, 6 h duration, peaks at 100 and 50 minutes.
+const INSULIN_DURATION_MIN: f64 = 360.0;
+const INSULIN_PEAKS_MIN: [f64; 2] = [100.0, 50.0];
+/// Carbohydrates: gamma(2) absorption peaking at 25 and 10 minutes.
+const CARB_PEAKS_MIN: [f64; 2] = [25.0, 10.0];
+
+/// The dose kernels: for each row `k` rows back (τ = 5k min), the fraction on board, the
+/// fraction acting in the next 5 minutes, and the fraction acting within each step's window.
+#[derive(Debug, Clone)]
+struct Kernels {
+    on_board: Vec<f64>,
+    acting_now: Vec<f64>,
+    /// `ahead[s][k]`: the fraction acting in (t, t + 5(s+1) min].
+    ahead: Vec<Vec<f64>>,
+}
+
+impl Kernels {
+    fn new(remaining: impl Fn(f64) -> f64) -> Kernels {
+        let tau = |k: usize| 5.0 * k as f64;
+        Kernels {
+            on_board: (0..DOSE_HISTORY).map(|k| remaining(tau(k))).collect(),
+            acting_now: (0..DOSE_HISTORY)
+                .map(|k| remaining(tau(k)) - remaining(tau(k) + 5.0))
+                .collect(),
+            ahead: (1..=STEPS)
+                .map(|s| {
+                    (0..DOSE_HISTORY)
+                        .map(|k| remaining(tau(k)) - remaining(tau(k) + 5.0 * s as f64))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+struct AllKernels {
+    insulin: [Kernels; 2],
+    carbs: [Kernels; 2],
+}
+
+fn kernels() -> &'static AllKernels {
+    static K: std::sync::OnceLock<AllKernels> = std::sync::OnceLock::new();
+    K.get_or_init(|| AllKernels {
+        insulin: INSULIN_PEAKS_MIN.map(|peak| {
+            Kernels::new(move |t| curves::insulin_on_board(t, INSULIN_DURATION_MIN, peak))
+        }),
+        carbs: CARB_PEAKS_MIN.map(|peak| Kernels::new(move |t| curves::carbs_unabsorbed(t, peak))),
+    })
+}
+
+/// Σ_k x[t−k]·kernel[k] over the dose history (rows before the series count as 0).
+fn convolve(x: &[f64], t: usize, kernel: &[f64]) -> f64 {
+    let mut sum = 0.0;
+    for (k, w) in kernel.iter().enumerate().take(t + 1) {
+        let v = x[t - k];
+        if v != 0.0 {
+            sum += v * w;
+        }
+    }
+    sum
+}
+
+/// The CGM values of rows `t − LAGS ..= t`, short gaps bridged; `None` when the current value
+/// is missing or a gap is too long.
+fn glucose_history(cgm: &[Option<f64>], t: usize) -> Option<[f64; LAGS + 1]> {
+    if t < LAGS {
+        return None;
+    }
+    let window = &cgm[t - LAGS..=t];
+    window[LAGS]?;
+    let mut out = [0.0; LAGS + 1];
+    let mut last_known: Option<usize> = None;
+    for i in 0..=LAGS {
+        match window[i] {
+            Some(v) => {
+                if let Some(j) = last_known {
+                    if i - j > MAX_BRIDGED_ROWS + 1 {
+                        return None;
+                    }
+                    let from = out[j];
+                    for (m, slot) in out.iter_mut().enumerate().take(i).skip(j + 1) {
+                        let f = (m - j) as f64 / (i - j) as f64;
+                        *slot = from + f * (v - from);
+                    }
+                } else if i > MAX_BRIDGED_ROWS {
+                    return None;
+                } else {
+                    // Missing oldest values: hold the first known one.
+                    out[..i].fill(v);
+                }
+                out[i] = v;
+                last_known = Some(i);
+            }
+            None => {}
+        }
+    }
+    Some(out)
+}
+
+/// The features shared by every step, and the per-step dose sums.
+struct Origin {
+    glucose: [f64; GLUCOSE_FEATURES],
+    /// iob, iact (fast curve's on-board and activity are not used), cob, crate.
+    on_board: [f64; 4],
+    /// Per step: ifut (slow), ifut (fast), cfut (slow), cfut (fast).
+    ahead: Vec<[f64; 4]>,
+}
+
+fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
+    let h = glucose_history(&series.cgm, t)?;
+    let c = h[LAGS];
+    let mut glucose = [0.0; GLUCOSE_FEATURES];
+    glucose[0] = c;
+    for k in 1..=LAGS {
+        glucose[k] = h[LAGS - k] - c;
+    }
+    glucose[LAGS + 1] = (c - 120.0).powi(2) / 100.0;
+    glucose[LAGS + 2] = (c - 180.0).max(0.0);
+    glucose[LAGS + 3] = (70.0 - c).max(0.0);
+    if inputs == Inputs::GlucoseOnly {
+        return Some(Origin {
+            glucose,
+            on_board: [0.0; 4],
+            ahead: Vec::new(),
+        });
+    }
+    let k = kernels();
+    let s = series.scales;
+    let insulin = |kernel: &[f64]| s.insulin * convolve(&series.insulin, t, kernel);
+    let carbs = |kernel: &[f64]| s.carbs * convolve(&series.carbs, t, kernel);
+    Some(Origin {
+        glucose,
+        on_board: [
+            insulin(&k.insulin[0].on_board),
+            insulin(&k.insulin[0].acting_now),
+            carbs(&k.carbs[0].on_board),
+            carbs(&k.carbs[0].acting_now),
+        ],
+        ahead: (0..STEPS)
+            .map(|step| {
+                [
+                    insulin(&k.insulin[0].ahead[step]),
+                    insulin(&k.insulin[1].ahead[step]),
+                    carbs(&k.carbs[0].ahead[step]),
+                    carbs(&k.carbs[1].ahead[step]),
+                ]
+            })
+            .collect(),
+    })
+}
+
+impl Origin {
+    /// The feature vector for one step (0-based) ahead.
+    fn features(&self, step: usize, inputs: Inputs, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend_from_slice(&self.glucose);
+        if inputs == Inputs::Full {
+            let c = self.glucose[0];
+            let [iob, iact, cob, crate_] = self.on_board;
+            let [ifut, ifut_fast, cfut, cfut_fast] = self.ahead[step];
+            out.extend_from_slice(&[
+                iob,
+                iact,
+                ifut,
+                ifut * (c - 120.0) / 100.0,
+                ifut_fast,
+                cob,
+                crate_,
+                cfut,
+                cfut * (c - 120.0) / 100.0,
+                cfut_fast,
+            ]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- fitting
+
+/// Regularisation, chosen on training folds (docs/forecasting.md): the population fit, and
+/// the personal fit's pull towards the population coefficients, for steps up to 30 minutes
+/// and beyond.
+fn lambda_population(step: usize) -> f64 {
+    if step < 6 {
+        0.1
+    } else {
+        1.0
+    }
+}
+
+fn lambda_personal(step: usize, inputs: Inputs) -> f64 {
+    match (inputs, step < 6) {
+        (Inputs::Full, true) => 1.0,
+        (Inputs::Full, false) => 30.0,
+        (Inputs::GlucoseOnly, true) => 30.0,
+        (Inputs::GlucoseOnly, false) => 100.0,
+    }
+}
+
+/// The training rows of one step: features, target (the change over the step) and the
+/// origin row of each.
+#[derive(Default)]
+struct StepRows {
+    x: Vec<Vec<f64>>,
+    y: Vec<f64>,
+    origin: Vec<usize>,
+}
+
+/// Training rows for every step, for origins `t < to` whose target row is also before `to`.
+/// Origins start once the doses' history is covered (8 h, or a quarter of a short series).
+fn training_rows(series: &Series, to: usize, inputs: Inputs) -> Vec<StepRows> {
+    let mut rows: Vec<StepRows> = (0..STEPS).map(|_| StepRows::default()).collect();
+    let to = to.min(series.len());
+    let from = DOSE_HISTORY.min(to / 4).max(LAGS);
+    let mut buf = Vec::with_capacity(FULL_FEATURES);
+    for t in from..to.saturating_sub(1) {
+        let Some(o) = origin(series, t, inputs) else {
+            continue;
+        };
+        let c = o.glucose[0];
+        for (step, r) in rows.iter_mut().enumerate() {
+            let target_row = t + step + 1;
+            if target_row >= to {
+                break;
+            }
+            if let Some(target) = series.cgm[target_row] {
+                o.features(step, inputs, &mut buf);
+                r.x.push(buf.clone());
+                r.y.push(target - c);
+                r.origin.push(t);
+            }
+        }
+    }
+    rows
+}
+
+/// Fits the population models on many people's training rows `[0, end)` each. Prediction
+/// intervals come from leave-one-person-out errors.
+pub fn fit_population(people: &[(Series, usize)]) -> PopulationModel {
+    PopulationModel {
+        full: fit_population_inputs(people, Inputs::Full),
+        glucose_only: fit_population_inputs(people, Inputs::GlucoseOnly),
+    }
+}
+
+fn fit_population_inputs(people: &[(Series, usize)], inputs: Inputs) -> Model {
+    let per_person: Vec<Vec<StepRows>> = people
+        .iter()
+        .map(|(s, end)| {
+            let s = if inputs == Inputs::GlucoseOnly {
+                s.glucose_only()
+            } else {
+                s.clone()
+            };
+            training_rows(&s, *end, inputs)
+        })
+        .collect();
+    let mut steps = Vec::with_capacity(STEPS);
+    let mut training_rows_total = 0;
+    for step in 0..STEPS {
+        let grams: Vec<ridge::Gram> = per_person
+            .iter()
+            .map(|p| p[step].gram(inputs, |_| true))
+            .collect();
+        let mut all = ridge::Gram::new(inputs.features());
+        grams.iter().for_each(|g| all.merge(g));
+        if step == 0 {
+            training_rows_total = all.rows() as usize;
+        }
+        let (mean, sd) = all.standardisation();
+        let lambda = lambda_population(step);
+        let beta = all.fit(&mean, &sd, lambda, None);
+        // Out-of-sample errors: each person predicted by a fit on the others.
+        let mut errors = Vec::new();
+        for (person, gram) in per_person.iter().zip(&grams) {
+            let others = if grams.len() > 1 {
+                all.minus(gram).fit(&mean, &sd, lambda, None)
+            } else {
+                beta.clone()
+            };
+            let r = &person[step];
+            for (row, target) in r.x.iter().zip(&r.y) {
+                errors.push(target - ridge::predict(&others, &mean, &sd, row));
+            }
+        }
+        let (error_p10, error_p90) = error_quantiles(&mut errors);
+        steps.push(StepModel {
+            mean,
+            sd,
+            beta,
+            error_p10,
+            error_p90,
+        });
+    }
+    Model {
+        kind: ModelKind::Population,
+        inputs,
+        steps,
+        training_rows: training_rows_total,
+    }
+}
+
+impl StepRows {
+    fn gram(&self, inputs: Inputs, keep: impl Fn(usize) -> bool) -> ridge::Gram {
+        let mut g = ridge::Gram::new(inputs.features());
+        for i in 0..self.y.len() {
+            if keep(self.origin[i]) {
+                g.add(&self.x[i], self.y[i]);
+            }
+        }
+        g
+    }
+}
+
+fn error_quantiles(errors: &mut [f64]) -> (f64, f64) {
+    errors.sort_by(f64::total_cmp);
+    (
+        crate::agp::percentile(errors, 10.0).unwrap_or(-20.0),
+        crate::agp::percentile(errors, 90.0).unwrap_or(20.0),
+    )
+}
+
+/// Whether a person's series has enough data for a personal model.
+pub fn enough_for_personal(series: &Series, end: usize) -> bool {
+    let present = series.cgm[..end.min(series.len())]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    present >= MIN_PERSONAL_DAYS * ROWS_PER_DAY * 7 / 10
+}
+
+/// Fits a person's model on rows `[0, end)`, shrunk towards `population`. Its prediction
+/// intervals come from forward folds: each of the last (up to) three days predicted by a fit
+/// on the days before it. `None` with too little data.
+pub fn fit_personal(series: &Series, end: usize, population: &PopulationModel) -> Option<Model> {
+    let end = end.min(series.len());
+    if !enough_for_personal(series, end) {
+        return None;
+    }
+    let inputs = if series.has_treatments {
+        Inputs::Full
+    } else {
+        Inputs::GlucoseOnly
+    };
+    let prior = population.for_inputs(inputs);
+    let rows = training_rows(series, end, inputs);
+    let days = end / ROWS_PER_DAY;
+    let fold_ends: Vec<usize> = (1..=3usize)
+        .filter(|k| days > k + 1)
+        .map(|k| end - k * ROWS_PER_DAY)
+        .collect();
+    let mut steps = Vec::with_capacity(STEPS);
+    for step in 0..STEPS {
+        let p = &prior.steps[step];
+        let lambda = lambda_personal(step, inputs);
+        let r = &rows[step];
+        let beta = r
+            .gram(inputs, |_| true)
+            .fit(&p.mean, &p.sd, lambda, Some(&p.beta));
+        let mut errors = Vec::new();
+        for &fold_end in &fold_ends {
+            // Train on rows whose target precedes the fold's day; predict that day.
+            let b = r.gram(inputs, |origin| origin + step + 1 < fold_end).fit(
+                &p.mean,
+                &p.sd,
+                lambda,
+                Some(&p.beta),
+            );
+            for i in (0..r.y.len())
+                .filter(|&i| (fold_end..fold_end + ROWS_PER_DAY).contains(&r.origin[i]))
+            {
+                errors.push(r.y[i] - ridge::predict(&b, &p.mean, &p.sd, &r.x[i]));
+            }
+        }
+        let (error_p10, error_p90) = if errors.len() >= 100 {
+            error_quantiles(&mut errors)
+        } else {
+            (p.error_p10, p.error_p90)
+        };
+        steps.push(StepModel {
+            mean: p.mean.clone(),
+            sd: p.sd.clone(),
+            beta,
+            error_p10,
+            error_p90,
+        });
+    }
+    Some(Model {
+        kind: ModelKind::Personal,
+        inputs,
+        steps,
+        training_rows: rows[0].y.len(),
+    })
+}
+
+/// The forecast from row `t` (its CGM value must be present): 12 steps of 5 minutes.
+/// `None` when the last hour of CGM has gaps longer than 15 minutes.
+pub fn forecast(model: &Model, series: &Series, t: usize) -> Option<Vec<ForecastPoint>> {
+    let o = origin(series, t, model.inputs)?;
+    let c = o.glucose[0];
+    let mut buf = Vec::with_capacity(FULL_FEATURES);
+    Some(
+        model
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(step, m)| {
+                o.features(step, model.inputs, &mut buf);
+                let raw = c + ridge::predict(&m.beta, &m.mean, &m.sd, &buf);
+                let clamp = |v: f64| v.clamp(MIN_MGDL, MAX_MGDL);
+                let point = clamp(hypo_lean(step + 1, raw));
+                ForecastPoint {
+                    minutes: 5 * (step as i64 + 1),
+                    mgdl: point,
+                    lower: clamp(raw + m.error_p10).min(point),
+                    upper: clamp(raw + m.error_p90).max(point),
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_gaps_are_bridged_and_long_ones_refused() {
+        let mut cgm: Vec<Option<f64>> = (0..20).map(|i| Some(100.0 + i as f64)).collect();
+        cgm[15] = None;
+        cgm[16] = None;
+        let h = glucose_history(&cgm, 19).expect("bridged");
+        assert!((h[LAGS - 4] - 115.0).abs() < 1e-9, "{h:?}");
+        for i in 10..16 {
+            cgm[i] = None;
+        }
+        assert!(glucose_history(&cgm, 19).is_none());
+        cgm[19] = None;
+        assert!(glucose_history(&cgm, 19).is_none(), "no current value");
+    }
+
+    #[test]
+    fn the_hypo_lean_applies_below_100_up_to_30_minutes() {
+        assert_eq!(hypo_lean(1, 120.0), 120.0);
+        assert_eq!(hypo_lean(6, 70.0), 55.0);
+        assert_eq!(hypo_lean(6, 85.0), 85.0 - 7.5);
+        assert_eq!(hypo_lean(7, 70.0), 70.0);
+    }
+
+    #[test]
+    fn scales_follow_the_1800_rule_and_fall_back_to_typical_values() {
+        let s = Scales::from_totals(400.0, 10.0, 2000.0, 200.0);
+        assert!((s.insulin - 45.0 / 40.0).abs() < 1e-9);
+        assert!((s.carbs - 45.0 / 10.0 / 4.0).abs() < 1e-9);
+        assert_eq!(Scales::from_totals(0.0, 10.0, 0.0, 0.0), Scales::default());
+    }
+}
