@@ -43,6 +43,26 @@ enum Command {
     DefaultConfig,
     /// Print the effective configuration (defaults, file, environment), secrets redacted.
     ShowConfig,
+    /// Forecast models: evaluation against the baselines.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Evaluate every model on patient CSVs (the columns of shared/data/simglucose, or `time`
+    /// and `glucose` only): each patient's first 70 % of days train, the rest test, and the
+    /// population model of a patient is fitted on the others only.
+    Eval {
+        /// A directory of CSV files, one per patient.
+        #[arg(long)]
+        data: PathBuf,
+        /// Ignore the treatment columns (as for a person who logs none).
+        #[arg(long)]
+        glucose_only: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +99,9 @@ fn main() -> Result<()> {
             print!("{}", load_config(&cli)?.to_redacted_toml());
             return Ok(());
         }
+        Command::Model {
+            command: ModelCommand::Eval { data, glucose_only },
+        } => return model_eval(data, *glucose_only),
         _ => {}
     }
     let mut config = load_config(&cli)?;
@@ -118,8 +141,81 @@ async fn run(command: Command, config: Config) -> Result<()> {
             store.close().await;
             result
         }
-        Command::DefaultConfig | Command::ShowConfig => Ok(()),
+        Command::DefaultConfig | Command::ShowConfig | Command::Model { .. } => Ok(()),
     }
+}
+
+fn model_eval(dir: &std::path::Path, glucose_only: bool) -> Result<()> {
+    use glucosync_domain::forecast::evaluation::{evaluate, parse_csv};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no .csv files in {}", dir.display());
+    }
+    let mut people = Vec::new();
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let series = parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        people.push(if glucose_only {
+            series.glucose_only()
+        } else {
+            series
+        });
+    }
+    let started = std::time::Instant::now();
+    let report = evaluate(&people);
+    println!(
+        "{} people, chronological split (first 70 % of days train){}; evaluated in {:.1} s\n",
+        report.people,
+        if glucose_only {
+            ", treatments withheld"
+        } else {
+            ""
+        },
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>4} {:>7} {:>9} {:>7} {:>7} {:>9} {:>9} {:>10} {:>6} {:>9}",
+        "model",
+        "min",
+        "points",
+        "RMSE",
+        "MAE",
+        "MARD %",
+        "Clarke A",
+        "Clarke AB",
+        "Parkes AB",
+        "lag",
+        "PI80 cov"
+    );
+    for minutes in [30, 60] {
+        let ar2 = report
+            .get("ar2", minutes)
+            .map(|s| s.rmse)
+            .unwrap_or(f64::NAN);
+        for (model, m, s) in report.rows.iter().filter(|r| r.1 == minutes) {
+            println!(
+                "{model:<22} {m:>4} {:>7} {:>5.2} ({:.2}) {:>7.2} {:>7.1} {:>9.1} {:>9.2} {:>10.2} {:>6.0} {:>9}",
+                s.points,
+                s.rmse,
+                s.rmse / ar2,
+                s.mae,
+                s.mard,
+                s.clarke_a,
+                s.clarke_ab,
+                s.parkes_ab,
+                s.lag_minutes,
+                s.coverage.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    println!("\nRMSE in mg/dL (ratio to AR2 on the same points); lag in minutes.");
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<()> {

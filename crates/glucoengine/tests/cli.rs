@@ -172,3 +172,61 @@ fn user_management_migrate_and_configuration_commands() {
         "{out:?}"
     );
 }
+
+#[test]
+fn model_eval_prints_every_model_at_30_and_60_minutes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../domain/tests/data");
+    let out = glucoengine(dir.path(), &["model", "eval", "--data", data], None, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.starts_with("9 people"), "{text}");
+    for model in [
+        "ar2",
+        "last_value",
+        "linear",
+        "population",
+        "personal",
+        "personal_glucose_only",
+    ] {
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.split_whitespace().next() == Some(model))
+                .count(),
+            2,
+            "{model} at 30 and 60 minutes:\n{text}"
+        );
+    }
+    // Glucose-only files (time + glucose) work too.
+    let glucose_dir = dir.path().join("glucose-only");
+    std::fs::create_dir(&glucose_dir).expect("mkdir");
+    for name in ["adult-001", "child-002"] {
+        let csv = std::fs::read_to_string(format!("{data}/{name}.csv")).expect("read");
+        let mut out = String::from("time,glucose\n");
+        for line in csv.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            out.push_str(&format!("{},{}\n", f[0], f[1]));
+        }
+        std::fs::write(glucose_dir.join(format!("{name}.csv")), out).expect("write");
+    }
+    let out = glucoengine(
+        dir.path(),
+        &[
+            "model",
+            "eval",
+            "--data",
+            glucose_dir.to_str().expect("utf-8"),
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).starts_with("2 people"), "{}", stdout(&out));
+    let out = glucoengine(
+        dir.path(),
+        &["model", "eval", "--data", "/nonexistent"],
+        None,
+        &[],
+    );
+    assert!(!out.status.success());
+}
