@@ -358,7 +358,7 @@ pub fn evaluate(people: &[Series]) -> Report {
             let Some(history) = recent_values(person, t) else {
                 continue;
             };
-            let forecasts: [Option<Vec<(f64, Option<(f64, f64)>)>>; 6] = [
+            let forecasts: [Option<Vec<Step>>; 6] = [
                 baselines::ar2(&history).map(no_interval),
                 baselines::last_value(&history).map(no_interval),
                 baselines::linear(&history).map(no_interval),
@@ -413,11 +413,14 @@ pub fn evaluate(people: &[Series]) -> Report {
     }
 }
 
-fn no_interval(v: Vec<f64>) -> Vec<(f64, Option<(f64, f64)>)> {
+/// A forecast value and its interval, if the model gives one.
+type Step = (f64, Option<(f64, f64)>);
+
+fn no_interval(v: Vec<f64>) -> Vec<Step> {
     v.into_iter().map(|p| (p, None)).collect()
 }
 
-fn with_interval(v: Vec<super::ForecastPoint>) -> Vec<(f64, Option<(f64, f64)>)> {
+fn with_interval(v: Vec<super::ForecastPoint>) -> Vec<Step> {
     v.into_iter()
         .map(|p| (p.mgdl, Some((p.lower, p.upper))))
         .collect()

@@ -120,7 +120,14 @@ impl Scales {
         } else {
             0.0
         };
-        if !(tdd > 1.0) || !(bolus > 0.0) || !(carbs > 0.0) {
+        // NaN fails these comparisons too.
+        if tdd.is_nan()
+            || tdd <= 1.0
+            || bolus.is_nan()
+            || bolus <= 0.0
+            || carbs.is_nan()
+            || carbs <= 0.0
+        {
             return Scales::default_scales();
         }
         let isf = 1800.0 / tdd;
@@ -312,8 +319,8 @@ fn glucose_history(cgm: &[Option<f64>], t: usize) -> Option<[f64; LAGS + 1]> {
     let mut out = [0.0; LAGS + 1];
     let mut last_known: Option<usize> = None;
     for i in 0..=LAGS {
-        match window[i] {
-            Some(v) => {
+        if let Some(v) = window[i] {
+            {
                 if let Some(j) = last_known {
                     if i - j > MAX_BRIDGED_ROWS + 1 {
                         return None;
@@ -332,7 +339,6 @@ fn glucose_history(cgm: &[Option<f64>], t: usize) -> Option<[f64; LAGS + 1]> {
                 out[i] = v;
                 last_known = Some(i);
             }
-            None => {}
         }
     }
     Some(out)
@@ -590,10 +596,8 @@ pub fn fit_personal(series: &Series, end: usize, population: &PopulationModel) -
         .map(|k| end - k * ROWS_PER_DAY)
         .collect();
     let mut steps = Vec::with_capacity(STEPS);
-    for step in 0..STEPS {
-        let p = &prior.steps[step];
+    for (step, (r, p)) in rows.iter().zip(&prior.steps).enumerate() {
         let lambda = lambda_personal(step, inputs);
-        let r = &rows[step];
         let beta = r
             .gram(inputs, |_| true)
             .fit(&p.mean, &p.sd, lambda, Some(&p.beta));
@@ -671,9 +675,7 @@ mod tests {
         cgm[16] = None;
         let h = glucose_history(&cgm, 19).expect("bridged");
         assert!((h[LAGS - 4] - 115.0).abs() < 1e-9, "{h:?}");
-        for i in 10..16 {
-            cgm[i] = None;
-        }
+        cgm[10..16].fill(None);
         assert!(glucose_history(&cgm, 19).is_none());
         cgm[19] = None;
         assert!(glucose_history(&cgm, 19).is_none(), "no current value");

@@ -130,7 +130,7 @@ fn solve_spd(a: &mut [f64], b: &mut [f64], n: usize) -> Option<Vec<f64>> {
         for k in 0..j {
             d -= a[j * n + k] * a[j * n + k];
         }
-        if !(d > 1e-12) {
+        if d.is_nan() || d <= 1e-12 {
             return None;
         }
         let d = d.sqrt();
