@@ -43,9 +43,13 @@ pub(crate) struct Args {
     /// Only the report figures (analytics over 90 days).
     #[arg(long)]
     pub(crate) reports_only: bool,
+    /// Only the forecast figures (model fitting and forecasting, in process).
+    #[arg(long)]
+    pub(crate) forecast_only: bool,
 }
 
 mod cluster;
+mod forecast;
 mod reports;
 
 pub(crate) fn now_ms() -> i64 {
@@ -228,9 +232,13 @@ async fn run(args: Args) -> Result<()> {
     if args.reports_only {
         return reports::run(&args, &args.engine).await;
     }
+    if args.forecast_only {
+        return forecast::run();
+    }
     if !args.cluster_only {
         embedded(&args).await?;
         reports::run(&args, &args.engine).await?;
+        forecast::run()?;
     }
     if args.cluster || args.cluster_only {
         cluster::run(&args).await?;

@@ -300,7 +300,13 @@ impl Cache for RedisCache {
 pub struct RedisBus {
     redis: Arc<RedisConnection>,
     local: Arc<MemoryBus>,
+    /// Whether the `PSUBSCRIBE` connection is live.
+    listening: tokio::sync::watch::Receiver<bool>,
 }
+
+/// How long `subscribe` waits for the Redis subscription to be live (at startup, or while it
+/// reconnects) before returning a stream that will receive once it is.
+const LISTENING_WAIT: Duration = Duration::from_secs(2);
 
 const BUS_PREFIX: &str = "glucosync:bus:";
 
@@ -308,12 +314,21 @@ impl RedisBus {
     pub fn new(redis: Arc<RedisConnection>) -> Self {
         let local = Arc::new(MemoryBus::new());
         let (r, l) = (redis.clone(), local.clone());
-        tokio::spawn(async move { receive_forever(r, l).await });
-        RedisBus { redis, local }
+        let (listening_tx, listening) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move { receive_forever(r, l, listening_tx).await });
+        RedisBus {
+            redis,
+            local,
+            listening,
+        }
     }
 }
 
-async fn receive_forever(redis: Arc<RedisConnection>, local: Arc<MemoryBus>) {
+async fn receive_forever(
+    redis: Arc<RedisConnection>,
+    local: Arc<MemoryBus>,
+    listening: tokio::sync::watch::Sender<bool>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match redis.client().await {
@@ -322,6 +337,7 @@ async fn receive_forever(redis: Arc<RedisConnection>, local: Arc<MemoryBus>) {
                     if pubsub.psubscribe(format!("{BUS_PREFIX}*")).await.is_ok() {
                         backoff = Duration::from_millis(100);
                         tracing::info!("subscribed to live events in Redis");
+                        listening.send_replace(true);
                         let mut messages = pubsub.on_message();
                         while let Some(msg) = messages.next().await {
                             let channel = msg.get_channel_name().to_owned();
@@ -332,6 +348,7 @@ async fn receive_forever(redis: Arc<RedisConnection>, local: Arc<MemoryBus>) {
                                 let _ = local.publish(topic, &payload).await;
                             }
                         }
+                        listening.send_replace(false);
                         tracing::warn!("lost the Redis subscription for live events; reconnecting");
                     }
                 }
@@ -356,7 +373,13 @@ impl EventBus for RedisBus {
             .await
     }
 
+    /// Returns once events published from now on will arrive: the replica's Redis
+    /// subscription is live (or `LISTENING_WAIT` has passed while Redis is unreachable;
+    /// delivery is at most once either way).
     async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError> {
-        self.local.subscribe(topic).await
+        let stream = self.local.subscribe(topic).await?;
+        let mut listening = self.listening.clone();
+        let _ = tokio::time::timeout(LISTENING_WAIT, listening.wait_for(|live| *live)).await;
+        Ok(stream)
     }
 }
