@@ -14,6 +14,8 @@ pub struct Engine {
     pub base: String,
     /// Everything the process wrote to stdout and stderr so far.
     pub output: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr into `output`.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -37,19 +39,20 @@ impl Engine {
             .spawn()
             .expect("start glucoengine");
         let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let out = output.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Ok(mut o) = out.lock() {
                         o.push_str(&line);
                         o.push('\n');
                     }
                 }
-            });
+            }));
         }
         let started = Instant::now();
         let base = loop {
@@ -71,6 +74,7 @@ impl Engine {
             child,
             base,
             output,
+            readers,
         }
     }
 
@@ -95,7 +99,12 @@ impl Engine {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.child.wait().expect("wait")
+        let status = self.child.wait().expect("wait");
+        // The pipes close with the process: the readers then have every line.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
     }
 }
 
