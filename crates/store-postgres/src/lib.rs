@@ -23,7 +23,7 @@ use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
     AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome, NewCredential, NewUser,
-    PoolStats, RangeQuery, Readiness, Store, StoreError, User, UserId,
+    PoolStats, RangeQuery, Readiness, Store, StoreError, StoredForecast, StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -858,5 +858,73 @@ impl Store for PostgresStore {
             )
             .await?
             == 1)
+    }
+
+    async fn save_forecast(&self, user_id: UserId, f: &StoredForecast) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, issued_ms) DO UPDATE SET \
+             model_version = EXCLUDED.model_version, created_ms = EXCLUDED.created_ms, \
+             points = EXCLUDED.points",
+            &[
+                &user_id,
+                &f.issued_ms,
+                &f.model_version,
+                &f.created_ms,
+                &f.points_json,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT issued_ms, model_version, created_ms, points FROM forecasts \
+                 WHERE user_id = $1 ORDER BY issued_ms DESC LIMIT 1",
+                &[&user_id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| StoredForecast {
+            issued_ms: r.get(0),
+            model_version: r.get(1),
+            created_ms: r.get(2),
+            points_json: r.get(3),
+        }))
+    }
+
+    async fn save_model(&self, user_id: UserId, m: &StoredModel) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO forecast_models (user_id, version, trained_until_ms, created_ms, body) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, version) DO UPDATE SET \
+             trained_until_ms = EXCLUDED.trained_until_ms, created_ms = EXCLUDED.created_ms, \
+             body = EXCLUDED.body",
+            &[
+                &user_id,
+                &m.version,
+                &m.trained_until_ms,
+                &m.created_ms,
+                &m.body_json,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn latest_model(&self, user_id: UserId) -> Result<Option<StoredModel>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT version, trained_until_ms, created_ms, body FROM forecast_models \
+                 WHERE user_id = $1 ORDER BY trained_until_ms DESC, created_ms DESC LIMIT 1",
+                &[&user_id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| StoredModel {
+            version: r.get(0),
+            trained_until_ms: r.get(1),
+            created_ms: r.get(2),
+            body_json: r.get(3),
+        }))
     }
 }

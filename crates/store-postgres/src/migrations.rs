@@ -5,7 +5,10 @@ use glucosync_store::StoreError;
 
 use crate::pg_err;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_forecasts.sql")),
+];
 const MIGRATION_LOCK: i64 = 7_261_000;
 
 pub(crate) fn latest() -> i64 {

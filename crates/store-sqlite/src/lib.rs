@@ -18,7 +18,7 @@ use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
     AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewUser, PoolStats,
-    RangeQuery, Readiness, Store, StoreError, User, UserId,
+    RangeQuery, Readiness, Store, StoreError, StoredForecast, StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -716,6 +716,98 @@ impl Store for SqliteStore {
                     params![user_id, id],
                 )
                 .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn save_forecast(
+        &self,
+        user_id: UserId,
+        forecast: &StoredForecast,
+    ) -> Result<(), StoreError> {
+        let f = forecast.clone();
+        self.engine
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, issued_ms) DO UPDATE SET \
+                     model_version = excluded.model_version, created_ms = excluded.created_ms, \
+                     points = excluded.points",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        user_id,
+                        f.issued_ms,
+                        f.model_version,
+                        f.created_ms,
+                        f.points_json
+                    ])
+                })
+                .map(drop)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT issued_ms, model_version, created_ms, points FROM forecasts \
+                     WHERE user_id = ?1 ORDER BY issued_ms DESC LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![user_id], |r| {
+                        Ok(StoredForecast {
+                            issued_ms: r.get(0)?,
+                            model_version: r.get(1)?,
+                            created_ms: r.get(2)?,
+                            points_json: r.get(3)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn save_model(&self, user_id: UserId, model: &StoredModel) -> Result<(), StoreError> {
+        let m = model.clone();
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO forecast_models (user_id, version, trained_until_ms, created_ms, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, version) DO UPDATE SET \
+                     trained_until_ms = excluded.trained_until_ms, created_ms = excluded.created_ms, \
+                     body = excluded.body",
+                    params![user_id, m.version, m.trained_until_ms, m.created_ms, m.body_json],
+                )
+                .map(drop)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn latest_model(&self, user_id: UserId) -> Result<Option<StoredModel>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT version, trained_until_ms, created_ms, body FROM forecast_models \
+                     WHERE user_id = ?1 ORDER BY trained_until_ms DESC, created_ms DESC LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![user_id], |r| {
+                        Ok(StoredModel {
+                            version: r.get(0)?,
+                            trained_until_ms: r.get(1)?,
+                            created_ms: r.get(2)?,
+                            body_json: r.get(3)?,
+                        })
+                    })
+                    .optional()
+                })
                 .map_err(sql_err)
             })
             .await

@@ -3,7 +3,10 @@
 
 use rusqlite::{params, Connection};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_forecasts.sql")),
+];
 
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)

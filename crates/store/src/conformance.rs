@@ -14,7 +14,7 @@ use glucosync_domain::{GlucoseMgdl, GlucoseUnit, Timestamp};
 
 use crate::{
     AdminGrant, CredentialKind, Cursor, NewCredential, NewUser, RangeQuery, Store, StoreError,
-    UserId,
+    StoredForecast, StoredModel, UserId,
 };
 
 /// A fresh store and whatever must live as long as it (a temporary directory, a database name).
@@ -48,6 +48,8 @@ macro_rules! conformance_suite {
             treatments_update_delete_and_stay_private,
             treatments_page_by_time_then_id,
             readiness_reports_migrations,
+            forecasts_keep_the_newest_and_stay_private,
+            models_are_versioned_and_the_newest_is_current,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -861,4 +863,76 @@ pub async fn readiness_reports_migrations(store: &dyn Store) {
     assert!(r.latest_migration >= 1);
     store.migrate().await.expect("migrating twice is harmless");
     assert_eq!(store.readiness().await.expect("ready"), r);
+}
+
+pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    assert_eq!(store.latest_forecast(ana).await.expect("read"), None);
+    let f = |issued_ms: i64, version: &str, points: &str| StoredForecast {
+        issued_ms,
+        model_version: version.into(),
+        created_ms: NOW,
+        points_json: points.into(),
+    };
+    store
+        .save_forecast(ana, &f(T0 + FIVE_MIN, "v1", "[1]"))
+        .await
+        .expect("save");
+    // A backfilled older reading's forecast does not become the latest.
+    store
+        .save_forecast(ana, &f(T0, "v1", "[0]"))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.latest_forecast(ana).await.expect("read"),
+        Some(f(T0 + FIVE_MIN, "v1", "[1]"))
+    );
+    // The same reading forecast again (a new model) replaces it.
+    store
+        .save_forecast(ana, &f(T0 + FIVE_MIN, "v2", "[2]"))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.latest_forecast(ana).await.expect("read"),
+        Some(f(T0 + FIVE_MIN, "v2", "[2]"))
+    );
+    assert_eq!(
+        store.latest_forecast(ben).await.expect("read"),
+        None,
+        "private"
+    );
+}
+
+pub async fn models_are_versioned_and_the_newest_is_current(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    assert_eq!(store.latest_model(ana).await.expect("read"), None);
+    let m = |version: &str, trained_until_ms: i64| StoredModel {
+        version: version.into(),
+        trained_until_ms,
+        created_ms: NOW,
+        body_json: format!("{{\"v\":\"{version}\"}}"),
+    };
+    store
+        .save_model(ana, &m("day-3", T0 + 3 * 86_400_000))
+        .await
+        .expect("save");
+    store
+        .save_model(ana, &m("day-4", T0 + 4 * 86_400_000))
+        .await
+        .expect("save");
+    store
+        .save_model(ana, &m("day-3", T0 + 3 * 86_400_000))
+        .await
+        .expect("save again");
+    assert_eq!(
+        store.latest_model(ana).await.expect("read"),
+        Some(m("day-4", T0 + 4 * 86_400_000))
+    );
+    assert_eq!(
+        store.latest_model(ben).await.expect("read"),
+        None,
+        "private"
+    );
 }

@@ -151,4 +151,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<Treatment>, StoreError>;
     async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError>;
+
+    // ---- forecasts (derived data: recomputable from readings and treatments)
+    /// Stores a forecast; one issued from the same reading time replaces it.
+    async fn save_forecast(
+        &self,
+        user_id: UserId,
+        forecast: &StoredForecast,
+    ) -> Result<(), StoreError>;
+    /// The forecast issued from the newest reading, whatever its age.
+    async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError>;
+    /// Stores a fitted model; the same version replaces it.
+    async fn save_model(&self, user_id: UserId, model: &StoredModel) -> Result<(), StoreError>;
+    /// The model fitted on the newest data.
+    async fn latest_model(&self, user_id: UserId) -> Result<Option<StoredModel>, StoreError>;
 }

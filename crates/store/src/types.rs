@@ -131,3 +131,23 @@ pub struct PoolStats {
     /// Writes waiting for the writer.
     pub queued_writes: u64,
 }
+
+/// A forecast as stored: issued from the CGM reading at `issued_ms` (data time). The points
+/// are the server's JSON; the store keeps them opaque.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredForecast {
+    pub issued_ms: i64,
+    pub model_version: String,
+    pub created_ms: i64,
+    pub points_json: String,
+}
+
+/// A person's fitted forecast model, by version. `trained_until_ms` is the data time of the
+/// newest row it was fitted on; the body is the model as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredModel {
+    pub version: String,
+    pub trained_until_ms: i64,
+    pub created_ms: i64,
+    pub body_json: String,
+}
