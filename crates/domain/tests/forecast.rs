@@ -85,3 +85,23 @@ fn on_glucose_only_files_the_model_still_beats_ar2() {
         assert!(get("personal", h).rmse < get("ar2", h).rmse, "{h} min");
     }
 }
+
+#[test]
+fn the_shipped_population_model_is_the_fit_on_the_simulated_people() {
+    use glucosync_domain::forecast::{fit_population, PopulationModel, SHIPPED_POPULATION_JSON};
+    let people: Vec<_> = people(false)
+        .into_iter()
+        .map(|s| {
+            let rows = s.len();
+            (s, rows)
+        })
+        .collect();
+    let fitted = fit_population(&people);
+    assert_eq!(
+        fitted.to_json(),
+        SHIPPED_POPULATION_JSON,
+        "regenerate with: glucoengine model fit-population --data ../shared/data/simglucose \
+         --output crates/domain/src/forecast/population.json"
+    );
+    assert_eq!(PopulationModel::shipped(), fitted);
+}

@@ -63,6 +63,15 @@ enum ModelCommand {
         #[arg(long)]
         glucose_only: bool,
     },
+    /// Fit the population model (served to people without a personal model) on every row of
+    /// the patient CSVs in a directory, and write it as JSON. The shipped one is
+    /// crates/domain/src/forecast/population.json, fitted on shared/data/simglucose.
+    FitPopulation {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +111,27 @@ fn main() -> Result<()> {
         Command::Model {
             command: ModelCommand::Eval { data, glucose_only },
         } => return model_eval(data, *glucose_only),
+        Command::Model {
+            command: ModelCommand::FitPopulation { data, output },
+        } => {
+            let people: Vec<_> = read_patients(data)?
+                .into_iter()
+                .map(|s| {
+                    let rows = s.len();
+                    (s, rows)
+                })
+                .collect();
+            let model = glucosync_domain::forecast::fit_population(&people);
+            std::fs::write(output, model.to_json())
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "population model: {} people, {} rows per step, written to {}",
+                people.len(),
+                model.full.training_rows,
+                output.display()
+            );
+            return Ok(());
+        }
         _ => {}
     }
     let mut config = load_config(&cli)?;
@@ -145,8 +175,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
     }
 }
 
-fn model_eval(dir: &std::path::Path, glucose_only: bool) -> Result<()> {
-    use glucosync_domain::forecast::evaluation::{evaluate, parse_csv};
+/// Every `*.csv` of a directory as one person's series, in file-name order.
+fn read_patients(dir: &std::path::Path) -> Result<Vec<glucosync_domain::forecast::Series>> {
+    use glucosync_domain::forecast::evaluation::parse_csv;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -156,17 +187,22 @@ fn model_eval(dir: &std::path::Path, glucose_only: bool) -> Result<()> {
     if files.is_empty() {
         bail!("no .csv files in {}", dir.display());
     }
-    let mut people = Vec::new();
-    for f in &files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let series = parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-        people.push(if glucose_only {
-            series.glucose_only()
-        } else {
-            series
-        });
-    }
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))
+        })
+        .collect()
+}
+
+fn model_eval(dir: &std::path::Path, glucose_only: bool) -> Result<()> {
+    use glucosync_domain::forecast::evaluation::evaluate;
+    let people: Vec<_> = read_patients(dir)?
+        .into_iter()
+        .map(|s| if glucose_only { s.glucose_only() } else { s })
+        .collect();
     let started = std::time::Instant::now();
     let report = evaluate(&people);
     println!(

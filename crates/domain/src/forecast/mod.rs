@@ -95,6 +95,106 @@ impl Series {
     }
 }
 
+impl Series {
+    /// The grid from `start_ms` to `end_ms` (inclusive, rounded to rows) filled from stored
+    /// data: CGM points, bolus insulin and carbohydrates at their rows, and a pump's basal rate
+    /// as its deviation from the person's usual (median) rate while it runs. Basal injections
+    /// are the usual basal and not an input. `scales` come from a longer window
+    /// ([`Scales::from_treatments`]).
+    pub fn from_records(
+        start_ms: i64,
+        end_ms: i64,
+        points: &[crate::analytics::GlucosePoint],
+        treatments: &[crate::treatments::Treatment],
+        scales: Scales,
+    ) -> Series {
+        use crate::treatments::{InsulinType, TreatmentDetail};
+        let len = ((end_ms - start_ms).max(0) / STEP_MS + 1) as usize;
+        let mut series = Series {
+            start_ms,
+            cgm: vec![None; len],
+            insulin: vec![0.0; len],
+            carbs: vec![0.0; len],
+            scales,
+            has_treatments: false,
+        };
+        for p in points {
+            if let Some(row) = series.row_of(p.utc_ms) {
+                series.cgm[row] = Some(p.mgdl);
+            }
+        }
+        let mut rates: Vec<(i64, f64, f64)> = Vec::new();
+        for t in treatments {
+            match &t.detail {
+                TreatmentDetail::Insulin {
+                    units,
+                    insulin_type: InsulinType::Bolus,
+                    ..
+                } => {
+                    series.has_treatments = true;
+                    if let Some(row) = series.row_of(t.time.utc_ms) {
+                        series.insulin[row] += units;
+                    }
+                }
+                TreatmentDetail::Carbs { grams } => {
+                    series.has_treatments = true;
+                    if let Some(row) = series.row_of(t.time.utc_ms) {
+                        series.carbs[row] += grams;
+                    }
+                }
+                TreatmentDetail::BasalRate {
+                    units_per_hour,
+                    minutes,
+                } => rates.push((t.time.utc_ms, *units_per_hour, *minutes)),
+                _ => {}
+            }
+        }
+        rates.sort_by_key(|r| r.0);
+        let mut per_row = vec![f64::NAN; len];
+        for (i, &(start, rate, minutes)) in rates.iter().enumerate() {
+            let mut end = start + (minutes * 60_000.0) as i64;
+            if let Some(next) = rates.get(i + 1) {
+                end = end.min(next.0);
+            }
+            for (row, slot) in per_row.iter_mut().enumerate() {
+                let t = start_ms + row as i64 * STEP_MS;
+                if t >= start && t < end {
+                    *slot = rate;
+                }
+            }
+        }
+        let mut known: Vec<f64> = per_row.iter().copied().filter(|v| v.is_finite()).collect();
+        if !known.is_empty() {
+            known.sort_by(f64::total_cmp);
+            let usual = known[known.len() / 2];
+            for (row, rate) in per_row.iter().enumerate() {
+                if rate.is_finite() {
+                    series.insulin[row] += (rate - usual) / 12.0;
+                }
+            }
+        }
+        series
+    }
+}
+
+impl Scales {
+    /// From the treatments of `[from_ms, to_ms)`: all insulin (boluses, basal injections and
+    /// pump basal), boluses, carbohydrates.
+    pub fn from_treatments(
+        treatments: &[crate::treatments::Treatment],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Scales {
+        let t = crate::statistics::treatment_totals(treatments, from_ms, to_ms);
+        Scales::from_totals(
+            t.bolus_units + t.basal_units,
+            t.days,
+            t.carbs_grams,
+            t.bolus_units,
+        )
+    }
+}
+
 /// Per-person scaling of the treatment inputs, so that one population model fits people whose
 /// insulin sensitivity differs tenfold: insulin is multiplied by ISF / 40 and carbohydrates by
 /// ISF / CR / 4, with the 1800 rule's ISF = 1800 / total daily insulin and the carb ratio
@@ -210,6 +310,21 @@ impl PopulationModel {
             Inputs::Full => &self.full,
             Inputs::GlucoseOnly => &self.glucose_only,
         }
+    }
+}
+
+/// The population model GlucoSync ships: fitted on the nine simulated people of
+/// `shared/data/simglucose` (all ten days each) by `glucoengine model fit-population`; a test
+/// checks that refitting gives exactly this file.
+pub const SHIPPED_POPULATION_JSON: &str = include_str!("population.json");
+
+impl PopulationModel {
+    pub fn shipped() -> PopulationModel {
+        serde_json::from_str(SHIPPED_POPULATION_JSON).expect("the shipped population model parses")
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a model serialises")
     }
 }
 
@@ -695,5 +810,96 @@ mod tests {
         assert!((s.insulin - 45.0 / 40.0).abs() < 1e-9);
         assert!((s.carbs - 45.0 / 10.0 / 4.0).abs() < 1e-9);
         assert_eq!(Scales::from_totals(0.0, 10.0, 0.0, 0.0), Scales::default());
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use crate::analytics::GlucosePoint;
+    use crate::treatments::{InsulinType, Treatment, TreatmentDetail};
+    use crate::Timestamp;
+
+    fn treatment(utc_ms: i64, detail: TreatmentDetail) -> Treatment {
+        Treatment {
+            id: format!("t{utc_ms}"),
+            time: Timestamp::from_utc_ms(utc_ms),
+            detail,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn stored_records_land_on_the_grid() {
+        let t0 = 1_780_000_000_000i64;
+        let points = [
+            GlucosePoint {
+                utc_ms: t0 + 60_000,
+                mgdl: 100.0,
+            },
+            GlucosePoint {
+                utc_ms: t0 + 2 * STEP_MS,
+                mgdl: 110.0,
+            },
+        ];
+        let treatments = [
+            treatment(
+                t0 + STEP_MS,
+                TreatmentDetail::Insulin {
+                    units: 4.0,
+                    insulin_type: InsulinType::Bolus,
+                    insulin_name: None,
+                },
+            ),
+            treatment(
+                t0 + STEP_MS,
+                TreatmentDetail::Insulin {
+                    units: 20.0,
+                    insulin_type: InsulinType::Basal,
+                    insulin_name: None,
+                },
+            ),
+            treatment(t0 + 2 * STEP_MS, TreatmentDetail::Carbs { grams: 30.0 }),
+            // Usual basal 1.0 U/h; 2.2 U/h for 10 minutes (rows 4 and 5).
+            treatment(
+                t0,
+                TreatmentDetail::BasalRate {
+                    units_per_hour: 1.0,
+                    minutes: 20.0,
+                },
+            ),
+            treatment(
+                t0 + 4 * STEP_MS,
+                TreatmentDetail::BasalRate {
+                    units_per_hour: 2.2,
+                    minutes: 10.0,
+                },
+            ),
+            treatment(
+                t0 + 6 * STEP_MS,
+                TreatmentDetail::BasalRate {
+                    units_per_hour: 1.0,
+                    minutes: 60.0,
+                },
+            ),
+        ];
+        let s = Series::from_records(
+            t0,
+            t0 + 7 * STEP_MS,
+            &points,
+            &treatments,
+            Scales::default(),
+        );
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.cgm[..3], [Some(100.0), None, Some(110.0)]);
+        assert!(s.has_treatments);
+        assert_eq!(s.carbs[2], 30.0);
+        assert!(
+            (s.insulin[1] - 4.0).abs() < 1e-9,
+            "bolus only; the basal injection is the usual basal"
+        );
+        assert!((s.insulin[4] - 0.1).abs() < 1e-9 && (s.insulin[5] - 0.1).abs() < 1e-9);
+        assert_eq!((s.insulin[0], s.insulin[6]), (0.0, 0.0));
     }
 }
