@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{accounts, events, readings, reports, tokens, treatments};
+use crate::api::{accounts, events, forecast, readings, reports, tokens, treatments};
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
 use crate::telemetry::{metrics_handler, observe};
@@ -41,6 +41,7 @@ use crate::telemetry::{metrics_handler, observe};
         (name = "readings", description = "Glucose readings"),
         (name = "treatments", description = "Insulin, carbohydrates, exercise, notes, basal rates"),
         (name = "reports", description = "Consensus metrics over a period"),
+        (name = "forecast", description = "Glucose forecasts (informational, never dosing advice)"),
         (name = "health", description = "Liveness and readiness")
     ),
     components(schemas(crate::error::Problem))
@@ -94,6 +95,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::events))
         .routes(routes!(reports::daily))
         .routes(routes!(reports::hourly))
+        .routes(routes!(forecast::latest))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

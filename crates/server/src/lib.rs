@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod forecasting;
 pub mod json;
 pub mod state;
 pub mod telemetry;

@@ -31,6 +31,8 @@ pub struct Inner {
     /// When each credential's `last_used` was last written, to write it at most every few
     /// minutes instead of on every request.
     pub touched: Mutex<HashMap<i64, Instant>>,
+    /// Forecasts per reading and the fitting of personal models.
+    pub forecaster: Arc<crate::forecasting::Forecaster>,
 }
 
 impl std::ops::Deref for AppState {
@@ -56,6 +58,7 @@ impl AppState {
             metrics,
             config,
             touched: Mutex::new(HashMap::new()),
+            forecaster: Arc::new(crate::forecasting::Forecaster::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             stopping: tokio::sync::watch::channel(false).0,
         }))

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod events;
+pub mod forecast;
 pub mod readings;
 pub mod reports;
 pub mod tokens;

@@ -141,11 +141,19 @@ pub async fn upload(
             .map_err(|e| ApiError::item(i, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let newest_cgm = readings
+        .iter()
+        .filter(|r| r.kind == glucosync_domain::readings::ReadingKind::Cgm)
+        .map(|r| r.time.utc_ms)
+        .max();
     let outcome = state
         .store
         .insert_readings(caller.user_id, readings, now)
         .await?;
     state.metrics.readings_total.inc_by(outcome.inserted);
+    if outcome.inserted > 0 {
+        forecast_newest(&state, caller.user_id, &newest_cgm).await;
+    }
     if outcome.inserted > 0 {
         let event = serde_json::json!({"type": "readings_changed", "inserted": outcome.inserted})
             .to_string();
@@ -241,4 +249,24 @@ pub async fn delete_range(
         .delete_readings_in_range(caller.user_id, from_ms, to_ms)
         .await?;
     Ok(Json(Deleted { deleted }))
+}
+
+/// Forecasts from the newest CGM reading of an upload (in data time: a backfilled reading gets
+/// the forecast it would have had). The readings are stored whatever happens here: a forecast
+/// that cannot be made is logged, never an upload error.
+async fn forecast_newest(
+    state: &AppState,
+    user: glucosync_store::UserId,
+    newest_cgm: &Option<i64>,
+) {
+    let Some(reading_ms) = *newest_cgm else {
+        return;
+    };
+    if let Err(e) = state
+        .forecaster
+        .forecast_reading(state, user, reading_ms)
+        .await
+    {
+        tracing::warn!(error = %e, "could not forecast");
+    }
 }

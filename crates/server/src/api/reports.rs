@@ -124,7 +124,7 @@ async fn context(
 
 /// Who may read whose reports. Today: the person themself; shares (followers, clinicians)
 /// extend this one check.
-fn authorize_read(caller: &Caller, subject: UserId) -> Result<(), ApiError> {
+pub(crate) fn authorize_read(caller: &Caller, subject: UserId) -> Result<(), ApiError> {
     caller.require(Scope::Read)?;
     if caller.user_id == subject {
         Ok(())
@@ -399,7 +399,7 @@ fn statistics_interval_ms() -> i64 {
 
 /// Treatments that count for a period: those in it, and pump basal rates that began up to a
 /// day before it and may still run.
-async fn period_treatments(
+pub(crate) async fn period_treatments(
     state: &AppState,
     user_id: UserId,
     from_ms: i64,

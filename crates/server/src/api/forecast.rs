@@ -1,0 +1,43 @@
+//! The latest glucose forecast. Informational only: never dosing advice.
+
+use axum::extract::State;
+use axum::Json;
+use glucosync_domain::accounts::Scope;
+use glucosync_domain::Timestamp;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::forecasting::ForecastPointOut;
+use crate::state::AppState;
+
+/// The forecast issued from the person's newest CGM reading, whatever its age (`issued_at`
+/// says how old it is). mg/dL, 5-minute steps up to 60 minutes, each with its 80 % interval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastOut {
+    pub issued_at: String,
+    pub model_version: String,
+    pub points: Vec<ForecastPointOut>,
+}
+
+/// The latest forecast (informational; not for dosing decisions).
+#[utoipa::path(get, path = "/forecast", tag = "forecast",
+    responses((status = 200, body = ForecastOut), (status = 404, body = crate::error::Problem)))]
+pub async fn latest(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ForecastOut>> {
+    caller.require(Scope::Read)?;
+    let subject = caller.user_id;
+    crate::api::reports::authorize_read(&caller, subject)?;
+    let stored = state
+        .store
+        .latest_forecast(subject)
+        .await?
+        .ok_or(ApiError::NotFound("forecast"))?;
+    let points: Vec<ForecastPointOut> = serde_json::from_str(&stored.points_json)
+        .map_err(|e| ApiError::Internal(format!("stored forecast: {e}")))?;
+    Ok(Json(ForecastOut {
+        issued_at: Timestamp::from_utc_ms(stored.issued_ms).to_rfc3339_utc(),
+        model_version: stored.model_version,
+        points,
+    }))
+}
