@@ -91,6 +91,8 @@ pub struct Config {
     /// Requests per minute one person's credentials may make to the API, counted across all
     /// replicas (0: no limit). Login and signup have limits of their own.
     pub api_rate_limit_per_minute: u32,
+    /// Forecast each CGM reading as it arrives and fit personal models (docs/forecasting.md).
+    pub forecasts: bool,
     /// Create or refresh the demo account at startup.
     pub demo: bool,
 }
@@ -115,6 +117,7 @@ impl Default for Config {
             shutdown_grace_seconds: 25,
             shutdown_drain_seconds: 0,
             api_rate_limit_per_minute: 1200,
+            forecasts: true,
             demo: false,
         }
     }
@@ -147,6 +150,7 @@ struct Layer {
     shutdown_grace_seconds: Option<u64>,
     shutdown_drain_seconds: Option<u64>,
     api_rate_limit_per_minute: Option<u32>,
+    forecasts: Option<bool>,
     demo: Option<bool>,
 }
 
@@ -176,6 +180,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_SHUTDOWN_GRACE_SECONDS",
     "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
     "GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE",
+    "GLUCOSYNC_FORECASTS",
     "GLUCOSYNC_DEMO",
 ];
 
@@ -288,6 +293,9 @@ impl Config {
         if let Some(v) = l.api_rate_limit_per_minute {
             self.api_rate_limit_per_minute = v;
         }
+        if let Some(v) = l.forecasts {
+            self.forecasts = v;
+        }
         if let Some(v) = l.demo {
             self.demo = v;
         }
@@ -357,7 +365,7 @@ impl Config {
              redis_url = {:?}\ntrusted_proxies = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
-             api_rate_limit_per_minute = {}\ndemo = {}\n",
+             api_rate_limit_per_minute = {}\nforecasts = {}\ndemo = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.database_url.redacted(),
@@ -377,6 +385,7 @@ impl Config {
             self.shutdown_grace_seconds,
             self.shutdown_drain_seconds,
             self.api_rate_limit_per_minute,
+            self.forecasts,
             self.demo,
         )
     }
@@ -435,6 +444,7 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
                     "a number of requests (0: no limit)",
                 )?)
             }
+            "FORECASTS" => l.forecasts = Some(parse_bool(&key, &value)?),
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
             // Read by the command line, not by the server configuration.
             "CONFIG" => {}
@@ -513,6 +523,10 @@ shutdown_drain_seconds = 0
 # Requests per minute one person's credentials may make to the API, counted across all
 # replicas; more get 429 with Retry-After. 0 turns the limit off.
 api_rate_limit_per_minute = 1200
+
+# Forecast each CGM reading as it arrives (GET /api/v1/forecast) and fit personal forecast
+# models as data accumulates. Forecasts are informational, never dosing advice.
+forecasts = true
 
 # Create (or refresh) a demo account with ten days of simulated data at startup.
 demo = false

@@ -154,6 +154,31 @@ impl Forecaster {
         Ok(Some(stored))
     }
 
+    /// A logged treatment changes the forecast of the newest reading when it falls within that
+    /// forecast's history (a bolus just given, a meal just eaten): forecast it again.
+    pub async fn treatments_changed(
+        self: &Arc<Self>,
+        state: &AppState,
+        user: UserId,
+        newest_treatment_ms: i64,
+    ) {
+        let newest_reading = match state.store.latest_forecast(user).await {
+            Ok(Some(f)) => f.issued_ms,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the latest forecast");
+                return;
+            }
+        };
+        if newest_treatment_ms > newest_reading || newest_treatment_ms < newest_reading - HISTORY_MS
+        {
+            return;
+        }
+        if let Err(e) = self.forecast_reading(state, user, newest_reading).await {
+            tracing::warn!(error = %e, "could not forecast");
+        }
+    }
+
     /// Starts fitting a personal model in the background when one is due in data time: none
     /// yet (and no attempt in the last 6 hours of data), or the current one a day behind.
     fn maybe_fit(

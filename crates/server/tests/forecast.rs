@@ -181,6 +181,20 @@ async fn each_reading_gets_the_models_forecast_in_data_time() {
         latest(&s, &t).await.json::<Value>().await.expect("json")["issued_at"],
         newest
     );
+    // A meal logged at the newest reading changes its forecast at once: glucose will rise.
+    let before: Value = latest(&s, &t).await.json().await.expect("json");
+    let newest_ms = rows.last().expect("rows").0;
+    let r = s
+        .req(Method::POST, "/api/v1/treatments", &t)
+        .json(&json!({"time": time(newest_ms), "kind": "carbs", "grams": 80}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let after: Value = latest(&s, &t).await.json().await.expect("json");
+    assert_eq!(after["issued_at"], before["issued_at"]);
+    let at_60 = |f: &Value| f["points"][11]["value"].as_f64().expect("value");
+    assert!(at_60(&after) > at_60(&before) + 10.0, "{before} -> {after}");
     let metrics = s
         .client
         .get(s.url("/metrics"))
@@ -191,7 +205,7 @@ async fn each_reading_gets_the_models_forecast_in_data_time() {
         .await
         .expect("text");
     assert!(
-        metrics.contains("glucosync_ml_predictions_total 39"),
+        metrics.contains("glucosync_ml_predictions_total 40"),
         "{metrics}"
     );
     s.stop().await;

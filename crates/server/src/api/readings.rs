@@ -151,7 +151,7 @@ pub async fn upload(
         .insert_readings(caller.user_id, readings, now)
         .await?;
     state.metrics.readings_total.inc_by(outcome.inserted);
-    if outcome.inserted > 0 {
+    if outcome.inserted > 0 && state.config.forecasts {
         forecast_newest(&state, caller.user_id, &newest_cgm).await;
     }
     if outcome.inserted > 0 {

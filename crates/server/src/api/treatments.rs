@@ -185,10 +185,19 @@ pub async fn upload(
         .enumerate()
         .map(|(i, t)| NewTreatment::validate(&t.fields(), now).map_err(|e| ApiError::item(i, e)))
         .collect::<Result<Vec<_>, _>>()?;
+    let newest_treatment = treatments.iter().map(|t| t.time.utc_ms).max();
     let outcome = state
         .store
         .insert_treatments(caller.user_id, treatments, now)
         .await?;
+    if outcome.inserted > 0 && state.config.forecasts {
+        if let Some(t) = newest_treatment {
+            state
+                .forecaster
+                .treatments_changed(&state, caller.user_id, t)
+                .await;
+        }
+    }
     Ok(upload_response(outcome))
 }
 
