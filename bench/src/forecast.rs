@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use glucosync_domain::forecast::{self, evaluation::parse_csv, Series};
 
-use crate::row;
+use crate::{row, start_engine_with, time, Args, PASSWORD};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/domain/tests/data");
 
@@ -118,4 +118,143 @@ pub fn run() -> Result<()> {
     );
     std::hint::black_box(sink);
     Ok(())
+}
+
+/// The cost of forecasting each reading as it arrives, relative to parsing and storing it:
+/// single-reading POSTs from 64 people at once (a connection each, every person's readings
+/// 5 minutes apart in data time, as an uploader sends them), with forecasts on and off,
+/// alternated (A B B A).
+pub async fn serving(args: &Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (on, _) = start_engine_with(
+        &args.engine,
+        &dir.path().join("on"),
+        &[
+            ("GLUCOSYNC_FORECASTS", "true"),
+            ("GLUCOSYNC_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await?;
+    let (off, _) = start_engine_with(
+        &args.engine,
+        &dir.path().join("off"),
+        &[
+            ("GLUCOSYNC_FORECASTS", "false"),
+            ("GLUCOSYNC_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections * 2)
+        .build()?;
+    let mut people = std::collections::HashMap::new();
+    for (label, base) in [("on", &on.base), ("off", &off.base)] {
+        let signups = (0..args.connections).map(|n| person(client.clone(), base.clone(), n));
+        let tokens: Vec<String> = futures_join_all(signups).await?;
+        people.insert(label, std::sync::Arc::new(tokens));
+    }
+    let window = Duration::from_secs(args.seconds);
+    let mut rates: std::collections::HashMap<&str, Vec<f64>> = std::collections::HashMap::new();
+    for (window_no, (label, base)) in [
+        ("off", &off.base),
+        ("on", &on.base),
+        ("on", &on.base),
+        ("off", &off.base),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Each window starts a year later in data time than the one before.
+        let start = crate::now_ms() - 4 * 400 * 86_400_000 + window_no as i64 * 365 * 86_400_000;
+        let tokens = people[label].clone();
+        let deadline = Instant::now() + window;
+        let mut tasks = Vec::new();
+        for (c, token) in tokens.iter().enumerate() {
+            let (client, base, token) = (client.clone(), base.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    // Spans of 2.4 days, a month apart: the serving cost alone (under the
+                    // 3 days that start a personal model's fit, measured above).
+                    let span = (n / SPAN_READINGS) as i64;
+                    let t = start
+                        + span * 30 * 86_400_000
+                        + (n % SPAN_READINGS) as i64 * forecast::STEP_MS;
+                    let body =
+                        serde_json::json!({"time": time(t), "value": 100 + (n * 7 + c) % 150});
+                    let r = client
+                        .post(format!("{base}/api/v1/readings"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status().is_success(), "upload failed: {}", r.status());
+                    n += 1;
+                }
+                anyhow::Ok(n)
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await??;
+        }
+        rates
+            .entry(label)
+            .or_default()
+            .push(total as f64 / window.as_secs_f64());
+    }
+    let mean = |k: &str| rates[k].iter().sum::<f64>() / rates[k].len() as f64;
+    let (with, without) = (mean("on"), mean("off"));
+    row(
+        "single POSTs, 64 people, a forecast each",
+        format!("{with:.0} req/s"),
+        format!("forecasts off {without:.0} req/s"),
+        Some(with / without),
+    );
+    row(
+        "  forecast cost / (parse + store a reading)",
+        format!("{:.1} %", (without / with - 1.0) * 100.0),
+        "goal < 10 %".into(),
+        None,
+    );
+    drop((on, off));
+    Ok(())
+}
+
+const SPAN_READINGS: usize = 700;
+
+/// Runs the futures concurrently and collects their results in order.
+async fn futures_join_all<F, T>(futures: impl Iterator<Item = F>) -> Result<Vec<T>>
+where
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await??);
+    }
+    Ok(out)
+}
+
+/// Signs up and logs in person `n`, from an address of their own (the engines trust the
+/// loopback proxy's X-Forwarded-For: signups are limited per address).
+async fn person(client: reqwest::Client, base: String, n: usize) -> Result<String> {
+    let email = format!("forecast-{n}@example.org");
+    let address = format!("10.0.{}.{}", n / 250, n % 250 + 1);
+    client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .header("x-forwarded-for", &address)
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    let v: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .header("x-forwarded-for", &address)
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["token"].as_str().context("no token")?.to_owned())
 }

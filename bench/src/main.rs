@@ -95,10 +95,19 @@ fn free_port() -> Result<u16> {
 }
 
 pub(crate) async fn start_engine(bin: &Path, dir: &Path) -> Result<(Engine, Duration)> {
+    start_engine_with(bin, dir, &[]).await
+}
+
+pub(crate) async fn start_engine_with(
+    bin: &Path,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Engine, Duration)> {
     let port = free_port()?;
     let started = Instant::now();
     let child = Command::new(bin)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("GLUCOSYNC_LISTEN", format!("127.0.0.1:{port}"))
         .env("GLUCOSYNC_DATA_DIR", dir)
         .env("GLUCOSYNC_LOG_LEVEL", "warn")
@@ -233,12 +242,14 @@ async fn run(args: Args) -> Result<()> {
         return reports::run(&args, &args.engine).await;
     }
     if args.forecast_only {
-        return forecast::run();
+        forecast::run()?;
+        return forecast::serving(&args).await;
     }
     if !args.cluster_only {
         embedded(&args).await?;
         reports::run(&args, &args.engine).await?;
         forecast::run()?;
+        forecast::serving(&args).await?;
     }
     if args.cluster || args.cluster_only {
         cluster::run(&args).await?;
@@ -476,9 +487,12 @@ pub(crate) async fn rate(
                 let started = Instant::now();
                 let r = request.send().await?;
                 let status = r.status();
-                r.bytes().await?;
+                let body = r.bytes().await?;
                 if !status.is_success() {
-                    bail!("request failed with {status}");
+                    bail!(
+                        "request failed with {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
                 }
                 latencies.push(started.elapsed());
                 n += 1;

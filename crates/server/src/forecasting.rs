@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use glucosync_domain::analytics::GlucosePoint;
 use glucosync_domain::forecast::{
     self, ForecastPoint, Model, ModelKind, PopulationModel, Scales, Series, DOSE_HISTORY, LAGS,
     STEP_MS,
@@ -29,6 +30,14 @@ const TRAINING_MS: i64 = 14 * 86_400_000;
 const REFIT_AFTER_MS: i64 = 86_400_000;
 /// Without enough data for a personal model, the next attempt waits for this much more.
 const RETRY_AFTER_MS: i64 = 6 * 3_600_000;
+/// However much new data arrives, a person's model is fitted at most this often (wall clock) on
+/// a replica: a client replaying history fast would otherwise start a fit every few seconds.
+const MIN_FIT_INTERVAL: Duration = Duration::from_secs(60);
+/// How often made forecasts are written to the store, in one transaction.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// How long the latest forecast stays in the shared cache (the store has it too).
+const LATEST_TTL: Duration = Duration::from_secs(3 * 3600);
+
 /// How long a replica trusts its cached copy of a person's model before reading the store
 /// again (another replica may have fitted a newer one).
 const MODEL_CACHE: Duration = Duration::from_secs(300);
@@ -61,10 +70,36 @@ struct CachedModel {
 pub struct Forecaster {
     population: PopulationModel,
     models: Mutex<HashMap<UserId, CachedModel>>,
-    /// Per person, the data time of this replica's last fitting attempt.
-    attempts: Mutex<HashMap<UserId, i64>>,
+    /// Per person, the data time and the moment of this replica's last fitting attempt.
+    attempts: Mutex<HashMap<UserId, (i64, Instant)>>,
     fitting: Mutex<HashSet<UserId>>,
+    /// Forecasts made but not yet stored (written in batches by one background task).
+    pending: Mutex<Vec<(UserId, StoredForecast)>>,
+    flusher_running: Mutex<bool>,
+    /// Recent history per person (embedded mode only; see `remember`).
+    histories: Mutex<Histories>,
 }
+
+#[derive(Default)]
+struct Histories {
+    kept: HashMap<UserId, History>,
+    /// Per person, how often their readings or treatments changed: a history read from the
+    /// store is kept only if nothing changed while it was read.
+    generation: HashMap<UserId, u64>,
+}
+
+/// A person's recent CGM values and treatments as this process last read or wrote them.
+struct History {
+    /// Every CGM value from here on is in `points`.
+    complete_from: i64,
+    newest_ms: i64,
+    points: std::collections::BTreeMap<i64, f64>,
+    /// Treatments from a day before `complete_from` (pump basal rates reach back).
+    treatments: Vec<glucosync_domain::treatments::Treatment>,
+}
+
+/// People whose history is kept; beyond it the copies are dropped (they are only a cache).
+const MAX_HISTORIES: usize = 50_000;
 
 impl Default for Forecaster {
     fn default() -> Self {
@@ -79,6 +114,9 @@ impl Forecaster {
             models: Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
             fitting: Mutex::new(HashSet::new()),
+            histories: Mutex::new(Histories::default()),
+            pending: Mutex::default(),
+            flusher_running: Mutex::default(),
         }
     }
 
@@ -125,11 +163,27 @@ impl Forecaster {
     ) -> Result<Option<StoredForecast>, ApiError> {
         let model = self.model(state, user).await?;
         let from = reading_ms - HISTORY_MS;
-        let points = state.store.cgm_values(user, from, reading_ms + 1).await?;
-        let treatments =
-            crate::api::reports::period_treatments(state, user, from, reading_ms + 1).await?;
         let scales = model.record.as_ref().map(|r| r.scales).unwrap_or_default();
-        let series = Series::from_records(from, reading_ms, &points, &treatments, scales);
+        let series = match self.cached_series(user, from, reading_ms, scales) {
+            Some(series) => series,
+            None => {
+                let generation = self.generation(user);
+                let points = state.store.cgm_values(user, from, reading_ms + 1).await?;
+                let treatments =
+                    crate::api::reports::period_treatments(state, user, from, reading_ms + 1)
+                        .await?;
+                let series = Series::from_records(from, reading_ms, &points, &treatments, scales);
+                self.remember(
+                    state,
+                    user,
+                    generation,
+                    (from, reading_ms),
+                    points,
+                    treatments,
+                );
+                series
+            }
+        };
         let chosen = match &model.record {
             Some(r) => &r.model,
             None => self.population.for_inputs(if series.has_treatments {
@@ -146,12 +200,103 @@ impl Forecaster {
             issued_ms: reading_ms,
             model_version: model.version.clone(),
             created_ms: now_ms(),
-            points_json: serde_json::to_string(&points_out(reading_ms, &steps))
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            points_json: compact_points(&steps),
         };
-        state.store.save_forecast(user, &stored).await?;
+        self.publish(state, user, &stored).await;
         state.metrics.ml_predictions_total.inc();
         Ok(Some(stored))
+    }
+
+    /// The series for a forecast from this process's copy of the person's recent history,
+    /// when it covers the window.
+    fn cached_series(&self, user: UserId, from: i64, to: i64, scales: Scales) -> Option<Series> {
+        let histories = self.histories.lock().expect("lock");
+        let h = histories.kept.get(&user)?;
+        if h.complete_from > from || h.newest_ms > to {
+            return None;
+        }
+        let points: Vec<GlucosePoint> = h
+            .points
+            .range(from..=to)
+            .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl })
+            .collect();
+        Some(Series::from_records(
+            from,
+            to,
+            &points,
+            &h.treatments,
+            scales,
+        ))
+    }
+
+    /// Keeps what was read for a forecast, so the next reading's forecast needs no reads —
+    /// only where this process sees every write (embedded mode: SQLite and no Redis; with
+    /// replicas, another one may have stored readings this one never saw).
+    fn remember(
+        &self,
+        state: &AppState,
+        user: UserId,
+        generation: u64,
+        (from, to): (i64, i64),
+        points: Vec<GlucosePoint>,
+        treatments: Vec<glucosync_domain::treatments::Treatment>,
+    ) {
+        if !self.sole_writer(state) {
+            return;
+        }
+        let mut histories = self.histories.lock().expect("lock");
+        if histories.generation.get(&user).copied().unwrap_or(0) != generation {
+            return;
+        }
+        if histories.kept.len() >= MAX_HISTORIES {
+            histories.kept.clear();
+        }
+        histories.kept.insert(
+            user,
+            History {
+                complete_from: from,
+                newest_ms: to,
+                points: points.into_iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
+                treatments,
+            },
+        );
+    }
+
+    fn sole_writer(&self, state: &AppState) -> bool {
+        state.store.backend() == "sqlite" && state.config.redis_url.is_none()
+    }
+
+    /// New CGM readings were stored (all of them inserted, none a duplicate): add them to the
+    /// kept history. Anything else that changes readings or treatments forgets it.
+    pub fn readings_added(&self, user: UserId, readings: &[(i64, f64)]) {
+        let mut histories = self.histories.lock().expect("lock");
+        *histories.generation.entry(user).or_default() += 1;
+        if let Some(h) = histories.kept.get_mut(&user) {
+            for &(t, v) in readings {
+                if t >= h.complete_from {
+                    h.points.insert(t, v);
+                    h.newest_ms = h.newest_ms.max(t);
+                }
+            }
+            // Keep the window the next forecast needs (plus an hour of slack).
+            // Trimmed an hour at a time, not at every reading.
+            let keep_from = h.newest_ms - HISTORY_MS - 3_600_000;
+            if keep_from > h.complete_from + 3_600_000 {
+                h.points = h.points.split_off(&keep_from);
+                h.complete_from = keep_from;
+            }
+        }
+    }
+
+    pub fn forget_history(&self, user: UserId) {
+        let mut histories = self.histories.lock().expect("lock");
+        *histories.generation.entry(user).or_default() += 1;
+        histories.kept.remove(&user);
+    }
+
+    fn generation(&self, user: UserId) -> u64 {
+        let histories = self.histories.lock().expect("lock");
+        histories.generation.get(&user).copied().unwrap_or(0)
     }
 
     /// A logged treatment changes the forecast of the newest reading when it falls within that
@@ -162,7 +307,7 @@ impl Forecaster {
         user: UserId,
         newest_treatment_ms: i64,
     ) {
-        let newest_reading = match state.store.latest_forecast(user).await {
+        let newest_reading = match self.latest(state, user).await {
             Ok(Some(f)) => f.issued_ms,
             Ok(None) => return,
             Err(e) => {
@@ -177,6 +322,83 @@ impl Forecaster {
         if let Err(e) = self.forecast_reading(state, user, newest_reading).await {
             tracing::warn!(error = %e, "could not forecast");
         }
+    }
+
+    /// Makes a forecast the latest: into the shared cache at once (when it is newer than the
+    /// cached one), and into the store with the next batch (within `FLUSH_EVERY`). A forecast
+    /// is derived data, recomputable from the readings: the upload does not wait for a
+    /// second commit, and a crash loses at most the last half second of forecasts.
+    async fn publish(self: &Arc<Self>, state: &AppState, user: UserId, f: &StoredForecast) {
+        let key = latest_key(user);
+        let newer = match state.cache.get(&key).await {
+            Ok(Some(text)) => from_cached(&text)
+                .is_none_or(|c| (f.issued_ms, f.created_ms) >= (c.issued_ms, c.created_ms)),
+            _ => true,
+        };
+        if newer {
+            if let Err(e) = state.cache.put(&key, &to_cached(f), LATEST_TTL).await {
+                tracing::warn!(error = %e, "could not cache the latest forecast");
+            }
+        }
+        let start_flusher = {
+            let mut pending = self.pending.lock().expect("lock");
+            pending.push((user, f.clone()));
+            !std::mem::replace(&mut *self.flusher_running.lock().expect("lock"), true)
+        };
+        if start_flusher {
+            let (me, state) = (self.clone(), state.clone());
+            tokio::spawn(async move { me.flush_forever(&state).await });
+        }
+    }
+
+    /// Writes pending forecasts in batches, one transaction every `FLUSH_EVERY` at most.
+    async fn flush_forever(&self, state: &AppState) {
+        loop {
+            tokio::time::sleep(FLUSH_EVERY).await;
+            if !self.flush(state).await {
+                let mut running = self.flusher_running.lock().expect("lock");
+                if self.pending.lock().expect("lock").is_empty() {
+                    *running = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stores the forecasts not yet stored; false when there were none. Called at shutdown
+    /// too, before the store closes.
+    pub async fn flush(&self, state: &AppState) -> bool {
+        let batch = std::mem::take(&mut *self.pending.lock().expect("lock"));
+        if batch.is_empty() {
+            return false;
+        }
+        if let Err(e) = state.store.save_forecasts(&batch).await {
+            tracing::warn!(error = %e, forecasts = batch.len(), "could not store forecasts");
+        }
+        true
+    }
+
+    /// The latest forecast: the newer of the shared cache's and the store's.
+    pub async fn latest(
+        &self,
+        state: &AppState,
+        user: UserId,
+    ) -> Result<Option<StoredForecast>, ApiError> {
+        let cached = match state.cache.get(&latest_key(user)).await {
+            Ok(Some(text)) => from_cached(&text),
+            _ => None,
+        };
+        let stored = state.store.latest_forecast(user).await?;
+        Ok(match (cached, stored) {
+            (Some(c), Some(s)) => Some(
+                if (c.issued_ms, c.created_ms) >= (s.issued_ms, s.created_ms) {
+                    c
+                } else {
+                    s
+                },
+            ),
+            (c, s) => c.or(s),
+        })
     }
 
     /// Starts fitting a personal model in the background when one is due in data time: none
@@ -195,19 +417,19 @@ impl Forecaster {
         }
         {
             let mut attempts = self.attempts.lock().expect("lock");
-            if let Some(&last) = attempts.get(&user) {
+            if let Some(&(last, when)) = attempts.get(&user) {
                 // Backfilled older readings never trigger a fit; newer data does once enough
-                // of it has arrived since the last attempt.
+                // of it has arrived since the last attempt, and not more than once a minute.
                 let wait = if current.record.is_none() {
                     RETRY_AFTER_MS
                 } else {
                     REFIT_AFTER_MS
                 };
-                if now_data_ms < last + wait {
+                if now_data_ms < last + wait || when.elapsed() < MIN_FIT_INTERVAL {
                     return;
                 }
             }
-            attempts.insert(user, now_data_ms);
+            attempts.insert(user, (now_data_ms, Instant::now()));
         }
         if !self.fitting.lock().expect("lock").insert(user) {
             return;
@@ -276,15 +498,70 @@ impl Forecaster {
     }
 }
 
-fn points_out(issued_ms: i64, steps: &[ForecastPoint]) -> Vec<ForecastPointOut> {
-    let r1 = |v: f64| (v * 10.0).round() / 10.0;
-    steps
+/// The stored form of a forecast's points: `[[value, lower, upper], …]` per 5-minute step,
+/// mg/dL to one decimal (times follow from the issue time; a fraction of the bytes of the
+/// served form, and written for every reading).
+fn compact_points(steps: &[ForecastPoint]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(16 + 20 * steps.len());
+    out.push('[');
+    for (i, p) in steps.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Tenths as integers: float formatting with a precision is slow, and this runs for
+        // every reading. Forecasts are clamped to 40–400, so never negative.
+        let tenths = |v: f64| (v * 10.0).round().max(0.0) as u64;
+        let (v, l, u) = (tenths(p.mgdl), tenths(p.lower), tenths(p.upper));
+        let _ = write!(
+            out,
+            "[{}.{},{}.{},{}.{}]",
+            v / 10,
+            v % 10,
+            l / 10,
+            l % 10,
+            u / 10,
+            u % 10
+        );
+    }
+    out.push(']');
+    out
+}
+
+/// The served points of a stored forecast.
+pub fn points_out(issued_ms: i64, compact: &str) -> Result<Vec<ForecastPointOut>, ApiError> {
+    let steps: Vec<[f64; 3]> = serde_json::from_str(compact)
+        .map_err(|e| ApiError::Internal(format!("stored forecast: {e}")))?;
+    Ok(steps
         .iter()
-        .map(|p| ForecastPointOut {
-            time: Timestamp::from_utc_ms(issued_ms + p.minutes * 60_000).to_rfc3339_utc(),
-            value: r1(p.mgdl),
-            lower: r1(p.lower),
-            upper: r1(p.upper),
+        .enumerate()
+        .map(|(i, [value, lower, upper])| ForecastPointOut {
+            time: Timestamp::from_utc_ms(issued_ms + (i as i64 + 1) * STEP_MS).to_rfc3339_utc(),
+            value: *value,
+            lower: *lower,
+            upper: *upper,
         })
-        .collect()
+        .collect())
+}
+
+fn latest_key(user: UserId) -> String {
+    format!("forecast:latest:{user}")
+}
+
+/// A [`StoredForecast`] in the shared cache, as `issued created version points`.
+fn to_cached(f: &StoredForecast) -> String {
+    format!(
+        "{} {} {} {}",
+        f.issued_ms, f.created_ms, f.model_version, f.points_json
+    )
+}
+
+fn from_cached(text: &str) -> Option<StoredForecast> {
+    let mut parts = text.splitn(4, ' ');
+    Some(StoredForecast {
+        issued_ms: parts.next()?.parse().ok()?,
+        created_ms: parts.next()?.parse().ok()?,
+        model_version: parts.next()?.to_owned(),
+        points_json: parts.next()?.to_owned(),
+    })
 }

@@ -219,6 +219,7 @@ impl Server {
             }
             _ = deadline => tracing::warn!("grace period over; dropping the requests still in flight"),
         }
+        state.forecaster.flush(&state).await;
         state.store.close().await;
         tracing::info!("stopped; storage flushed and closed");
         Ok(())

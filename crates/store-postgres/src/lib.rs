@@ -860,22 +860,36 @@ impl Store for PostgresStore {
             == 1)
     }
 
-    async fn save_forecast(&self, user_id: UserId, f: &StoredForecast) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, issued_ms) DO UPDATE SET \
-             model_version = EXCLUDED.model_version, created_ms = EXCLUDED.created_ms, \
-             points = EXCLUDED.points",
-            &[
-                &user_id,
-                &f.issued_ms,
-                &f.model_version,
-                &f.created_ms,
-                &f.points_json,
-            ],
-        )
-        .await
-        .map(drop)
+    async fn save_forecasts(
+        &self,
+        forecasts: &[(UserId, StoredForecast)],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, issued_ms) DO UPDATE SET \
+                 model_version = EXCLUDED.model_version, created_ms = EXCLUDED.created_ms, \
+                 points = EXCLUDED.points",
+            )
+            .await
+            .map_err(pg_err)?;
+        for (user_id, f) in forecasts {
+            tx.execute(
+                &stmt,
+                &[
+                    user_id,
+                    &f.issued_ms,
+                    &f.model_version,
+                    &f.created_ms,
+                    &f.points_json,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)
     }
 
     async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError> {

@@ -721,21 +721,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn save_forecast(
+    async fn save_forecasts(
         &self,
-        user_id: UserId,
-        forecast: &StoredForecast,
+        forecasts: &[(UserId, StoredForecast)],
     ) -> Result<(), StoreError> {
-        let f = forecast.clone();
+        let batch = forecasts.to_vec();
         self.engine
             .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, issued_ms) DO UPDATE SET \
-                     model_version = excluded.model_version, created_ms = excluded.created_ms, \
-                     points = excluded.points",
-                )
-                .and_then(|mut s| {
+                let mut s = conn
+                    .prepare_cached(
+                        "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, issued_ms) DO UPDATE SET \
+                         model_version = excluded.model_version, created_ms = excluded.created_ms, \
+                         points = excluded.points",
+                    )
+                    .map_err(sql_err)?;
+                for (user_id, f) in &batch {
                     s.execute(params![
                         user_id,
                         f.issued_ms,
@@ -743,9 +744,9 @@ impl Store for SqliteStore {
                         f.created_ms,
                         f.points_json
                     ])
-                })
-                .map(drop)
-                .map_err(sql_err)
+                    .map_err(sql_err)?;
+                }
+                Ok(())
             })
             .await
     }

@@ -868,6 +868,7 @@ pub async fn readiness_reports_migrations(store: &dyn Store) {
 pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
     let ana = user(store, "ana@example.org").await;
     let ben = user(store, "ben@example.org").await;
+    let cy = user(store, "cy@example.org").await;
     assert_eq!(store.latest_forecast(ana).await.expect("read"), None);
     let f = |issued_ms: i64, version: &str, points: &str| StoredForecast {
         issued_ms,
@@ -875,30 +876,38 @@ pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
         created_ms: NOW,
         points_json: points.into(),
     };
+    // One batch for two people; a backfilled older reading's forecast comes last.
     store
-        .save_forecast(ana, &f(T0 + FIVE_MIN, "v1", "[1]"))
-        .await
-        .expect("save");
-    // A backfilled older reading's forecast does not become the latest.
-    store
-        .save_forecast(ana, &f(T0, "v1", "[0]"))
+        .save_forecasts(&[
+            (ana, f(T0 + FIVE_MIN, "v1", "[1]")),
+            (ben, f(T0, "v1", "[b]")),
+            (ana, f(T0, "v1", "[0]")),
+        ])
         .await
         .expect("save");
     assert_eq!(
         store.latest_forecast(ana).await.expect("read"),
         Some(f(T0 + FIVE_MIN, "v1", "[1]"))
     );
-    // The same reading forecast again (a new model) replaces it.
+    assert_eq!(
+        store.latest_forecast(ben).await.expect("read"),
+        Some(f(T0, "v1", "[b]"))
+    );
+    // The same reading forecast again (a new model) replaces it; within a batch the later wins.
     store
-        .save_forecast(ana, &f(T0 + FIVE_MIN, "v2", "[2]"))
+        .save_forecasts(&[
+            (ana, f(T0 + FIVE_MIN, "v2", "[2]")),
+            (ana, f(T0 + FIVE_MIN, "v3", "[3]")),
+        ])
         .await
         .expect("save");
     assert_eq!(
         store.latest_forecast(ana).await.expect("read"),
-        Some(f(T0 + FIVE_MIN, "v2", "[2]"))
+        Some(f(T0 + FIVE_MIN, "v3", "[3]"))
     );
+    store.save_forecasts(&[]).await.expect("an empty batch");
     assert_eq!(
-        store.latest_forecast(ben).await.expect("read"),
+        store.latest_forecast(cy).await.expect("read"),
         None,
         "private"
     );

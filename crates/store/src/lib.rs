@@ -153,11 +153,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError>;
 
     // ---- forecasts (derived data: recomputable from readings and treatments)
-    /// Stores a forecast; one issued from the same reading time replaces it.
-    async fn save_forecast(
+    /// Stores forecasts, each for its user, in one transaction; one issued from the same
+    /// reading time replaces the earlier (within a batch, the later item wins).
+    async fn save_forecasts(
         &self,
-        user_id: UserId,
-        forecast: &StoredForecast,
+        forecasts: &[(UserId, StoredForecast)],
     ) -> Result<(), StoreError>;
     /// The forecast issued from the newest reading, whatever its age.
     async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError>;

@@ -29,12 +29,11 @@ pub async fn latest(State(state): State<AppState>, caller: Caller) -> ApiResult<
     let subject = caller.user_id;
     crate::api::reports::authorize_read(&caller, subject)?;
     let stored = state
-        .store
-        .latest_forecast(subject)
+        .forecaster
+        .latest(&state, subject)
         .await?
         .ok_or(ApiError::NotFound("forecast"))?;
-    let points: Vec<ForecastPointOut> = serde_json::from_str(&stored.points_json)
-        .map_err(|e| ApiError::Internal(format!("stored forecast: {e}")))?;
+    let points = crate::forecasting::points_out(stored.issued_ms, &stored.points_json)?;
     Ok(Json(ForecastOut {
         issued_at: Timestamp::from_utc_ms(stored.issued_ms).to_rfc3339_utc(),
         model_version: stored.model_version,

@@ -141,16 +141,23 @@ pub async fn upload(
             .map_err(|e| ApiError::item(i, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let newest_cgm = readings
+    let cgm: Vec<(i64, f64)> = readings
         .iter()
         .filter(|r| r.kind == glucosync_domain::readings::ReadingKind::Cgm)
-        .map(|r| r.time.utc_ms)
-        .max();
+        .map(|r| (r.time.utc_ms, r.value.mgdl()))
+        .collect();
+    let newest_cgm = cgm.iter().map(|r| r.0).max();
     let outcome = state
         .store
         .insert_readings(caller.user_id, readings, now)
         .await?;
     state.metrics.readings_total.inc_by(outcome.inserted);
+    if outcome.duplicates == 0 {
+        state.forecaster.readings_added(caller.user_id, &cgm);
+    } else {
+        // A duplicate keeps the stored value, which may differ from the one sent.
+        state.forecaster.forget_history(caller.user_id);
+    }
     if outcome.inserted > 0 && state.config.forecasts {
         forecast_newest(&state, caller.user_id, &newest_cgm).await;
     }
@@ -227,6 +234,7 @@ pub async fn delete_one(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::ReadingsWrite)?;
+    state.forecaster.forget_history(caller.user_id);
     if state.store.delete_reading(caller.user_id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -243,6 +251,7 @@ pub async fn delete_range(
     ApiQuery(params): ApiQuery<DeleteRangeParams>,
 ) -> ApiResult<Json<Deleted>> {
     caller.require(Scope::ReadingsWrite)?;
+    state.forecaster.forget_history(caller.user_id);
     let (from_ms, to_ms) = resolve_range(Some(&params.from), Some(&params.to))?;
     let deleted = state
         .store

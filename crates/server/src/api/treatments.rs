@@ -178,6 +178,7 @@ pub async fn upload(
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<(StatusCode, Json<UploadResult>)> {
     caller.require(Scope::TreatmentsWrite)?;
+    state.forecaster.forget_history(caller.user_id);
     let inputs: Vec<TreatmentInput> = one_or_many(&body, MAX_TREATMENTS_PER_BATCH, "treatments")?;
     let now = now_ms();
     let treatments = inputs
@@ -254,6 +255,7 @@ pub async fn replace(
     ApiJson(body): ApiJson<TreatmentReplace>,
 ) -> ApiResult<Json<TreatmentOut>> {
     caller.require(Scope::TreatmentsWrite)?;
+    state.forecaster.forget_history(caller.user_id);
     let now = now_ms();
     let fields = TreatmentFields {
         id: Some(&id),
@@ -293,6 +295,7 @@ pub async fn delete_one(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::TreatmentsWrite)?;
+    state.forecaster.forget_history(caller.user_id);
     if state.store.delete_treatment(caller.user_id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
