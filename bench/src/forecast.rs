@@ -174,7 +174,7 @@ pub async fn serving(args: &Args) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 let mut n = 0usize;
                 while Instant::now() < deadline {
-                    // Spans of 2.4 days, a month apart: the serving cost alone (under the
+                    // Spans of 1.7 days, a month apart: the serving cost alone (under the
                     // 3 days that start a personal model's fit, measured above).
                     let span = (n / SPAN_READINGS) as i64;
                     let t = start
@@ -221,7 +221,7 @@ pub async fn serving(args: &Args) -> Result<()> {
     Ok(())
 }
 
-const SPAN_READINGS: usize = 700;
+const SPAN_READINGS: usize = 500;
 
 /// Runs the futures concurrently and collects their results in order.
 async fn futures_join_all<F, T>(futures: impl Iterator<Item = F>) -> Result<Vec<T>>

@@ -76,6 +76,8 @@ pub struct Forecaster {
     /// Forecasts made but not yet stored (written in batches by one background task).
     pending: Mutex<Vec<(UserId, StoredForecast)>>,
     flusher_running: Mutex<bool>,
+    /// Embedded mode: the latest forecast made per person (in a cluster: the shared cache).
+    latest_made: Mutex<HashMap<UserId, StoredForecast>>,
     /// Recent history per person (embedded mode only; see `remember`).
     histories: Mutex<Histories>,
 }
@@ -117,6 +119,7 @@ impl Forecaster {
             histories: Mutex::new(Histories::default()),
             pending: Mutex::default(),
             flusher_running: Mutex::default(),
+            latest_made: Mutex::default(),
         }
     }
 
@@ -200,7 +203,7 @@ impl Forecaster {
             issued_ms: reading_ms,
             model_version: model.version.clone(),
             created_ms: now_ms(),
-            points_json: compact_points(&steps),
+            points: encode_points(&steps),
         };
         self.publish(state, user, &stored).await;
         state.metrics.ml_predictions_total.inc();
@@ -329,6 +332,26 @@ impl Forecaster {
     /// is derived data, recomputable from the readings: the upload does not wait for a
     /// second commit, and a crash loses at most the last half second of forecasts.
     async fn publish(self: &Arc<Self>, state: &AppState, user: UserId, f: &StoredForecast) {
+        if self.sole_writer(state) {
+            // Embedded mode: this process makes every forecast, so it knows the latest.
+            let mut latest = self.latest_made.lock().expect("lock");
+            if latest.len() >= MAX_HISTORIES {
+                latest.clear();
+            }
+            let newer = latest
+                .get(&user)
+                .is_none_or(|c| (f.issued_ms, f.created_ms) >= (c.issued_ms, c.created_ms));
+            if newer {
+                latest.insert(user, f.clone());
+            }
+        } else {
+            self.publish_shared(state, user, f).await;
+        }
+        self.store_later(state, user, f);
+    }
+
+    /// With replicas: the latest forecast goes into the shared cache (Redis), for all of them.
+    async fn publish_shared(&self, state: &AppState, user: UserId, f: &StoredForecast) {
         let key = latest_key(user);
         let newer = match state.cache.get(&key).await {
             Ok(Some(text)) => from_cached(&text)
@@ -340,6 +363,9 @@ impl Forecaster {
                 tracing::warn!(error = %e, "could not cache the latest forecast");
             }
         }
+    }
+
+    fn store_later(self: &Arc<Self>, state: &AppState, user: UserId, f: &StoredForecast) {
         let start_flusher = {
             let mut pending = self.pending.lock().expect("lock");
             pending.push((user, f.clone()));
@@ -384,9 +410,13 @@ impl Forecaster {
         state: &AppState,
         user: UserId,
     ) -> Result<Option<StoredForecast>, ApiError> {
-        let cached = match state.cache.get(&latest_key(user)).await {
-            Ok(Some(text)) => from_cached(&text),
-            _ => None,
+        let cached = if self.sole_writer(state) {
+            self.latest_made.lock().expect("lock").get(&user).cloned()
+        } else {
+            match state.cache.get(&latest_key(user)).await {
+                Ok(Some(text)) => from_cached(&text),
+                _ => None,
+            }
         };
         let stored = state.store.latest_forecast(user).await?;
         Ok(match (cached, stored) {
@@ -498,48 +528,32 @@ impl Forecaster {
     }
 }
 
-/// The stored form of a forecast's points: `[[value, lower, upper], …]` per 5-minute step,
-/// mg/dL to one decimal (times follow from the issue time; a fraction of the bytes of the
-/// served form, and written for every reading).
-fn compact_points(steps: &[ForecastPoint]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(16 + 20 * steps.len());
-    out.push('[');
-    for (i, p) in steps.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Tenths as integers: float formatting with a precision is slow, and this runs for
-        // every reading. Forecasts are clamped to 40–400, so never negative.
-        let tenths = |v: f64| (v * 10.0).round().max(0.0) as u64;
-        let (v, l, u) = (tenths(p.mgdl), tenths(p.lower), tenths(p.upper));
-        let _ = write!(
-            out,
-            "[{}.{},{}.{},{}.{}]",
-            v / 10,
-            v % 10,
-            l / 10,
-            l % 10,
-            u / 10,
-            u % 10
-        );
-    }
-    out.push(']');
-    out
+/// The stored form of a forecast's points: per 5-minute step the value, lower and upper
+/// bound in tenths of mg/dL as little-endian u16 (72 bytes for 12 steps; times follow from
+/// the issue time). Written for every reading, so it is kept small.
+fn encode_points(steps: &[ForecastPoint]) -> Vec<u8> {
+    let tenths = |v: f64| ((v * 10.0).round().clamp(0.0, f64::from(u16::MAX))) as u16;
+    steps
+        .iter()
+        .flat_map(|p| [p.mgdl, p.lower, p.upper])
+        .flat_map(|v| tenths(v).to_le_bytes())
+        .collect()
 }
 
 /// The served points of a stored forecast.
-pub fn points_out(issued_ms: i64, compact: &str) -> Result<Vec<ForecastPointOut>, ApiError> {
-    let steps: Vec<[f64; 3]> = serde_json::from_str(compact)
-        .map_err(|e| ApiError::Internal(format!("stored forecast: {e}")))?;
-    Ok(steps
-        .iter()
+pub fn points_out(issued_ms: i64, encoded: &[u8]) -> Result<Vec<ForecastPointOut>, ApiError> {
+    if !encoded.len().is_multiple_of(6) {
+        return Err(ApiError::Internal("stored forecast: bad length".into()));
+    }
+    let value = |b: &[u8]| f64::from(u16::from_le_bytes([b[0], b[1]])) / 10.0;
+    Ok(encoded
+        .chunks_exact(6)
         .enumerate()
-        .map(|(i, [value, lower, upper])| ForecastPointOut {
+        .map(|(i, c)| ForecastPointOut {
             time: Timestamp::from_utc_ms(issued_ms + (i as i64 + 1) * STEP_MS).to_rfc3339_utc(),
-            value: *value,
-            lower: *lower,
-            upper: *upper,
+            value: value(&c[0..2]),
+            lower: value(&c[2..4]),
+            upper: value(&c[4..6]),
         })
         .collect())
 }
@@ -548,11 +562,14 @@ fn latest_key(user: UserId) -> String {
     format!("forecast:latest:{user}")
 }
 
-/// A [`StoredForecast`] in the shared cache, as `issued created version points`.
+/// A [`StoredForecast`] in the shared cache, as `issued created version points-in-hex`.
 fn to_cached(f: &StoredForecast) -> String {
     format!(
         "{} {} {} {}",
-        f.issued_ms, f.created_ms, f.model_version, f.points_json
+        f.issued_ms,
+        f.created_ms,
+        f.model_version,
+        hex::encode(&f.points)
     )
 }
 
@@ -562,6 +579,6 @@ fn from_cached(text: &str) -> Option<StoredForecast> {
         issued_ms: parts.next()?.parse().ok()?,
         created_ms: parts.next()?.parse().ok()?,
         model_version: parts.next()?.to_owned(),
-        points_json: parts.next()?.to_owned(),
+        points: hex::decode(parts.next()?).ok()?,
     })
 }

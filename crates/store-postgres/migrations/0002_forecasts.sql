@@ -6,7 +6,7 @@ CREATE TABLE forecasts (
     issued_ms     BIGINT NOT NULL,
     model_version TEXT   NOT NULL,
     created_ms    BIGINT NOT NULL,
-    points        TEXT   NOT NULL,
+    points        BYTEA  NOT NULL,
     PRIMARY KEY (user_id, issued_ms)
 );
 

@@ -883,7 +883,7 @@ impl Store for PostgresStore {
                     &f.issued_ms,
                     &f.model_version,
                     &f.created_ms,
-                    &f.points_json,
+                    &f.points,
                 ],
             )
             .await
@@ -904,7 +904,7 @@ impl Store for PostgresStore {
             issued_ms: r.get(0),
             model_version: r.get(1),
             created_ms: r.get(2),
-            points_json: r.get(3),
+            points: r.get(3),
         }))
     }
 

@@ -6,7 +6,7 @@ CREATE TABLE forecasts (
     issued_ms     INTEGER NOT NULL,
     model_version TEXT    NOT NULL,
     created_ms    INTEGER NOT NULL,
-    points        TEXT    NOT NULL,
+    points        BLOB    NOT NULL,
     PRIMARY KEY (user_id, issued_ms)
 ) WITHOUT ROWID;
 

@@ -742,7 +742,7 @@ impl Store for SqliteStore {
                         f.issued_ms,
                         f.model_version,
                         f.created_ms,
-                        f.points_json
+                        f.points
                     ])
                     .map_err(sql_err)?;
                 }
@@ -764,7 +764,7 @@ impl Store for SqliteStore {
                             issued_ms: r.get(0)?,
                             model_version: r.get(1)?,
                             created_ms: r.get(2)?,
-                            points_json: r.get(3)?,
+                            points: r.get(3)?,
                         })
                     })
                     .optional()

@@ -874,7 +874,7 @@ pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
         issued_ms,
         model_version: version.into(),
         created_ms: NOW,
-        points_json: points.into(),
+        points: points.as_bytes().to_vec(),
     };
     // One batch for two people; a backfilled older reading's forecast comes last.
     store

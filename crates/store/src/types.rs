@@ -133,13 +133,13 @@ pub struct PoolStats {
 }
 
 /// A forecast as stored: issued from the CGM reading at `issued_ms` (data time). The points
-/// are the server's JSON; the store keeps them opaque.
+/// are the server's compact encoding; the store keeps them opaque.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredForecast {
     pub issued_ms: i64,
     pub model_version: String,
     pub created_ms: i64,
-    pub points_json: String,
+    pub points: Vec<u8>,
 }
 
 /// A person's fitted forecast model, by version. `trained_until_ms` is the data time of the

@@ -33,7 +33,7 @@ pub async fn latest(State(state): State<AppState>, caller: Caller) -> ApiResult<
         .latest(&state, subject)
         .await?
         .ok_or(ApiError::NotFound("forecast"))?;
-    let points = crate::forecasting::points_out(stored.issued_ms, &stored.points_json)?;
+    let points = crate::forecasting::points_out(stored.issued_ms, &stored.points)?;
     Ok(Json(ForecastOut {
         issued_at: Timestamp::from_utc_ms(stored.issued_ms).to_rfc3339_utc(),
         model_version: stored.model_version,
