@@ -62,6 +62,9 @@ enum ModelCommand {
         /// Ignore the treatment columns (as for a person who logs none).
         #[arg(long)]
         glucose_only: bool,
+        /// Log the evaluation as a run in this MLflow tracking server.
+        #[arg(long, env = "GLUCOSYNC_MLFLOW_URL")]
+        mlflow_url: Option<String>,
     },
     /// Fit the population model (served to people without a personal model) on every row of
     /// the patient CSVs in a directory, and write it as JSON. The shipped one is
@@ -71,6 +74,9 @@ enum ModelCommand {
         data: PathBuf,
         #[arg(long)]
         output: PathBuf,
+        /// Log the fit as a run in this MLflow tracking server (the model as its artifact).
+        #[arg(long, env = "GLUCOSYNC_MLFLOW_URL")]
+        mlflow_url: Option<String>,
     },
 }
 
@@ -109,10 +115,20 @@ fn main() -> Result<()> {
             return Ok(());
         }
         Command::Model {
-            command: ModelCommand::Eval { data, glucose_only },
-        } => return model_eval(data, *glucose_only),
+            command:
+                ModelCommand::Eval {
+                    data,
+                    glucose_only,
+                    mlflow_url,
+                },
+        } => return model_eval(data, *glucose_only, mlflow_url.as_deref()),
         Command::Model {
-            command: ModelCommand::FitPopulation { data, output },
+            command:
+                ModelCommand::FitPopulation {
+                    data,
+                    output,
+                    mlflow_url,
+                },
         } => {
             let people: Vec<_> = read_patients(data)?
                 .into_iter()
@@ -130,6 +146,35 @@ fn main() -> Result<()> {
                 model.full.training_rows,
                 output.display()
             );
+            if let Some(url) = mlflow_url {
+                let mut metrics =
+                    vec![("training_rows".to_owned(), model.full.training_rows as f64)];
+                for (inputs, m) in [("full", &model.full), ("glucose_only", &model.glucose_only)] {
+                    for (step, s) in m.steps.iter().enumerate() {
+                        let minutes = 5 * (step + 1);
+                        metrics.push((format!("{inputs}.interval_p10.{minutes}min"), s.error_p10));
+                        metrics.push((format!("{inputs}.interval_p90.{minutes}min"), s.error_p90));
+                    }
+                }
+                log_to_mlflow(
+                    url,
+                    glucosync_server::mlflow::Run {
+                        experiment: "glucosync-forecast-population".into(),
+                        name: format!("population from {}", data.display()),
+                        params: vec![
+                            (
+                                "model_family".into(),
+                                glucosync_server::forecasting::MODEL_FAMILY.into(),
+                            ),
+                            ("people".into(), people.len().to_string()),
+                            ("data".into(), data.display().to_string()),
+                        ],
+                        metrics,
+                        tags: Vec::new(),
+                        artifacts: vec![("population.json".into(), model.to_json().into_bytes())],
+                    },
+                );
+            }
             return Ok(());
         }
         _ => {}
@@ -197,7 +242,29 @@ fn read_patients(dir: &std::path::Path) -> Result<Vec<glucosync_domain::forecast
         .collect()
 }
 
-fn model_eval(dir: &std::path::Path, glucose_only: bool) -> Result<()> {
+/// Logs a run; MLflow being unreachable is reported, never an error of the command.
+fn log_to_mlflow(url: &str, run: glucosync_server::mlflow::Run) {
+    let now = glucosync_server::state::now_ms();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(glucosync_server::mlflow::Mlflow::new(url).log(&run, now))
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(run_id) => println!(
+            "MLflow: logged run {run_id} in experiment {}",
+            run.experiment
+        ),
+        Err(e) => {
+            eprintln!("MLflow unreachable, nothing logged (the results above are complete): {e}")
+        }
+    }
+}
+
+fn model_eval(dir: &std::path::Path, glucose_only: bool, mlflow_url: Option<&str>) -> Result<()> {
     use glucosync_domain::forecast::evaluation::evaluate;
     let people: Vec<_> = read_patients(dir)?
         .into_iter()
@@ -251,6 +318,75 @@ fn model_eval(dir: &std::path::Path, glucose_only: bool) -> Result<()> {
         }
     }
     println!("\nRMSE in mg/dL (ratio to AR2 on the same points); lag in minutes.");
+    if let Some(url) = mlflow_url {
+        let mut metrics = Vec::new();
+        for (model, minutes, s) in &report.rows {
+            let ar2 = report
+                .get("ar2", *minutes)
+                .map(|a| a.rmse)
+                .unwrap_or(f64::NAN);
+            let key = |name: &str| format!("{model}.{name}.{minutes}min");
+            metrics.extend([
+                (key("rmse"), s.rmse),
+                (key("rmse_vs_ar2"), s.rmse / ar2),
+                (key("mae"), s.mae),
+                (key("mard"), s.mard),
+                (key("clarke_a"), s.clarke_a),
+                (key("clarke_ab"), s.clarke_ab),
+                (key("parkes_ab"), s.parkes_ab),
+                (key("lag_minutes"), s.lag_minutes),
+                (key("points"), s.points as f64),
+            ]);
+            if let Some(c) = s.coverage {
+                metrics.push((key("interval_coverage"), c));
+            }
+        }
+        let table = report
+            .rows
+            .iter()
+            .map(|(m, h, s)| {
+                format!(
+                    "{m}\t{h}\t{:.3}\t{:.3}\t{:.2}\t{:.2}\n",
+                    s.rmse, s.mae, s.clarke_ab, s.parkes_ab
+                )
+            })
+            .collect::<String>();
+        log_to_mlflow(
+            url,
+            glucosync_server::mlflow::Run {
+                experiment: "glucosync-forecast-evaluation".into(),
+                name: format!("evaluation on {}", dir.display()),
+                params: vec![
+                    (
+                        "model_family".into(),
+                        glucosync_server::forecasting::MODEL_FAMILY.into(),
+                    ),
+                    ("people".into(), report.people.to_string()),
+                    (
+                        "split".into(),
+                        "first 70 % of each person's days train".into(),
+                    ),
+                    ("glucose_only".into(), glucose_only.to_string()),
+                    ("data".into(), dir.display().to_string()),
+                ],
+                metrics,
+                tags: Vec::new(),
+                artifacts: vec![
+                    (
+                        "evaluation.tsv".into(),
+                        format!("model\tminutes\trmse\tmae\tclarke_ab\tparkes_ab\n{table}")
+                            .into_bytes(),
+                    ),
+                    (
+                        "population.json".into(),
+                        glucosync_domain::forecast::SHIPPED_POPULATION_JSON
+                            .as_bytes()
+                            .to_vec(),
+                    ),
+                ],
+            },
+        );
+    }
     Ok(())
 }
 

@@ -93,6 +93,8 @@ pub struct Config {
     pub api_rate_limit_per_minute: u32,
     /// Forecast each CGM reading as it arrives and fit personal models (docs/forecasting.md).
     pub forecasts: bool,
+    /// An MLflow tracking server: each personal model fit is logged there as a run.
+    pub mlflow_url: Option<String>,
     /// Create or refresh the demo account at startup.
     pub demo: bool,
 }
@@ -118,6 +120,7 @@ impl Default for Config {
             shutdown_drain_seconds: 0,
             api_rate_limit_per_minute: 1200,
             forecasts: true,
+            mlflow_url: None,
             demo: false,
         }
     }
@@ -151,6 +154,7 @@ struct Layer {
     shutdown_drain_seconds: Option<u64>,
     api_rate_limit_per_minute: Option<u32>,
     forecasts: Option<bool>,
+    mlflow_url: Option<String>,
     demo: Option<bool>,
 }
 
@@ -181,6 +185,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
     "GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE",
     "GLUCOSYNC_FORECASTS",
+    "GLUCOSYNC_MLFLOW_URL",
     "GLUCOSYNC_DEMO",
 ];
 
@@ -296,6 +301,9 @@ impl Config {
         if let Some(v) = l.forecasts {
             self.forecasts = v;
         }
+        if let Some(v) = l.mlflow_url {
+            self.mlflow_url = (!v.trim().is_empty()).then(|| v.trim().to_owned());
+        }
         if let Some(v) = l.demo {
             self.demo = v;
         }
@@ -335,6 +343,13 @@ impl Config {
                 )));
             }
         }
+        if let Some(u) = &self.mlflow_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(bad(format!(
+                    "mlflow_url (GLUCOSYNC_MLFLOW_URL) is `{u}`; use http://host:5000, or leave it unset"
+                )));
+            }
+        }
         if !(1..=24 * 365).contains(&self.session_ttl_hours) {
             return Err(bad(
                 "session_ttl_hours (GLUCOSYNC_SESSION_TTL_HOURS) must be between 1 and 8760",
@@ -365,7 +380,7 @@ impl Config {
              redis_url = {:?}\ntrusted_proxies = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
-             api_rate_limit_per_minute = {}\nforecasts = {}\ndemo = {}\n",
+             api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.database_url.redacted(),
@@ -386,6 +401,7 @@ impl Config {
             self.shutdown_drain_seconds,
             self.api_rate_limit_per_minute,
             self.forecasts,
+            opt(&self.mlflow_url),
             self.demo,
         )
     }
@@ -445,6 +461,7 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
                 )?)
             }
             "FORECASTS" => l.forecasts = Some(parse_bool(&key, &value)?),
+            "MLFLOW_URL" => l.mlflow_url = Some(value),
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
             // Read by the command line, not by the server configuration.
             "CONFIG" => {}
@@ -527,6 +544,10 @@ api_rate_limit_per_minute = 1200
 # Forecast each CGM reading as it arrives (GET /api/v1/forecast) and fit personal forecast
 # models as data accumulates. Forecasts are informational, never dosing advice.
 forecasts = true
+
+# An MLflow tracking server (http://host:port) where each personal model fit is logged as a
+# run (parameters, metrics, the model). Unset: no tracking. Fitting never waits for it.
+# mlflow_url = "http://127.0.0.1:5000"
 
 # Create (or refresh) a demo account with ten days of simulated data at startup.
 demo = false

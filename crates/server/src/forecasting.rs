@@ -523,6 +523,15 @@ impl Forecaster {
             },
         );
         tracing::info!(version = %version, "fitted a personal forecast model");
+        if let Some(url) = &state.config.mlflow_url {
+            let run = personal_run(user, &version, &stored.body_json, until_ms);
+            let url = url.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::mlflow::Mlflow::new(&url).log(&run, now_ms()).await {
+                    tracing::warn!(error = %e, "could not log the fit to MLflow; the model is fitted and stored");
+                }
+            });
+        }
         self.forecast_reading(state, user, until_ms).await?;
         Ok(Some(version))
     }
@@ -581,4 +590,41 @@ fn from_cached(text: &str) -> Option<StoredForecast> {
         model_version: parts.next()?.to_owned(),
         points: hex::decode(parts.next()?).ok()?,
     })
+}
+
+/// The MLflow run of a personal fit. The person appears only as a pseudonym (a hash of their
+/// id); the model's body is the artifact.
+fn personal_run(user: UserId, version: &str, body: &str, until_ms: i64) -> crate::mlflow::Run {
+    use sha2::Digest;
+    let pseudonym = hex::encode(&sha2::Sha256::digest(format!("glucosync-mlflow:{user}"))[..6]);
+    let record: Option<ModelRecord> = serde_json::from_str(body).ok();
+    let mut metrics = Vec::new();
+    let mut params = vec![
+        ("model_family".to_owned(), MODEL_FAMILY.to_owned()),
+        (
+            "training_days".to_owned(),
+            (TRAINING_MS / 86_400_000).to_string(),
+        ),
+        (
+            "trained_until".to_owned(),
+            Timestamp::from_utc_ms(until_ms).to_rfc3339_utc(),
+        ),
+    ];
+    if let Some(r) = &record {
+        params.push(("inputs".to_owned(), format!("{:?}", r.model.inputs)));
+        metrics.push(("training_rows".to_owned(), r.model.training_rows as f64));
+        for (step, m) in r.model.steps.iter().enumerate() {
+            let minutes = 5 * (step + 1);
+            metrics.push((format!("interval_p10.{minutes}min"), m.error_p10));
+            metrics.push((format!("interval_p90.{minutes}min"), m.error_p90));
+        }
+    }
+    crate::mlflow::Run {
+        experiment: "glucosync-forecast-personal".into(),
+        name: version.to_owned(),
+        params,
+        metrics,
+        tags: vec![("person".into(), pseudonym)],
+        artifacts: vec![("model.json".into(), body.as_bytes().to_vec())],
+    }
 }

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod forecasting;
 pub mod json;
+pub mod mlflow;
 pub mod state;
 pub mod telemetry;
 

@@ -22,6 +22,16 @@ impl Engine {
     /// Starts `glucoengine serve` on a free port with JSON logs at `level`, data in `dir` and
     /// the database of `backend`.
     pub fn start(dir: &Path, level: &str, backend: &Backend) -> Engine {
+        Engine::start_with_env(dir, level, backend, &[])
+    }
+
+    /// As `start`, with more environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        level: &str,
+        backend: &Backend,
+        env: &[(&str, &str)],
+    ) -> Engine {
         let mut child = Command::new(env!("CARGO_BIN_EXE_glucoengine"))
             .arg("serve")
             .env_clear()
@@ -34,6 +44,7 @@ impl Engine {
             // These tests put one person's load at thousands of requests a second; the API
             // rate limit has tests of its own (server/tests/redis.rs).
             .env("GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE", "100000000")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
