@@ -69,7 +69,7 @@ struct CachedModel {
 
 pub struct Forecaster {
     population: PopulationModel,
-    models: Mutex<HashMap<UserId, CachedModel>>,
+    models: Mutex<HashMap<UserId, Arc<CachedModel>>>,
     /// Per person, the data time and the moment of this replica's last fitting attempt.
     attempts: Mutex<HashMap<UserId, (i64, Instant)>>,
     fitting: Mutex<HashSet<UserId>>,
@@ -124,31 +124,33 @@ impl Forecaster {
     }
 
     /// The person's model: their personal one if fitted, else the population's.
-    async fn model(&self, state: &AppState, user: UserId) -> Result<CachedModel, ApiError> {
+    async fn model(&self, state: &AppState, user: UserId) -> Result<Arc<CachedModel>, ApiError> {
         if let Some(m) = self.models.lock().expect("lock").get(&user) {
             if m.loaded.elapsed() < MODEL_CACHE {
                 return Ok(m.clone());
             }
         }
         let stored = state.store.latest_model(user).await?;
-        let cached = match stored.and_then(|s| {
-            serde_json::from_str::<ModelRecord>(&s.body_json)
-                .ok()
-                .map(|r| (s, r))
-        }) {
-            Some((s, record)) => CachedModel {
-                version: s.version,
-                trained_until_ms: s.trained_until_ms,
-                record: Some(Arc::new(record)),
-                loaded: Instant::now(),
+        let cached = Arc::new(
+            match stored.and_then(|s| {
+                serde_json::from_str::<ModelRecord>(&s.body_json)
+                    .ok()
+                    .map(|r| (s, r))
+            }) {
+                Some((s, record)) => CachedModel {
+                    version: s.version,
+                    trained_until_ms: s.trained_until_ms,
+                    record: Some(Arc::new(record)),
+                    loaded: Instant::now(),
+                },
+                None => CachedModel {
+                    version: format!("{MODEL_FAMILY}/population"),
+                    trained_until_ms: i64::MIN,
+                    record: None,
+                    loaded: Instant::now(),
+                },
             },
-            None => CachedModel {
-                version: format!("{MODEL_FAMILY}/population"),
-                trained_until_ms: i64::MIN,
-                record: None,
-                loaded: Instant::now(),
-            },
-        };
+        );
         self.models
             .lock()
             .expect("lock")
@@ -515,12 +517,12 @@ impl Forecaster {
         state.store.save_model(user, &stored).await?;
         self.models.lock().expect("lock").insert(
             user,
-            CachedModel {
+            Arc::new(CachedModel {
                 version: version.clone(),
                 trained_until_ms: until_ms,
                 record: Some(Arc::new(record)),
                 loaded: Instant::now(),
-            },
+            }),
         );
         tracing::info!(version = %version, "fitted a personal forecast model");
         if let Some(url) = &state.config.mlflow_url {

@@ -149,6 +149,9 @@ impl Series {
                 _ => {}
             }
         }
+        if rates.is_empty() {
+            return series;
+        }
         rates.sort_by_key(|r| r.0);
         let mut per_row = vec![f64::NAN; len];
         for (i, &(start, rate, minutes)) in rates.iter().enumerate() {
