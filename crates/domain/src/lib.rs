@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod agp;
+pub mod alerts;
 pub mod analytics;
 pub mod error;
 pub mod events;
