@@ -1,11 +1,6 @@
 //! `glucoengine`: the GlucoSync server and its operator command line, in one binary.
 
 use std::io::BufRead;
-
-/// mimalloc: the server allocates and frees many small buffers per request (JSON, forecasts);
-/// glibc's allocator spent about a tenth of the time under load in them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};

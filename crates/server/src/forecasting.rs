@@ -24,6 +24,14 @@ use crate::state::{now_ms, AppState};
 pub const MODEL_FAMILY: &str = "gs-ridge-1";
 /// History read for one forecast: the dose history plus the last hour of CGM.
 const HISTORY_MS: i64 = (DOSE_HISTORY + LAGS) as i64 * STEP_MS;
+/// Readings closer than this to the last forecast's make no new one.
+const MIN_SPACING_MS: i64 = 60_000;
+/// The CGM a forecast looks at: its last hour (plus a step of slack). Only this much is read,
+/// however many readings an uploader sends per minute.
+const CGM_WINDOW_MS: i64 = (LAGS as i64 + 2) * STEP_MS;
+/// Treatments are read this far past the reading, so that the kept history also serves the
+/// next day of readings (doses logged ahead of a replayed reading included).
+const TREATMENTS_AHEAD_MS: i64 = 86_400_000;
 /// Data a personal model is fitted on.
 const TRAINING_MS: i64 = 14 * 86_400_000;
 /// A personal model is refitted once this much newer data exists (data time).
@@ -76,6 +84,8 @@ pub struct Forecaster {
     /// Forecasts made but not yet stored (written in batches by one background task).
     pending: Mutex<Vec<(UserId, StoredForecast)>>,
     flusher_running: Mutex<bool>,
+    /// Per person, the reading time of this replica's last forecast (see `too_close`).
+    last_issued: Mutex<HashMap<UserId, i64>>,
     /// Embedded mode: the latest forecast made per person (in a cluster: the shared cache).
     latest_made: Mutex<HashMap<UserId, StoredForecast>>,
     /// Recent history per person (embedded mode only; see `remember`).
@@ -96,8 +106,11 @@ struct History {
     complete_from: i64,
     newest_ms: i64,
     points: std::collections::BTreeMap<i64, f64>,
-    /// Treatments from a day before `complete_from` (pump basal rates reach back).
+    /// Every treatment of `[treatments_from − 1 day, treatments_until)` (pump basal rates reach
+    /// back a day).
     treatments: Vec<glucosync_domain::treatments::Treatment>,
+    treatments_from: i64,
+    treatments_until: i64,
 }
 
 /// People whose history is kept; beyond it the copies are dropped (they are only a cache).
@@ -120,6 +133,7 @@ impl Forecaster {
             pending: Mutex::default(),
             flusher_running: Mutex::default(),
             latest_made: Mutex::default(),
+            last_issued: Mutex::default(),
         }
     }
 
@@ -168,15 +182,25 @@ impl Forecaster {
     ) -> Result<Option<StoredForecast>, ApiError> {
         let model = self.model(state, user).await?;
         let from = reading_ms - HISTORY_MS;
+        if self.too_close(user, reading_ms) {
+            return Ok(None);
+        }
         let scales = model.record.as_ref().map(|r| r.scales).unwrap_or_default();
         let series = match self.cached_series(user, from, reading_ms, scales) {
             Some(series) => series,
             None => {
                 let generation = self.generation(user);
-                let points = state.store.cgm_values(user, from, reading_ms + 1).await?;
-                let treatments =
-                    crate::api::reports::period_treatments(state, user, from, reading_ms + 1)
-                        .await?;
+                let points = state
+                    .store
+                    .cgm_values(user, reading_ms - CGM_WINDOW_MS, reading_ms + 1)
+                    .await?;
+                let treatments = crate::api::reports::period_treatments(
+                    state,
+                    user,
+                    from,
+                    reading_ms + TREATMENTS_AHEAD_MS,
+                )
+                .await?;
                 let series = Series::from_records(from, reading_ms, &points, &treatments, scales);
                 self.remember(
                     state,
@@ -217,12 +241,16 @@ impl Forecaster {
     fn cached_series(&self, user: UserId, from: i64, to: i64, scales: Scales) -> Option<Series> {
         let histories = self.histories.lock().expect("lock");
         let h = histories.kept.get(&user)?;
-        if h.complete_from > from || h.newest_ms > to {
+        if h.complete_from > to - CGM_WINDOW_MS
+            || h.newest_ms > to
+            || to >= h.treatments_until
+            || from < h.treatments_from
+        {
             return None;
         }
         let points: Vec<GlucosePoint> = h
             .points
-            .range(from..=to)
+            .range(to - CGM_WINDOW_MS..=to)
             .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl })
             .collect();
         Some(Series::from_records(
@@ -259,10 +287,12 @@ impl Forecaster {
         histories.kept.insert(
             user,
             History {
-                complete_from: from,
+                complete_from: to - CGM_WINDOW_MS,
                 newest_ms: to,
                 points: points.into_iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
                 treatments,
+                treatments_from: from,
+                treatments_until: to + TREATMENTS_AHEAD_MS,
             },
         );
     }
@@ -285,7 +315,7 @@ impl Forecaster {
             }
             // Keep the window the next forecast needs (plus an hour of slack).
             // Trimmed an hour at a time, not at every reading.
-            let keep_from = h.newest_ms - HISTORY_MS - 3_600_000;
+            let keep_from = h.newest_ms - CGM_WINDOW_MS - 3_600_000;
             if keep_from > h.complete_from + 3_600_000 {
                 h.points = h.points.split_off(&keep_from);
                 h.complete_from = keep_from;
@@ -302,6 +332,29 @@ impl Forecaster {
     fn generation(&self, user: UserId) -> u64 {
         let histories = self.histories.lock().expect("lock");
         histories.generation.get(&user).copied().unwrap_or(0)
+    }
+
+    /// The upload of a reading within a minute of the last forecast's (an uploader sending
+    /// every few seconds, or several devices at once) makes no new forecast: forecasts are on a
+    /// 5-minute grid, and this bounds the work a flood of readings can cause.
+    fn too_close(&self, user: UserId, reading_ms: i64) -> bool {
+        let mut issued = self.last_issued.lock().expect("lock");
+        if issued.len() >= MAX_HISTORIES {
+            issued.clear();
+        }
+        match issued.get(&user) {
+            Some(&last) if (reading_ms - last).abs() < MIN_SPACING_MS => true,
+            _ => {
+                issued.insert(user, reading_ms);
+                false
+            }
+        }
+    }
+
+    /// Forgets the spacing of a person's last forecast, so that the next call forecasts again
+    /// (a new treatment or model changes the forecast of the same reading).
+    fn allow_again(&self, user: UserId) {
+        self.last_issued.lock().expect("lock").remove(&user);
     }
 
     /// A logged treatment changes the forecast of the newest reading when it falls within that
@@ -324,6 +377,7 @@ impl Forecaster {
         {
             return;
         }
+        self.allow_again(user);
         if let Err(e) = self.forecast_reading(state, user, newest_reading).await {
             tracing::warn!(error = %e, "could not forecast");
         }
@@ -534,6 +588,7 @@ impl Forecaster {
                 }
             });
         }
+        self.allow_again(user);
         self.forecast_reading(state, user, until_ms).await?;
         Ok(Some(version))
     }
