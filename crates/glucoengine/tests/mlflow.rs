@@ -31,47 +31,55 @@ impl MlflowServer {
             .expect("utf-8")
             .trim()
             .to_owned();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(bin)
-            .args([
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--workers",
-                "1",
-            ])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}/mlflow.db", dir.path().display()))
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group, so that its gunicorn workers stop with it.
-            .process_group(0)
-            .spawn()
-            .expect("start mlflow server");
-        let server = MlflowServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            if reqwest::blocking_health(&server.url) {
-                return server;
+        // Fixed-range ports below 32768 (above is the machine's range for outgoing
+        // connections); another one if the first is taken.
+        for _ in 0..5 {
+            let port: u16 = rand::Rng::gen_range(&mut rand::thread_rng(), 21_000..29_000);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "MLflow not up in 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(250));
+            let dir = tempfile::tempdir().expect("temp dir");
+            let child = Command::new(&bin)
+                .args([
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--workers",
+                    "1",
+                ])
+                .arg("--backend-store-uri")
+                .arg(format!("sqlite:///{}/mlflow.db", dir.path().display()))
+                .arg("--artifacts-destination")
+                .arg(dir.path().join("artifacts"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                // Its own process group, so that its gunicorn workers stop with it.
+                .process_group(0)
+                .spawn()
+                .expect("start mlflow server");
+            let mut server = MlflowServer {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                _dir: dir,
+            };
+            let started = Instant::now();
+            loop {
+                if reqwest::blocking_health(&server.url) {
+                    return server;
+                }
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break; // lost the port: try another
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "MLflow not up in 120 s"
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
         }
+        panic!("could not start an MLflow server");
     }
 
     async fn get(&self, path: &str) -> Value {
