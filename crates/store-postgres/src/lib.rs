@@ -22,8 +22,9 @@ use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
-    AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome, NewCredential, NewUser,
-    PoolStats, RangeQuery, Readiness, Store, StoreError, StoredForecast, StoredModel, User, UserId,
+    AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome, NewCredential, NewInvite,
+    NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
+    StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -941,4 +942,149 @@ impl Store for PostgresStore {
             body_json: r.get(3),
         }))
     }
+
+    async fn create_invite(&self, invite: NewInvite) -> Result<Share, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "INSERT INTO shares (owner_id, role, invite_email, token_hash, created_ms, expires_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SHARE_COLUMNS}"
+                ),
+                &[
+                    &invite.owner_id,
+                    &invite.role.as_str(),
+                    &invite.invite_email,
+                    &invite.token_hash,
+                    &invite.now_ms,
+                    &invite.expires_ms,
+                ],
+            )
+            .await?;
+        rows.first()
+            .map(share_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::Internal("no row returned".into()))
+    }
+
+    async fn accept_invite(
+        &self,
+        token_hash: &str,
+        follower: UserId,
+        now_ms: i64,
+    ) -> Result<Option<Share>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {SHARE_COLUMNS} FROM shares WHERE token_hash = $1 \
+                     AND follower_id IS NULL AND revoked_ms IS NULL AND expires_ms > $2 FOR UPDATE"
+                ),
+                &[&token_hash, &now_ms],
+            )
+            .await
+            .map_err(pg_err)?;
+        let Some(mut share) = rows.first().map(share_from_row).transpose()? else {
+            return Ok(None);
+        };
+        if share.owner_id == follower {
+            return Err(StoreError::Conflict("you cannot follow yourself".into()));
+        }
+        let already: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM shares WHERE owner_id = $1 AND follower_id = $2 AND revoked_ms IS NULL",
+                &[&share.owner_id, &follower],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if already > 0 {
+            return Err(StoreError::Conflict(
+                "you already follow this person".into(),
+            ));
+        }
+        tx.execute(
+            "UPDATE shares SET follower_id = $1, accepted_ms = $2, token_hash = NULL \
+             WHERE owner_id = $3 AND id = $4",
+            &[&follower, &now_ms, &share.owner_id, &share.id],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        share.follower_id = Some(follower);
+        share.accepted_ms = Some(now_ms);
+        Ok(Some(share))
+    }
+
+    async fn shares_of_owner(&self, owner: UserId) -> Result<Vec<Share>, StoreError> {
+        self.query(
+            &format!("SELECT {SHARE_COLUMNS} FROM shares WHERE owner_id = $1 ORDER BY id DESC"),
+            &[&owner],
+        )
+        .await?
+        .iter()
+        .map(share_from_row)
+        .collect()
+    }
+
+    async fn shares_followed(&self, follower: UserId) -> Result<Vec<Share>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SHARE_COLUMNS} FROM shares WHERE follower_id = $1 AND revoked_ms IS NULL \
+                 ORDER BY id DESC"
+            ),
+            &[&follower],
+        )
+        .await?
+        .iter()
+        .map(share_from_row)
+        .collect()
+    }
+
+    async fn active_share(
+        &self,
+        owner: UserId,
+        follower: UserId,
+    ) -> Result<Option<Share>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {SHARE_COLUMNS} FROM shares WHERE owner_id = $1 AND follower_id = $2 \
+                 AND revoked_ms IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+            &[&owner, &follower],
+        )
+        .await?
+        .first()
+        .map(share_from_row)
+        .transpose()
+    }
+
+    async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "UPDATE shares SET revoked_ms = $1, token_hash = NULL \
+                 WHERE owner_id = $2 AND id = $3 AND revoked_ms IS NULL",
+                &[&now_ms, &owner, &id],
+            )
+            .await?
+            == 1)
+    }
+}
+
+const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms";
+
+fn share_from_row(r: &Row) -> Result<Share, StoreError> {
+    let role: String = r.get(3);
+    Ok(Share {
+        id: r.get(0),
+        owner_id: r.get(1),
+        follower_id: r.get(2),
+        role: ShareRole::parse(&role)
+            .ok_or_else(|| StoreError::Internal(format!("unknown share role {role}")))?,
+        invite_email: r.get(4),
+        created_ms: r.get(5),
+        expires_ms: r.get(6),
+        accepted_ms: r.get(7),
+        revoked_ms: r.get(8),
+    })
 }

@@ -8,6 +8,7 @@ use crate::pg_err;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_forecasts.sql")),
+    (3, include_str!("../migrations/0003_shares.sql")),
 ];
 const MIGRATION_LOCK: i64 = 7_261_000;
 

@@ -17,8 +17,9 @@ use glucosync_domain::readings::{NewReading, Reading};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
-    AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewUser, PoolStats,
-    RangeQuery, Readiness, Store, StoreError, StoredForecast, StoredModel, User, UserId,
+    AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewInvite, NewUser,
+    PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
+    StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -810,6 +811,165 @@ impl Store for SqliteStore {
                     .optional()
                 })
                 .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn create_invite(&self, invite: NewInvite) -> Result<Share, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO shares (owner_id, role, invite_email, token_hash, created_ms, expires_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        invite.owner_id,
+                        invite.role.as_str(),
+                        invite.invite_email,
+                        invite.token_hash,
+                        invite.now_ms,
+                        invite.expires_ms
+                    ],
+                )
+                .map_err(sql_err)?;
+                Ok(Share {
+                    id: conn.last_insert_rowid(),
+                    owner_id: invite.owner_id,
+                    follower_id: None,
+                    role: invite.role,
+                    invite_email: invite.invite_email,
+                    created_ms: invite.now_ms,
+                    expires_ms: invite.expires_ms,
+                    accepted_ms: None,
+                    revoked_ms: None,
+                })
+            })
+            .await
+    }
+
+    async fn accept_invite(
+        &self,
+        token_hash: &str,
+        follower: UserId,
+        now_ms: i64,
+    ) -> Result<Option<Share>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.engine
+            .write(move |conn| {
+                let found = conn
+                    .query_row(
+                        &format!(
+                            "SELECT {SHARE_COLUMNS} FROM shares WHERE token_hash = ?1 \
+                             AND follower_id IS NULL AND revoked_ms IS NULL AND expires_ms > ?2"
+                        ),
+                        params![token_hash, now_ms],
+                        share_from_row,
+                    )
+                    .optional()
+                    .map_err(sql_err)?;
+                let Some(mut share) = found.transpose()? else {
+                    return Ok(None);
+                };
+                if share.owner_id == follower {
+                    return Err(StoreError::Conflict("you cannot follow yourself".into()));
+                }
+                let already: i64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM shares WHERE owner_id = ?1 AND follower_id = ?2 \
+                         AND revoked_ms IS NULL",
+                        params![share.owner_id, follower],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_err)?;
+                if already > 0 {
+                    return Err(StoreError::Conflict("you already follow this person".into()));
+                }
+                conn.execute(
+                    "UPDATE shares SET follower_id = ?1, accepted_ms = ?2, token_hash = NULL WHERE id = ?3",
+                    params![follower, now_ms, share.id],
+                )
+                .map_err(sql_err)?;
+                share.follower_id = Some(follower);
+                share.accepted_ms = Some(now_ms);
+                Ok(Some(share))
+            })
+            .await
+    }
+
+    async fn shares_of_owner(&self, owner: UserId) -> Result<Vec<Share>, StoreError> {
+        self.shares_where("owner_id = ?1", owner).await
+    }
+
+    async fn shares_followed(&self, follower: UserId) -> Result<Vec<Share>, StoreError> {
+        self.shares_where("follower_id = ?1 AND revoked_ms IS NULL", follower)
+            .await
+    }
+
+    async fn active_share(
+        &self,
+        owner: UserId,
+        follower: UserId,
+    ) -> Result<Option<Share>, StoreError> {
+        Ok(self
+            .shares_followed(follower)
+            .await?
+            .into_iter()
+            .find(|s| s.owner_id == owner))
+    }
+
+    async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE shares SET revoked_ms = ?1, token_hash = NULL \
+                     WHERE owner_id = ?2 AND id = ?3 AND revoked_ms IS NULL",
+                    params![now_ms, owner, id],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+}
+
+const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms";
+
+fn share_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Share, StoreError>> {
+    let role: String = r.get(3)?;
+    Ok(match ShareRole::parse(&role) {
+        Some(role) => Ok(Share {
+            id: r.get(0)?,
+            owner_id: r.get(1)?,
+            follower_id: r.get(2)?,
+            role,
+            invite_email: r.get(4)?,
+            created_ms: r.get(5)?,
+            expires_ms: r.get(6)?,
+            accepted_ms: r.get(7)?,
+            revoked_ms: r.get(8)?,
+        }),
+        None => Err(StoreError::Internal(format!("unknown share role {role}"))),
+    })
+}
+
+impl SqliteStore {
+    async fn shares_where(
+        &self,
+        condition: &'static str,
+        id: UserId,
+    ) -> Result<Vec<Share>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {SHARE_COLUMNS} FROM shares WHERE {condition} ORDER BY id DESC"
+                    ))
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(params![id], share_from_row)
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql_err)?;
+                rows.into_iter().collect()
             })
             .await
     }

@@ -13,8 +13,8 @@ use glucosync_domain::treatments::{NewTreatment, TreatmentDetail, TreatmentField
 use glucosync_domain::{GlucoseMgdl, GlucoseUnit, Timestamp};
 
 use crate::{
-    AdminGrant, CredentialKind, Cursor, NewCredential, NewUser, RangeQuery, Store, StoreError,
-    StoredForecast, StoredModel, UserId,
+    AdminGrant, CredentialKind, Cursor, NewCredential, NewInvite, NewUser, RangeQuery, ShareRole,
+    Store, StoreError, StoredForecast, StoredModel, UserId,
 };
 
 /// A fresh store and whatever must live as long as it (a temporary directory, a database name).
@@ -50,6 +50,8 @@ macro_rules! conformance_suite {
             readiness_reports_migrations,
             forecasts_keep_the_newest_and_stay_private,
             models_are_versioned_and_the_newest_is_current,
+            invites_are_single_use_expire_and_make_active_shares,
+            shares_are_revoked_at_once_and_listed_per_owner_and_follower,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -944,4 +946,170 @@ pub async fn models_are_versioned_and_the_newest_is_current(store: &dyn Store) {
         None,
         "private"
     );
+}
+
+fn invite(owner: UserId, token: &str, role: ShareRole) -> NewInvite {
+    NewInvite {
+        owner_id: owner,
+        role,
+        invite_email: "follower@example.org".into(),
+        token_hash: format!("hash-{token}"),
+        now_ms: NOW,
+        expires_ms: NOW + 7 * 86_400_000,
+    }
+}
+
+pub async fn invites_are_single_use_expire_and_make_active_shares(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let cy = user(store, "cy@example.org").await;
+    let inv = store
+        .create_invite(invite(ana, "a", ShareRole::Caregiver))
+        .await
+        .expect("invite");
+    assert!(!inv.is_active() && inv.follower_id.is_none());
+    assert_eq!(store.active_share(ana, ben).await.expect("read"), None);
+    // The owner cannot accept their own invite; the invite stays usable.
+    match store.accept_invite("hash-a", ana, NOW + 1).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let share = store
+        .accept_invite("hash-a", ben, NOW + 2)
+        .await
+        .expect("accept")
+        .expect("a live invite");
+    assert!(share.is_active());
+    assert_eq!(
+        (share.follower_id, share.accepted_ms),
+        (Some(ben), Some(NOW + 2))
+    );
+    assert_eq!(
+        store
+            .active_share(ana, ben)
+            .await
+            .expect("read")
+            .map(|s| s.id),
+        Some(inv.id)
+    );
+    // Single use.
+    assert_eq!(
+        store
+            .accept_invite("hash-a", cy, NOW + 3)
+            .await
+            .expect("read"),
+        None
+    );
+    // Expired invites cannot be accepted.
+    store
+        .create_invite(NewInvite {
+            expires_ms: NOW + 10,
+            ..invite(ana, "old", ShareRole::Clinician)
+        })
+        .await
+        .expect("invite");
+    assert_eq!(
+        store
+            .accept_invite("hash-old", cy, NOW + 10)
+            .await
+            .expect("read"),
+        None
+    );
+    // Following the same person twice is refused.
+    store
+        .create_invite(invite(ana, "b", ShareRole::Clinician))
+        .await
+        .expect("invite");
+    match store.accept_invite("hash-b", ben, NOW + 4).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Nobody else has a share with ana.
+    assert_eq!(store.active_share(ana, cy).await.expect("read"), None);
+    assert_eq!(
+        store.active_share(ben, ana).await.expect("read"),
+        None,
+        "shares are one-way"
+    );
+}
+
+pub async fn shares_are_revoked_at_once_and_listed_per_owner_and_follower(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let cy = user(store, "cy@example.org").await;
+    // Cy follows both ana and ben (a caregiver of two people).
+    for (owner, token) in [(ana, "a"), (ben, "b")] {
+        store
+            .create_invite(invite(owner, token, ShareRole::Caregiver))
+            .await
+            .expect("invite");
+        store
+            .accept_invite(&format!("hash-{token}"), cy, NOW + 1)
+            .await
+            .expect("accept")
+            .expect("live");
+    }
+    let pending = store
+        .create_invite(invite(ana, "p", ShareRole::Clinician))
+        .await
+        .expect("invite");
+    let followed: Vec<UserId> = store
+        .shares_followed(cy)
+        .await
+        .expect("read")
+        .iter()
+        .map(|s| s.owner_id)
+        .collect();
+    assert_eq!(followed.len(), 2);
+    assert!(followed.contains(&ana) && followed.contains(&ben));
+    let of_ana = store.shares_of_owner(ana).await.expect("read");
+    assert_eq!(of_ana.len(), 2, "the accepted share and the pending invite");
+    assert_eq!(of_ana[0].id, pending.id, "newest first");
+    // Revoking: effective at once; an invite revoked cannot be accepted; not someone else's.
+    let ana_share = store
+        .active_share(ana, cy)
+        .await
+        .expect("read")
+        .expect("share");
+    assert!(
+        !store
+            .revoke_share(ben, ana_share.id, NOW + 5)
+            .await
+            .expect("revoke"),
+        "not ben's"
+    );
+    assert!(store
+        .revoke_share(ana, ana_share.id, NOW + 5)
+        .await
+        .expect("revoke"));
+    assert!(
+        !store
+            .revoke_share(ana, ana_share.id, NOW + 6)
+            .await
+            .expect("revoke"),
+        "once"
+    );
+    assert_eq!(store.active_share(ana, cy).await.expect("read"), None);
+    assert!(store.active_share(ben, cy).await.expect("read").is_some());
+    assert!(store
+        .revoke_share(ana, pending.id, NOW + 5)
+        .await
+        .expect("revoke"));
+    assert_eq!(
+        store
+            .accept_invite("hash-p", ben, NOW + 6)
+            .await
+            .expect("read"),
+        None
+    );
+    // A revoked follower may be invited again.
+    store
+        .create_invite(invite(ana, "again", ShareRole::Caregiver))
+        .await
+        .expect("invite");
+    assert!(store
+        .accept_invite("hash-again", cy, NOW + 7)
+        .await
+        .expect("accept")
+        .is_some());
 }

@@ -165,4 +165,28 @@ pub trait Store: Send + Sync + 'static {
     async fn save_model(&self, user_id: UserId, model: &StoredModel) -> Result<(), StoreError>;
     /// The model fitted on the newest data.
     async fn latest_model(&self, user_id: UserId) -> Result<Option<StoredModel>, StoreError>;
+
+    // ---- sharing (a person's data with followers)
+    async fn create_invite(&self, invite: NewInvite) -> Result<Share, StoreError>;
+    /// Accepts the invite with this token hash for `follower`: single use, before it expires,
+    /// unless revoked. `None` when no such live invite exists; `Conflict` when the follower is
+    /// the owner or already follows them.
+    async fn accept_invite(
+        &self,
+        token_hash: &str,
+        follower: UserId,
+        now_ms: i64,
+    ) -> Result<Option<Share>, StoreError>;
+    /// Every share and invite of an owner, newest first.
+    async fn shares_of_owner(&self, owner: UserId) -> Result<Vec<Share>, StoreError>;
+    /// The active shares a follower has, newest first.
+    async fn shares_followed(&self, follower: UserId) -> Result<Vec<Share>, StoreError>;
+    /// The active share of `owner` with `follower`, if any: the authorization check.
+    async fn active_share(
+        &self,
+        owner: UserId,
+        follower: UserId,
+    ) -> Result<Option<Share>, StoreError>;
+    /// Revokes a share or invite of this owner; false if there was none live.
+    async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError>;
 }

@@ -151,3 +151,63 @@ pub struct StoredModel {
     pub created_ms: i64,
     pub body_json: String,
 }
+
+/// What a follower may see of the person who shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRole {
+    /// Live data, alerts, forecasts and reports (parents, partners).
+    Caregiver,
+    /// Reports only.
+    Clinician,
+}
+
+impl ShareRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareRole::Caregiver => "caregiver",
+            ShareRole::Clinician => "clinician",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "caregiver" => Some(ShareRole::Caregiver),
+            "clinician" => Some(ShareRole::Clinician),
+            _ => None,
+        }
+    }
+}
+
+/// A share of one person's data with a follower: an invite until accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Share {
+    pub id: i64,
+    pub owner_id: UserId,
+    /// Set when the invite is accepted.
+    pub follower_id: Option<UserId>,
+    pub role: ShareRole,
+    /// Whom the invite was sent to.
+    pub invite_email: String,
+    pub created_ms: i64,
+    /// The invite's expiry (an accepted share does not expire).
+    pub expires_ms: i64,
+    pub accepted_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+}
+
+impl Share {
+    /// Accepted and not revoked: the follower may read.
+    pub fn is_active(&self) -> bool {
+        self.follower_id.is_some() && self.revoked_ms.is_none()
+    }
+}
+
+/// An invite to create: only the hash of its single-use token is stored.
+#[derive(Debug, Clone)]
+pub struct NewInvite {
+    pub owner_id: UserId,
+    pub role: ShareRole,
+    pub invite_email: String,
+    pub token_hash: String,
+    pub now_ms: i64,
+    pub expires_ms: i64,
+}
