@@ -1213,3 +1213,107 @@ async fn reports_ignore_upload_order_and_duplicated_uploads_and_agree_between_un
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn invites_are_accepted_once_listed_and_revoked() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana@example.org").await;
+    let ben = s.user("ben@example.org").await;
+    let r = s
+        .req(Method::POST, "/api/v1/shares", &ana)
+        .json(&json!({"email": "ben@example.org", "role": "nurse"}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let r = s
+        .req(Method::POST, "/api/v1/shares", &ana)
+        .json(&json!({"email": "ben@example.org", "role": "caregiver"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let invite: Value = r.json().await.expect("json");
+    assert_eq!(invite["status"], "pending");
+    let token = invite["invite_token"].as_str().expect("token").to_owned();
+    // Ana cannot follow herself.
+    let r = s
+        .req(Method::POST, "/api/v1/shares/accept", &ana)
+        .json(&json!({"invite_token": token}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::CONFLICT, "conflict").await;
+    let r = s
+        .req(Method::POST, "/api/v1/shares/accept", &ben)
+        .json(&json!({"invite_token": token}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let share: Value = r.json().await.expect("json");
+    assert_eq!(share["status"], "active");
+    // Single use.
+    let r = s
+        .req(Method::POST, "/api/v1/shares/accept", &ben)
+        .json(&json!({"invite_token": token}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let following: Value = s
+        .req(Method::GET, "/api/v1/following", &ben)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(following.as_array().map(Vec::len), Some(1));
+    assert_eq!(following[0]["owner_id"], share["owner_id"]);
+    let listed: Value = s
+        .req(Method::GET, "/api/v1/shares", &ana)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["status"], "active");
+    assert!(
+        listed[0].get("invite_token").is_none(),
+        "the token is shown once"
+    );
+    // Ben cannot revoke Ana's share; Ana can, at once.
+    let id = share["id"].as_i64().expect("id");
+    let r = s
+        .req(Method::DELETE, &format!("/api/v1/shares/{id}"), &ben)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    let r = s
+        .req(Method::DELETE, &format!("/api/v1/shares/{id}"), &ana)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let following: Value = s
+        .req(Method::GET, "/api/v1/following", &ben)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(following.as_array().map(Vec::len), Some(0));
+    // Sharing needs a login session, not an API token.
+    let (_, api_token) = s.api_token(&ana, &["read"]).await;
+    let r = s
+        .req(Method::GET, "/api/v1/shares", &api_token)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::FORBIDDEN, "session_required").await;
+    s.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod events;
 pub mod forecast;
 pub mod readings;
 pub mod reports;
+pub mod shares;
 pub mod tokens;
 pub mod treatments;
 

@@ -1,0 +1,186 @@
+//! Sharing a person's data with followers (caregivers, clinicians): invites with a single-use,
+//! expiring token, accepting with one's own account, listing and revoking. The invite token is
+//! shown once, to the person who invites (email delivery of the link is still to come); only
+//! its hash is stored.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use glucosync_domain::accounts::Email;
+use glucosync_domain::{Timestamp, ValidationError};
+use glucosync_store::{NewInvite, Share, ShareRole};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{hash_secret, new_secret, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::json::{ApiJson, ApiPath};
+use crate::state::{now_ms, AppState};
+
+/// How long an invite can be accepted.
+const INVITE_DAYS: i64 = 7;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    /// Whom to invite.
+    pub email: String,
+    /// `caregiver` (live data, alerts, forecasts, reports) or `clinician` (reports only).
+    pub role: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareOut {
+    pub id: i64,
+    pub role: String,
+    pub invite_email: String,
+    /// `pending`, `active` or `revoked`.
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub accepted_at: Option<String>,
+    /// The person whose data it is.
+    pub owner_id: i64,
+    pub follower_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedInvite {
+    #[serde(flatten)]
+    pub share: ShareOut,
+    /// The invite's secret: shown only now. The follower accepts it with their own account.
+    pub invite_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    pub invite_token: String,
+}
+
+impl From<Share> for ShareOut {
+    fn from(s: Share) -> Self {
+        let ts = |ms: i64| Timestamp::from_utc_ms(ms).to_rfc3339_utc();
+        ShareOut {
+            id: s.id,
+            role: s.role.as_str().to_owned(),
+            invite_email: s.invite_email.clone(),
+            status: if s.revoked_ms.is_some() {
+                "revoked"
+            } else if s.follower_id.is_some() {
+                "active"
+            } else {
+                "pending"
+            }
+            .to_owned(),
+            created_at: ts(s.created_ms),
+            expires_at: ts(s.expires_ms),
+            accepted_at: s.accepted_ms.map(ts),
+            owner_id: s.owner_id,
+            follower_id: s.follower_id,
+        }
+    }
+}
+
+/// Invite a follower. The response carries the invite token, once.
+#[utoipa::path(post, path = "/shares", tag = "sharing", request_body = InviteRequest,
+    responses((status = 201, body = CreatedInvite), (status = 403, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+pub async fn invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<InviteRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedInvite>)> {
+    caller.require_session()?;
+    let email = Email::parse(&req.email).map_err(|_| {
+        ApiError::validation(ValidationError::new("email", "is not an email address"))
+    })?;
+    let role = ShareRole::parse(&req.role).ok_or_else(|| {
+        ApiError::validation(ValidationError::new(
+            "role",
+            "must be caregiver or clinician",
+        ))
+    })?;
+    let now = now_ms();
+    let token = new_secret("gsi_");
+    let share = state
+        .store
+        .create_invite(NewInvite {
+            owner_id: caller.user_id,
+            role,
+            invite_email: email.as_str().to_owned(),
+            token_hash: hash_secret(&token),
+            now_ms: now,
+            expires_ms: now + INVITE_DAYS * 86_400_000,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInvite {
+            share: share.into(),
+            invite_token: token,
+        }),
+    ))
+}
+
+/// The caller's shares and invites, newest first.
+#[utoipa::path(get, path = "/shares", tag = "sharing",
+    responses((status = 200, body = Vec<ShareOut>), (status = 403, body = crate::error::Problem)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ShareOut>>> {
+    caller.require_session()?;
+    let shares = state.store.shares_of_owner(caller.user_id).await?;
+    Ok(Json(shares.into_iter().map(ShareOut::from).collect()))
+}
+
+/// Revoke a share or a pending invite: effective at once.
+#[utoipa::path(delete, path = "/shares/{id}", tag = "sharing", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    caller.require_session()?;
+    if state
+        .store
+        .revoke_share(caller.user_id, id, now_ms())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("share"))
+    }
+}
+
+/// Accept an invite with the caller's own account.
+#[utoipa::path(post, path = "/shares/accept", tag = "sharing", request_body = AcceptRequest,
+    responses((status = 200, body = ShareOut), (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem)))]
+pub async fn accept(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<AcceptRequest>,
+) -> ApiResult<Json<ShareOut>> {
+    caller.require_session()?;
+    if req.invite_token.is_empty() || req.invite_token.len() > 200 {
+        return Err(ApiError::NotFound("invite"));
+    }
+    let share = state
+        .store
+        .accept_invite(&hash_secret(&req.invite_token), caller.user_id, now_ms())
+        .await?
+        .ok_or(ApiError::NotFound("invite"))?;
+    Ok(Json(share.into()))
+}
+
+/// The people the caller follows.
+#[utoipa::path(get, path = "/following", tag = "sharing",
+    responses((status = 200, body = Vec<ShareOut>)))]
+pub async fn following(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ShareOut>>> {
+    caller.require_session()?;
+    let shares = state.store.shares_followed(caller.user_id).await?;
+    Ok(Json(shares.into_iter().map(ShareOut::from).collect()))
+}
