@@ -1284,6 +1284,22 @@ async fn invites_are_accepted_once_listed_and_revoked() {
         listed[0].get("invite_token").is_none(),
         "the token is shown once"
     );
+    // Ben, a caregiver now, reads Ana's reports; a stranger cannot.
+    let owner = share["owner_id"].as_i64().expect("owner");
+    let summary = format!("/api/v1/reports/summary?person={owner}");
+    let r = s
+        .req(Method::GET, &summary, &ben)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let cy = s.user("cy@example.org").await;
+    let r = s
+        .req(Method::GET, &summary, &cy)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     // Ben cannot revoke Ana's share; Ana can, at once.
     let id = share["id"].as_i64().expect("id");
     let r = s
@@ -1307,6 +1323,12 @@ async fn invites_are_accepted_once_listed_and_revoked() {
         .await
         .expect("json");
     assert_eq!(following.as_array().map(Vec::len), Some(0));
+    let r = s
+        .req(Method::GET, &summary, &ben)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     // Sharing needs a login session, not an API token.
     let (_, api_token) = s.api_token(&ana, &["read"]).await;
     let r = s

@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::Json;
-use glucosync_domain::accounts::Scope;
 use glucosync_domain::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -10,6 +9,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::forecasting::ForecastPointOut;
+use crate::json::ApiQuery;
 use crate::state::AppState;
 
 /// The forecast issued from the person's newest CGM reading, whatever its age (`issued_at`
@@ -21,13 +21,30 @@ pub struct ForecastOut {
     pub points: Vec<ForecastPointOut>,
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PersonParams {
+    /// Whose forecast: a person who shares with the caller as a caregiver (default: the caller).
+    pub person: Option<i64>,
+}
+
 /// The latest forecast (informational; not for dosing decisions).
-#[utoipa::path(get, path = "/forecast", tag = "forecast",
+#[utoipa::path(get, path = "/forecast", tag = "forecast", params(PersonParams),
     responses((status = 200, body = ForecastOut), (status = 404, body = crate::error::Problem)))]
-pub async fn latest(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ForecastOut>> {
-    caller.require(Scope::Read)?;
-    let subject = caller.user_id;
-    crate::api::reports::authorize_read(&caller, subject)?;
+pub async fn latest(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PersonParams>,
+) -> ApiResult<Json<ForecastOut>> {
+    let subject = params.person.unwrap_or(caller.user_id);
+    crate::api::reports::authorize_read(
+        &state,
+        &caller,
+        subject,
+        crate::api::reports::Access::Live,
+    )
+    .await?;
     let stored = state
         .forecaster
         .latest(&state, subject)

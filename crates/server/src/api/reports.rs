@@ -22,6 +22,8 @@ use crate::state::{now_ms, AppState};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryParams {
+    /// Whose data: a person who shares with the caller (default: the caller).
+    pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
@@ -103,10 +105,11 @@ struct ReportContext {
 async fn context(
     state: &AppState,
     caller: &Caller,
+    person: Option<i64>,
     unit: Option<&str>,
 ) -> ApiResult<ReportContext> {
-    let subject = caller.user_id;
-    authorize_read(caller, subject)?;
+    let subject = person.unwrap_or(caller.user_id);
+    authorize_read(state, caller, subject, Access::Reports).await?;
     let user = state
         .store
         .user_by_id(subject)
@@ -122,14 +125,35 @@ async fn context(
     })
 }
 
-/// Who may read whose reports. Today: the person themself; shares (followers, clinicians)
-/// extend this one check.
-pub(crate) fn authorize_read(caller: &Caller, subject: UserId) -> Result<(), ApiError> {
+/// What a follower wants to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reports: caregivers and clinicians.
+    Reports,
+    /// Live data (readings, forecasts): caregivers only.
+    Live,
+}
+
+/// Who may read whose data: the person themself, and followers with an active share (any
+/// role for reports, caregivers for live data). Anyone else gets 404, as if the person did
+/// not exist.
+pub(crate) async fn authorize_read(
+    state: &AppState,
+    caller: &Caller,
+    subject: UserId,
+    access: Access,
+) -> Result<(), ApiError> {
     caller.require(Scope::Read)?;
     if caller.user_id == subject {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("person"))
+        return Ok(());
+    }
+    match state.store.active_share(subject, caller.user_id).await? {
+        Some(share)
+            if access == Access::Reports || share.role == glucosync_store::ShareRole::Caregiver =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::NotFound("person")),
     }
 }
 
@@ -151,7 +175,8 @@ pub async fn summary(
     ApiQuery(params): ApiQuery<SummaryParams>,
 ) -> ApiResult<Json<SummaryReport>> {
     let unit = params.unit.as_deref().unwrap_or("mg/dL");
-    let ReportContext { subject, tz, unit } = context(&state, &caller, Some(unit)).await?;
+    let ReportContext { subject, tz, unit } =
+        context(&state, &caller, params.person, Some(unit)).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let s = analytics::summary(&points, &tz);
@@ -207,6 +232,8 @@ pub async fn summary(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AgpParams {
+    /// Whose data: a person who shares with the caller (default: the caller).
+    pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
@@ -264,7 +291,7 @@ pub async fn agp(
 ) -> ApiResult<Json<AgpReport>> {
     use chrono::{TimeZone, Timelike};
     let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.unit.as_deref()).await?;
+        context(&state, &caller, params.person, params.unit.as_deref()).await?;
     let smoothing = params.smoothing.unwrap_or(3);
     if smoothing > 12 {
         return Err(ApiError::validation(
@@ -358,7 +385,7 @@ pub async fn events(
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<EventsReport>> {
     let ReportContext { subject, unit, .. } =
-        context(&state, &caller, params.unit.as_deref()).await?;
+        context(&state, &caller, params.person, params.unit.as_deref()).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let events = glucosync_domain::events::events(&points)
@@ -384,6 +411,8 @@ pub async fn events(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodUnitParams {
+    /// Whose data: a person who shares with the caller (default: the caller).
+    pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
@@ -489,6 +518,8 @@ pub struct DailyReport {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DailyParams {
+    /// Whose data: a person who shares with the caller (default: the caller).
+    pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
@@ -510,7 +541,7 @@ pub async fn daily(
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.unit.as_deref()).await?;
+        context(&state, &caller, params.person, params.unit.as_deref()).await?;
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -604,7 +635,7 @@ pub async fn hourly(
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<HourlyReport>> {
     let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.unit.as_deref()).await?;
+        context(&state, &caller, params.person, params.unit.as_deref()).await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let hours = statistics::hourly(&points, &tz)
