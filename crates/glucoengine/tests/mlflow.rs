@@ -302,17 +302,18 @@ async fn evaluations_and_fits_are_logged_to_mlflow_and_read_back() {
     assert!(r.status().is_success(), "{}", r.status());
     let started = Instant::now();
     let run = loop {
+        // Finished: the run is created first, its metrics and artifact follow.
         if let Some(run) = mlflow
             .runs("glucosync-forecast-personal")
             .await
             .into_iter()
-            .next()
+            .find(|r| r["info"]["status"] == "FINISHED")
         {
             break run;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "no personal fit in MLflow after 30 s"
+            "no finished personal fit in MLflow after 30 s"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
