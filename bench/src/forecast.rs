@@ -7,21 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use glucosync_domain::forecast::{self, evaluation::parse_csv, Series};
 
-use crate::{row, start_engine_with, time, Args, PASSWORD};
+use crate::reports::median_time;
+use crate::{row, start_engine_with, time, Args};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/domain/tests/data");
-
-fn median_time(mut f: impl FnMut(), runs: usize) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
 
 fn people() -> Result<Vec<Series>> {
     let mut files: Vec<_> = std::fs::read_dir(DATA)
@@ -237,24 +226,15 @@ where
     Ok(out)
 }
 
-/// Signs up and logs in person `n`, from an address of their own (the engines trust the
-/// loopback proxy's X-Forwarded-For: signups are limited per address).
+/// Person `n`, from an address of their own (the engines trust the loopback proxy's
+/// X-Forwarded-For: signups are limited per address).
 async fn person(client: reqwest::Client, base: String, n: usize) -> Result<String> {
-    let email = format!("forecast-{n}@example.org");
     let address = format!("10.0.{}.{}", n / 250, n % 250 + 1);
-    client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .header("x-forwarded-for", &address)
-        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await?;
-    let v: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .header("x-forwarded-for", &address)
-        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(v["token"].as_str().context("no token")?.to_owned())
+    crate::session_token(
+        &client,
+        &base,
+        &format!("forecast-{n}@example.org"),
+        Some(&address),
+    )
+    .await
 }

@@ -152,14 +152,30 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 }
 
 pub(crate) async fn token(client: &reqwest::Client, base: &str) -> Result<String> {
-    client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&json!({"email": "bench@example.org", "password": PASSWORD}))
+    session_token(client, base, "bench@example.org", None).await
+}
+
+/// Signs `email` up (if new) and logs in; `address` is sent as X-Forwarded-For (for engines
+/// that trust the loopback proxy: signups are limited per address).
+pub(crate) async fn session_token(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    address: Option<&str>,
+) -> Result<String> {
+    let post = |path: &str| {
+        let r = client.post(format!("{base}{path}"));
+        match address {
+            Some(a) => r.header("x-forwarded-for", a),
+            None => r,
+        }
+    };
+    post("/api/v1/auth/signup")
+        .json(&json!({"email": email, "password": PASSWORD}))
         .send()
         .await?;
-    let v: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "bench@example.org", "password": PASSWORD}))
+    let v: Value = post("/api/v1/auth/login")
+        .json(&json!({"email": email, "password": PASSWORD}))
         .send()
         .await?
         .json()

@@ -34,7 +34,8 @@ fn ninety_days(end_ms: i64) -> Vec<GlucosePoint> {
         .collect()
 }
 
-fn median_time(mut f: impl FnMut(), runs: usize) -> Duration {
+/// The median duration of `runs` calls of `f`.
+pub(crate) fn median_time(mut f: impl FnMut(), runs: usize) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();

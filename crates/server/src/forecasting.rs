@@ -180,11 +180,12 @@ impl Forecaster {
         user: UserId,
         reading_ms: i64,
     ) -> Result<Option<StoredForecast>, ApiError> {
-        let model = self.model(state, user).await?;
-        let from = reading_ms - HISTORY_MS;
+        // Before any lookup: a skipped reading costs nothing more.
         if self.too_close(user, reading_ms) {
             return Ok(None);
         }
+        let model = self.model(state, user).await?;
+        let from = reading_ms - HISTORY_MS;
         let scales = model.record.as_ref().map(|r| r.scales).unwrap_or_default();
         let series = match self.cached_series(user, from, reading_ms, scales) {
             Some(series) => series,
