@@ -240,7 +240,7 @@ async fn api_rate_limit(state: &AppState, user: UserId) -> Result<(), ApiError> 
     }
     let key = format!("api:{user}");
     match state
-        .limiter
+        .api_limiter
         .hit(&key, per_minute, std::time::Duration::from_secs(60))
         .await
     {

@@ -407,18 +407,16 @@ impl Forecaster {
         self.store_later(state, user, f);
     }
 
-    /// With replicas: the latest forecast goes into the shared cache (Redis), for all of them.
+    /// With replicas: the latest forecast goes into the shared cache (Redis), for all of them,
+    /// unless a later one is there (a backfilled reading's forecast is not the latest).
     async fn publish_shared(&self, state: &AppState, user: UserId, f: &StoredForecast) {
-        let key = latest_key(user);
-        let newer = match state.cache.get(&key).await {
-            Ok(Some(text)) => from_cached(&text)
-                .is_none_or(|c| (f.issued_ms, f.created_ms) >= (c.issued_ms, c.created_ms)),
-            _ => true,
-        };
-        if newer {
-            if let Err(e) = state.cache.put(&key, &to_cached(f), LATEST_TTL).await {
-                tracing::warn!(error = %e, "could not cache the latest forecast");
-            }
+        let rank = (f.issued_ms, f.created_ms);
+        if let Err(e) = state
+            .cache
+            .put_ranked(&latest_key(user), rank, &to_cached(f), LATEST_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "could not cache the latest forecast");
         }
     }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glucosync_shared_state::{
-    MemoryBus, MemoryCache, MemoryRateLimiter, RedisBus, RedisCache, RedisConnection,
+    MemoryBus, MemoryCache, MemoryRateLimiter, RateLimiter, BatchingRateLimiter, RedisBus, RedisCache, RedisConnection,
     RedisRateLimiter,
 };
 use glucosync_store::{Store, StoreError};
@@ -106,18 +106,25 @@ impl Server {
             None => None,
         };
         let shared = match &config.redis_url {
-            None => SharedState {
-                cache: Arc::new(MemoryCache::new()),
-                limiter: Arc::new(MemoryRateLimiter::new()),
-                bus: Arc::new(MemoryBus::new()),
-                redis: None,
-            },
+            None => {
+                let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new());
+                SharedState {
+                    cache: Arc::new(MemoryCache::new()),
+                    api_limiter: limiter.clone(),
+                    limiter,
+                    bus: Arc::new(MemoryBus::new()),
+                    redis: None,
+                }
+            }
             Some(url) => {
                 let redis = RedisConnection::open(url.expose())
                     .map_err(|e| StartError::Unsupported(e.to_string()))?;
+                let limiter: Arc<dyn RateLimiter> = Arc::new(RedisRateLimiter::new(redis.clone()));
                 SharedState {
                     cache: Arc::new(RedisCache::new(redis.clone())),
-                    limiter: Arc::new(RedisRateLimiter::new(redis.clone())),
+                    // Checked on every request: counted here, settled with Redis in batches.
+                    api_limiter: Arc::new(BatchingRateLimiter::new(limiter.clone())),
+                    limiter,
                     bus: Arc::new(RedisBus::new(redis.clone())),
                     redis: Some(redis),
                 }

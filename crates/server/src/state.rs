@@ -16,7 +16,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn Cache>,
+    /// Login and sign-up limits (exact).
     pub limiter: Arc<dyn RateLimiter>,
+    /// The per-person API limit, checked on every request (approximate across replicas).
+    pub api_limiter: Arc<dyn RateLimiter>,
     pub bus: Arc<dyn EventBus>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
@@ -53,6 +56,7 @@ impl AppState {
             store,
             cache: shared.cache,
             limiter: shared.limiter,
+            api_limiter: shared.api_limiter,
             bus: shared.bus,
             redis: shared.redis,
             metrics,
@@ -68,7 +72,10 @@ impl AppState {
 /// The shared-state services: in-process, or in Redis for a cluster.
 pub struct SharedState {
     pub cache: Arc<dyn Cache>,
+    /// Login and sign-up limits (exact).
     pub limiter: Arc<dyn RateLimiter>,
+    /// The per-person API limit, checked on every request (approximate across replicas).
+    pub api_limiter: Arc<dyn RateLimiter>,
     pub bus: Arc<dyn EventBus>,
     pub redis: Option<Arc<RedisConnection>>,
 }

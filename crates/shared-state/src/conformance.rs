@@ -33,6 +33,19 @@ pub async fn rate_limiter_counts_per_key(limiter: &dyn RateLimiter, prefix: &str
     ));
 }
 
+pub async fn rate_limiter_adds_several_hits_at_once(limiter: &dyn RateLimiter, prefix: &str) {
+    let key = format!("{prefix}:batch");
+    let window = Duration::from_secs(60);
+    let first = limiter.add(&key, 5, window).await.expect("add");
+    assert_eq!(first.count, 5);
+    assert!(first.resets_in <= window && first.resets_in > window / 2);
+    assert_eq!(limiter.add(&key, 2, window).await.expect("add").count, 7);
+    assert!(matches!(
+        limiter.hit(&key, 7, window).await.expect("hit"),
+        RateDecision::Limited { .. }
+    ));
+}
+
 pub async fn rate_limiter_windows_expire(limiter: &dyn RateLimiter, prefix: &str) {
     let key = format!("{prefix}:short");
     let window = Duration::from_millis(300);
@@ -73,6 +86,26 @@ pub async fn cache_stores_expires_and_removes(cache: &dyn Cache, prefix: &str) {
     assert_eq!(cache.get(&k1).await.expect("get"), None, "removed");
 }
 
+pub async fn cache_keeps_the_highest_ranked_value(cache: &dyn Cache, prefix: &str) {
+    let key = format!("{prefix}:ranked");
+    let ttl = Duration::from_secs(60);
+    assert!(cache.put_ranked(&key, (10, 1), "ten", ttl).await.expect("put"));
+    assert!(!cache.put_ranked(&key, (9, 5), "nine", ttl).await.expect("put"));
+    assert!(!cache.put_ranked(&key, (10, 0), "ten, older", ttl).await.expect("put"));
+    assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("ten"));
+    assert!(cache.put_ranked(&key, (10, 1), "ten, again", ttl).await.expect("put"));
+    assert!(cache.put_ranked(&key, (-1, 0), "x", ttl).await.is_ok());
+    assert!(cache.put_ranked(&key, (11, -3), "eleven", ttl).await.expect("put"));
+    assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("eleven"));
+    // Removing the value forgets its rank too.
+    cache
+        .remove(std::slice::from_ref(&key))
+        .await
+        .expect("remove");
+    assert!(cache.put_ranked(&key, (1, 0), "one", ttl).await.expect("put"));
+    assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("one"));
+}
+
 pub async fn bus_delivers_to_subscribers_of_the_topic(
     publisher: &dyn EventBus,
     subscriber: &dyn EventBus,
@@ -105,12 +138,14 @@ mod tests {
     async fn memory_rate_limiter() {
         let l = MemoryRateLimiter::new();
         rate_limiter_counts_per_key(&l, "t").await;
+        rate_limiter_adds_several_hits_at_once(&l, "t").await;
         rate_limiter_windows_expire(&l, "t").await;
     }
 
     #[tokio::test]
     async fn memory_cache() {
         cache_stores_expires_and_removes(&MemoryCache::new(), "t").await;
+        cache_keeps_the_highest_ranked_value(&MemoryCache::new(), "t").await;
     }
 
     #[tokio::test]

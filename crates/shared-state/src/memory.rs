@@ -10,7 +10,7 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::{Cache, EventBus, RateDecision, RateLimiter, SharedStateError};
+use crate::{Cache, EventBus, RateLimiter, SharedStateError, WindowCount};
 
 /// Entries kept before expired ones are swept; bounds memory under key churn.
 const SWEEP_AT: usize = 100_000;
@@ -21,7 +21,7 @@ fn poisoned() -> SharedStateError {
 
 #[derive(Default)]
 pub struct MemoryRateLimiter {
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    windows: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl MemoryRateLimiter {
@@ -32,12 +32,12 @@ impl MemoryRateLimiter {
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn hit(
+    async fn add(
         &self,
         key: &str,
-        limit: u32,
+        hits: u32,
         window: Duration,
-    ) -> Result<RateDecision, SharedStateError> {
+    ) -> Result<WindowCount, SharedStateError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().map_err(|_| poisoned())?;
         if windows.len() >= SWEEP_AT {
@@ -47,14 +47,10 @@ impl RateLimiter for MemoryRateLimiter {
         if entry.0 <= now {
             *entry = (now + window, 0);
         }
-        if entry.1 >= limit {
-            return Ok(RateDecision::Limited {
-                retry_after: entry.0.saturating_duration_since(now),
-            });
-        }
-        entry.1 += 1;
-        Ok(RateDecision::Allowed {
-            remaining: limit - entry.1,
+        entry.1 += u64::from(hits);
+        Ok(WindowCount {
+            count: entry.1,
+            resets_in: entry.0.saturating_duration_since(now),
         })
     }
 
@@ -67,6 +63,8 @@ impl RateLimiter for MemoryRateLimiter {
 #[derive(Default)]
 pub struct MemoryCache {
     entries: Mutex<HashMap<String, (Instant, String)>>,
+    /// The ranks of values stored with `put_ranked`.
+    ranks: Mutex<HashMap<String, (Instant, (i64, i64))>>,
 }
 
 impl MemoryCache {
@@ -98,10 +96,36 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
+    async fn put_ranked(
+        &self,
+        key: &str,
+        rank: (i64, i64),
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, SharedStateError> {
+        let now = Instant::now();
+        {
+            let mut ranks = self.ranks.lock().map_err(|_| poisoned())?;
+            if ranks.len() >= SWEEP_AT {
+                ranks.retain(|_, (expires, _)| *expires > now);
+            }
+            if let Some((expires, stored)) = ranks.get(key) {
+                if *expires > now && *stored > rank {
+                    return Ok(false);
+                }
+            }
+            ranks.insert(key.to_owned(), (now + ttl, rank));
+        }
+        self.put(key, value, ttl).await?;
+        Ok(true)
+    }
+
     async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError> {
         let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        let mut ranks = self.ranks.lock().map_err(|_| poisoned())?;
         for k in keys {
             entries.remove(k);
+            ranks.remove(k);
         }
         Ok(())
     }

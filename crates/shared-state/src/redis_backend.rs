@@ -3,7 +3,8 @@
 //!
 //! Connections are made lazily and remade after any connection error, asking Sentinel for the
 //! current master each time, so a failover needs no restart. Every key and channel is prefixed
-//! `glucosync:`. Live events use one pattern subscription per replica, fanned out locally.
+//! `glucosync:`. Live events use one subscriber connection per replica, subscribed to the topics
+//! its own subscribers follow, fanned out locally.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
 use tokio::sync::Mutex;
 
 use crate::memory::MemoryBus;
-use crate::{Cache, EventBus, RateDecision, RateLimiter, SharedStateError};
+use crate::{Cache, EventBus, RateLimiter, SharedStateError, WindowCount};
 
 const PREFIX: &str = "glucosync:";
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -196,8 +197,8 @@ impl RedisRateLimiter {
         // together, atomically, whatever the number of replicas.
         let script = redis::Script::new(
             r"
-            local n = redis.call('INCR', KEYS[1])
-            if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+            local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+            if n == tonumber(ARGV[2]) or redis.call('PTTL', KEYS[1]) < 0 then
                 redis.call('PEXPIRE', KEYS[1], ARGV[1])
             end
             return {n, redis.call('PTTL', KEYS[1])}
@@ -209,31 +210,26 @@ impl RedisRateLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
-    async fn hit(
+    async fn add(
         &self,
         key: &str,
-        limit: u32,
+        hits: u32,
         window: Duration,
-    ) -> Result<RateDecision, SharedStateError> {
+    ) -> Result<WindowCount, SharedStateError> {
         let key = format!("{PREFIX}rate:{key}");
         let window_ms = window.as_millis().max(1) as u64;
         let (count, ttl_ms): (u64, i64) = self
             .redis
             .run(|mut c| {
                 let mut invocation = self.script.key(&key);
-                invocation.arg(window_ms);
+                invocation.arg(window_ms).arg(hits);
                 async move { invocation.invoke_async(&mut c).await }
             })
             .await?;
-        if count > u64::from(limit) {
-            Ok(RateDecision::Limited {
-                retry_after: Duration::from_millis(ttl_ms.max(0) as u64),
-            })
-        } else {
-            Ok(RateDecision::Allowed {
-                remaining: limit - count as u32,
-            })
-        }
+        Ok(WindowCount {
+            count,
+            resets_in: Duration::from_millis(ttl_ms.max(0) as u64),
+        })
     }
 
     async fn reset(&self, key: &str) -> Result<(), SharedStateError> {
@@ -249,11 +245,29 @@ impl RateLimiter for RedisRateLimiter {
 
 pub struct RedisCache {
     redis: Arc<RedisConnection>,
+    put_ranked: redis::Script,
 }
 
 impl RedisCache {
     pub fn new(redis: Arc<RedisConnection>) -> Self {
-        RedisCache { redis }
+        // The rank lives beside the value (`<key>:rank`, same expiry), so `get` stays a GET.
+        let put_ranked = redis::Script::new(
+            r"
+            local stored = redis.call('GET', KEYS[2])
+            if stored then
+                local a, b = string.match(stored, '^(-?%d+) (-?%d+)$')
+                a, b = tonumber(a), tonumber(b)
+                local x, y = tonumber(ARGV[1]), tonumber(ARGV[2])
+                if a > x or (a == x and b > y) then
+                    return 0
+                end
+            end
+            redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+            redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[4])
+            return 1
+            ",
+        );
+        RedisCache { redis, put_ranked }
     }
 }
 
@@ -280,11 +294,40 @@ impl Cache for RedisCache {
             .await
     }
 
+    async fn put_ranked(
+        &self,
+        key: &str,
+        rank: (i64, i64),
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, SharedStateError> {
+        let key = format!("{PREFIX}cache:{key}");
+        let rank_key = format!("{key}:rank");
+        let ms = ttl.as_millis().max(1) as u64;
+        let stored: i64 = self
+            .redis
+            .run(|mut c| {
+                let mut invocation = self.put_ranked.key(&key);
+                invocation
+                    .key(&rank_key)
+                    .arg(rank.0)
+                    .arg(rank.1)
+                    .arg(value)
+                    .arg(ms);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(stored == 1)
+    }
+
     async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = keys.iter().map(|k| format!("{PREFIX}cache:{k}")).collect();
+        let keys: Vec<String> = keys
+            .iter()
+            .flat_map(|k| [format!("{PREFIX}cache:{k}"), format!("{PREFIX}cache:{k}:rank")])
+            .collect();
         self.redis
             .run(|mut c| {
                 let keys = keys.clone();
@@ -294,14 +337,25 @@ impl Cache for RedisCache {
     }
 }
 
-/// Publishes with PUBLISH; receives through one `PSUBSCRIBE glucosync:bus:*` connection per
-/// replica that a background task keeps alive (reconnecting through Sentinel after a failover)
-/// and fans out to local subscribers.
+/// Publishes with PUBLISH; receives through one subscriber connection per replica that a
+/// background task keeps alive (reconnecting through Sentinel after a failover) and fans out to
+/// local subscribers. The replica subscribes only to the topics its own subscribers follow
+/// (SUBSCRIBE with the first, UNSUBSCRIBE after the last), so Redis sends each event to the
+/// replicas that want it and nowhere else: an upload nobody watches costs one PUBLISH.
 pub struct RedisBus {
     redis: Arc<RedisConnection>,
     local: Arc<MemoryBus>,
-    /// Whether the `PSUBSCRIBE` connection is live.
-    listening: tokio::sync::watch::Receiver<bool>,
+    /// Local subscribers per topic.
+    topics: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+}
+
+/// What `subscribe` and dropped subscriptions ask of the subscriber task.
+enum Control {
+    /// Make sure the topic is subscribed on the live connection; answer when it is.
+    Subscribe(String, tokio::sync::oneshot::Sender<()>),
+    /// The topic's last local subscriber left.
+    Unsubscribe(String),
 }
 
 /// How long `subscribe` waits for the Redis subscription to be live (at startup, or while it
@@ -313,58 +367,152 @@ const BUS_PREFIX: &str = "glucosync:bus:";
 impl RedisBus {
     pub fn new(redis: Arc<RedisConnection>) -> Self {
         let local = Arc::new(MemoryBus::new());
-        let (r, l) = (redis.clone(), local.clone());
-        let (listening_tx, listening) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move { receive_forever(r, l, listening_tx).await });
+        let topics = Arc::default();
+        let (control, requests) = tokio::sync::mpsc::unbounded_channel();
+        let (r, l, t) = (redis.clone(), local.clone(), Arc::clone(&topics));
+        tokio::spawn(async move { receive_forever(r, l, t, requests).await });
         RedisBus {
             redis,
             local,
-            listening,
+            topics,
+            control,
         }
     }
+}
+
+type Topics = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
+fn channel_of(topic: &str) -> String {
+    format!("{BUS_PREFIX}{topic}")
 }
 
 async fn receive_forever(
     redis: Arc<RedisConnection>,
     local: Arc<MemoryBus>,
-    listening: tokio::sync::watch::Sender<bool>,
+    topics: Topics,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<Control>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Subscribers waiting for a connection.
+    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
-        match redis.client().await {
-            Ok(client) => match client.get_async_pubsub().await {
-                Ok(mut pubsub) => {
-                    if pubsub.psubscribe(format!("{BUS_PREFIX}*")).await.is_ok() {
-                        backoff = Duration::from_millis(100);
-                        tracing::info!("subscribed to live events in Redis");
-                        listening.send_replace(true);
-                        let mut messages = pubsub.on_message();
-                        while let Some(msg) = messages.next().await {
-                            let channel = msg.get_channel_name().to_owned();
+        let connected = match redis.client().await {
+            Ok(client) => client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "cannot subscribe to live events in Redis")),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach Redis for live events");
+                Err(())
+            }
+        };
+        if let Ok(pubsub) = connected {
+            let (mut sink, mut messages) = pubsub.split();
+            let wanted: Vec<String> = match topics.lock() {
+                Ok(t) => t.keys().map(|k| channel_of(k)).collect(),
+                Err(_) => Vec::new(),
+            };
+            if wanted.is_empty() || sink.subscribe(&wanted).await.is_ok() {
+                backoff = Duration::from_millis(100);
+                tracing::info!(topics = wanted.len(), "subscribed to live events in Redis");
+                let mut live: std::collections::HashSet<String> = wanted.into_iter().collect();
+                for w in waiting.drain(..) {
+                    let _ = w.send(());
+                }
+                loop {
+                    tokio::select! {
+                        message = messages.next() => {
+                            let Some(msg) = message else { break };
                             if let (Some(topic), Ok(payload)) = (
-                                channel.strip_prefix(BUS_PREFIX),
+                                msg.get_channel_name().strip_prefix(BUS_PREFIX),
                                 msg.get_payload::<String>(),
                             ) {
                                 let _ = local.publish(topic, &payload).await;
                             }
                         }
-                        listening.send_replace(false);
-                        tracing::warn!("lost the Redis subscription for live events; reconnecting");
+                        request = requests.recv() => match request {
+                            None => return,
+                            Some(Control::Subscribe(topic, done)) => {
+                                let channel = channel_of(&topic);
+                                if live.contains(&channel) || sink.subscribe(&channel).await.is_ok() {
+                                    live.insert(channel);
+                                    let _ = done.send(());
+                                } else {
+                                    // The connection is gone: the topic is subscribed with
+                                    // all the others once it is back.
+                                    waiting.push(done);
+                                    break;
+                                }
+                            }
+                            Some(Control::Unsubscribe(topic)) => {
+                                let unwanted = topics.lock().is_ok_and(|t| !t.contains_key(&topic));
+                                let channel = channel_of(&topic);
+                                if unwanted && live.remove(&channel) && sink.unsubscribe(&channel).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot subscribe to live events in Redis"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot reach Redis for live events"),
+                tracing::warn!("lost the Redis subscription for live events; reconnecting");
+            }
         }
-        tokio::time::sleep(backoff).await;
+        // While disconnected, keep taking requests (their topics are in `topics` and are
+        // subscribed on reconnection) so that nobody waits on a full queue.
+        let pause = tokio::time::sleep(backoff);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                request = requests.recv() => match request {
+                    None => return,
+                    Some(Control::Subscribe(_, done)) => waiting.push(done),
+                    Some(Control::Unsubscribe(_)) => {}
+                }
+            }
+        }
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// A local subscriber's stream; dropping it tells the subscriber task when a topic has no
+/// local subscribers left.
+struct Subscription {
+    events: BoxStream<'static, String>,
+    topic: String,
+    topics: Topics,
+    control: tokio::sync::mpsc::UnboundedSender<Control>,
+}
+
+impl futures::Stream for Subscription {
+    type Item = String;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<String>> {
+        self.events.poll_next_unpin(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let Ok(mut topics) = self.topics.lock() else {
+            return;
+        };
+        if let Some(n) = topics.get_mut(&self.topic) {
+            *n -= 1;
+            if *n == 0 {
+                topics.remove(&self.topic);
+                let _ = self.control.send(Control::Unsubscribe(self.topic.clone()));
+            }
+        }
     }
 }
 
 #[async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, topic: &str, payload: &str) -> Result<(), SharedStateError> {
-        let channel = format!("{BUS_PREFIX}{topic}");
+        let channel = channel_of(topic);
         self.redis
             .run(|mut c| {
                 let (channel, payload) = (channel.clone(), payload.to_owned());
@@ -374,12 +522,30 @@ impl EventBus for RedisBus {
     }
 
     /// Returns once events published from now on will arrive: the replica's Redis
-    /// subscription is live (or `LISTENING_WAIT` has passed while Redis is unreachable;
-    /// delivery is at most once either way).
+    /// subscription to the topic is live (or `LISTENING_WAIT` has passed while Redis is
+    /// unreachable; delivery is at most once either way).
     async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError> {
-        let stream = self.local.subscribe(topic).await?;
-        let mut listening = self.listening.clone();
-        let _ = tokio::time::timeout(LISTENING_WAIT, listening.wait_for(|live| *live)).await;
-        Ok(stream)
+        let events = self.local.subscribe(topic).await?;
+        *self
+            .topics
+            .lock()
+            .map_err(|_| SharedStateError::Unavailable("bus lock poisoned".into()))?
+            .entry(topic.to_owned())
+            .or_default() += 1;
+        let subscription = Subscription {
+            events,
+            topic: topic.to_owned(),
+            topics: self.topics.clone(),
+            control: self.control.clone(),
+        };
+        let (done, live) = tokio::sync::oneshot::channel();
+        if self
+            .control
+            .send(Control::Subscribe(topic.to_owned(), done))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(LISTENING_WAIT, live).await;
+        }
+        Ok(subscription.boxed())
     }
 }

@@ -24,6 +24,7 @@ async fn redis_rate_limiter() {
     let limiter = RedisRateLimiter::new(RedisConnection::open(&url()).expect("url"));
     let p = prefix();
     rate_limiter_counts_per_key(&limiter, &p).await;
+    rate_limiter_adds_several_hits_at_once(&limiter, &p).await;
     rate_limiter_windows_expire(&limiter, &p).await;
 }
 
@@ -51,11 +52,9 @@ async fn redis_rate_limits_are_shared_by_replicas() {
 
 #[tokio::test]
 async fn redis_cache() {
-    cache_stores_expires_and_removes(
-        &RedisCache::new(RedisConnection::open(&url()).expect("url")),
-        &prefix(),
-    )
-    .await;
+    let cache = RedisCache::new(RedisConnection::open(&url()).expect("url"));
+    cache_stores_expires_and_removes(&cache, &prefix()).await;
+    cache_keeps_the_highest_ranked_value(&cache, &prefix()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,4 +74,60 @@ async fn unreachable_redis_is_reported_not_hung() {
         .await
         .is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// Replicas subscribed to this channel in Redis (PUBSUB NUMSUB).
+async fn subscribers_in_redis(channel: &str) -> i64 {
+    let client = redis::Client::open(url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut c)
+        .await
+        .expect("numsub");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_subscribes_in_redis_only_while_someone_follows_the_topic() {
+    use futures::StreamExt;
+    use glucosync_shared_state::EventBus;
+    let bus = RedisBus::new(RedisConnection::open(&url()).expect("url"));
+    let topic = format!("{}:user:7", prefix());
+    let channel = format!("glucosync:bus:{topic}");
+    assert_eq!(subscribers_in_redis(&channel).await, 0);
+    let mut first = bus.subscribe(&topic).await.expect("subscribe");
+    let second = bus.subscribe(&topic).await.expect("subscribe");
+    // One subscription per replica, however many follow the topic there.
+    assert_eq!(subscribers_in_redis(&channel).await, 1);
+    drop(second);
+    let publisher = RedisBus::new(RedisConnection::open(&url()).expect("url"));
+    publisher.publish(&topic, "still here").await.expect("publish");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), first.next())
+        .await
+        .expect("delivered in time");
+    assert_eq!(got.as_deref(), Some("still here"));
+    drop(first);
+    // The last one gone, the replica leaves the channel (soon: the task does it).
+    let mut left = false;
+    for _ in 0..50 {
+        if subscribers_in_redis(&channel).await == 0 {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(left, "still subscribed after the last subscriber left");
+    // And joins again for a new one.
+    let mut again = bus.subscribe(&topic).await.expect("subscribe");
+    assert_eq!(subscribers_in_redis(&channel).await, 1);
+    publisher.publish(&topic, "back").await.expect("publish");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), again.next())
+        .await
+        .expect("delivered in time");
+    assert_eq!(got.as_deref(), Some("back"));
 }
