@@ -239,14 +239,8 @@ pub async fn run(args: &Args) -> Result<()> {
     let (three_m, one_m, direct_m) = (median(&three), median(&one), median(&direct));
     // Throughput drifts over a run (the table grows, autovacuum comes and goes): ratios are
     // taken within each round, whose configurations ran back to back, then their median.
-    let per_round = |a: &[f64], b: &[f64]| {
-        median(
-            &a.iter()
-                .zip(b)
-                .map(|(x, y)| x / y)
-                .collect::<Vec<f64>>(),
-        )
-    };
+    let per_round =
+        |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<f64>>());
     let (scaling, via_haproxy) = (per_round(&three, &one), per_round(&one, &direct));
     lat3.sort();
     lat1.sort();

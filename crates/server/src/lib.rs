@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glucosync_shared_state::{
-    MemoryBus, MemoryCache, MemoryRateLimiter, RateLimiter, BatchingRateLimiter, RedisBus, RedisCache, RedisConnection,
-    RedisRateLimiter,
+    BatchingRateLimiter, MemoryBus, MemoryCache, MemoryRateLimiter, RateLimiter, RedisBus,
+    RedisCache, RedisConnection, RedisRateLimiter,
 };
 use glucosync_store::{Store, StoreError};
 use glucosync_store_postgres::{PostgresOptions, PostgresStore};

@@ -162,10 +162,7 @@ impl RateLimiter for BatchingRateLimiter {
     }
 
     async fn reset(&self, key: &str) -> Result<(), SharedStateError> {
-        self.keys
-            .lock()
-            .map_err(|_| Self::poisoned())?
-            .remove(key);
+        self.keys.lock().map_err(|_| Self::poisoned())?.remove(key);
         self.shared.reset(key).await
     }
 }

@@ -89,20 +89,41 @@ pub async fn cache_stores_expires_and_removes(cache: &dyn Cache, prefix: &str) {
 pub async fn cache_keeps_the_highest_ranked_value(cache: &dyn Cache, prefix: &str) {
     let key = format!("{prefix}:ranked");
     let ttl = Duration::from_secs(60);
-    assert!(cache.put_ranked(&key, (10, 1), "ten", ttl).await.expect("put"));
-    assert!(!cache.put_ranked(&key, (9, 5), "nine", ttl).await.expect("put"));
-    assert!(!cache.put_ranked(&key, (10, 0), "ten, older", ttl).await.expect("put"));
+    assert!(cache
+        .put_ranked(&key, (10, 1), "ten", ttl)
+        .await
+        .expect("put"));
+    assert!(!cache
+        .put_ranked(&key, (9, 5), "nine", ttl)
+        .await
+        .expect("put"));
+    assert!(!cache
+        .put_ranked(&key, (10, 0), "ten, older", ttl)
+        .await
+        .expect("put"));
     assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("ten"));
-    assert!(cache.put_ranked(&key, (10, 1), "ten, again", ttl).await.expect("put"));
+    assert!(cache
+        .put_ranked(&key, (10, 1), "ten, again", ttl)
+        .await
+        .expect("put"));
     assert!(cache.put_ranked(&key, (-1, 0), "x", ttl).await.is_ok());
-    assert!(cache.put_ranked(&key, (11, -3), "eleven", ttl).await.expect("put"));
-    assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("eleven"));
+    assert!(cache
+        .put_ranked(&key, (11, -3), "eleven", ttl)
+        .await
+        .expect("put"));
+    assert_eq!(
+        cache.get(&key).await.expect("get").as_deref(),
+        Some("eleven")
+    );
     // Removing the value forgets its rank too.
     cache
         .remove(std::slice::from_ref(&key))
         .await
         .expect("remove");
-    assert!(cache.put_ranked(&key, (1, 0), "one", ttl).await.expect("put"));
+    assert!(cache
+        .put_ranked(&key, (1, 0), "one", ttl)
+        .await
+        .expect("put"));
     assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("one"));
 }
 

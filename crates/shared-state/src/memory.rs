@@ -60,11 +60,14 @@ impl RateLimiter for MemoryRateLimiter {
     }
 }
 
+/// When a ranked value expires, and its rank.
+type RankEntry = (Instant, (i64, i64));
+
 #[derive(Default)]
 pub struct MemoryCache {
     entries: Mutex<HashMap<String, (Instant, String)>>,
     /// The ranks of values stored with `put_ranked`.
-    ranks: Mutex<HashMap<String, (Instant, (i64, i64))>>,
+    ranks: Mutex<HashMap<String, RankEntry>>,
 }
 
 impl MemoryCache {

@@ -326,7 +326,12 @@ impl Cache for RedisCache {
         }
         let keys: Vec<String> = keys
             .iter()
-            .flat_map(|k| [format!("{PREFIX}cache:{k}"), format!("{PREFIX}cache:{k}:rank")])
+            .flat_map(|k| {
+                [
+                    format!("{PREFIX}cache:{k}"),
+                    format!("{PREFIX}cache:{k}:rank"),
+                ]
+            })
             .collect();
         self.redis
             .run(|mut c| {
@@ -397,10 +402,9 @@ async fn receive_forever(
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let connected = match redis.client().await {
-            Ok(client) => client
-                .get_async_pubsub()
-                .await
-                .map_err(|e| tracing::warn!(error = %e, "cannot subscribe to live events in Redis")),
+            Ok(client) => client.get_async_pubsub().await.map_err(
+                |e| tracing::warn!(error = %e, "cannot subscribe to live events in Redis"),
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach Redis for live events");
                 Err(())

@@ -106,7 +106,10 @@ async fn a_replica_subscribes_in_redis_only_while_someone_follows_the_topic() {
     assert_eq!(subscribers_in_redis(&channel).await, 1);
     drop(second);
     let publisher = RedisBus::new(RedisConnection::open(&url()).expect("url"));
-    publisher.publish(&topic, "still here").await.expect("publish");
+    publisher
+        .publish(&topic, "still here")
+        .await
+        .expect("publish");
     let got = tokio::time::timeout(std::time::Duration::from_secs(5), first.next())
         .await
         .expect("delivered in time");
