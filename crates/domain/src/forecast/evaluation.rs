@@ -2,8 +2,8 @@
 //! (RMSE, MAE, MARD, Clarke and Parkes error grids, time lag, interval coverage).
 
 use super::{
-    baselines, fit_personal, fit_population, forecast, Inputs, Scales, Series, ROWS_PER_DAY,
-    STEP_MS,
+    baselines, fit_personal, fit_population, forecast, forecast_with, CompressionLows, Inputs,
+    Scales, Series, LAGS, ROWS_PER_DAY, STEP_MS,
 };
 
 /// Parses a patient CSV: the columns of `shared/data/simglucose` (`time`, `cgm_mgdl`, and
@@ -331,10 +331,6 @@ impl Report {
 /// from each row of the remaining days where all of them can; no forecast sees a row after
 /// its origin.
 pub fn evaluate(people: &[Series]) -> Report {
-    let train_end = |s: &Series| {
-        let days = s.len() / ROWS_PER_DAY;
-        ((days as f64 * 0.7).round() as usize).max(1) * ROWS_PER_DAY
-    };
     let mut scored: Vec<Vec<Vec<Scored>>> = vec![vec![Vec::new(); HORIZONS.len()]; MODELS.len()];
     for (i, person) in people.iter().enumerate() {
         let end = train_end(person);
@@ -413,6 +409,12 @@ pub fn evaluate(people: &[Series]) -> Report {
     }
 }
 
+/// Where a person's training days end: 70 % of their days.
+fn train_end(s: &Series) -> usize {
+    let days = s.len() / ROWS_PER_DAY;
+    ((days as f64 * 0.7).round() as usize).max(1) * ROWS_PER_DAY
+}
+
 /// A forecast value and its interval, if the model gives one.
 type Step = (f64, Option<(f64, f64)>);
 
@@ -432,6 +434,223 @@ fn recent_values(series: &Series, t: usize) -> Option<Vec<f64>> {
         return None;
     }
     series.cgm[t - 2..=t].iter().copied().collect()
+}
+
+// ---------------------------------------------------------------- compression lows
+
+/// How the compression-low rule does on simulated compression lows (injected into each
+/// person's test days) and on the untouched data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressionReport {
+    pub episodes: usize,
+    /// Episodes whose onset the rule suspected (at the first or second falling reading).
+    pub suspected: usize,
+    /// Forecast origins inside the injected episodes, and of those, the ones whose forecast
+    /// reached urgent low (55 mg/dL) within 30 minutes from a reading above it while the real
+    /// glucose stayed ≥ 70: false predicted-low alarms, with the rule and without it.
+    pub origins: usize,
+    pub false_alarms_handled: usize,
+    pub false_alarms_ignored: usize,
+    /// RMSE at 30 minutes against the real glucose at those origins.
+    pub rmse30_handled: f64,
+    pub rmse30_ignored: f64,
+    /// On the untouched test days: origins where the rule fired, and those of them followed
+    /// by a real low (< 70 mg/dL) within an hour.
+    pub clean_origins: usize,
+    pub clean_suspected: usize,
+    pub clean_suspected_before_low: usize,
+    /// RMSE at 30 minutes on the untouched test days, with the rule and without it.
+    pub clean_rmse30_handled: f64,
+    pub clean_rmse30_ignored: f64,
+}
+
+/// Urgent low (mg/dL), the level a predicted-low alarm looks for.
+const URGENT_LOW: f64 = 55.0;
+
+/// A small deterministic generator (the injected episodes must be the same every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One simulated compression low: from `start` the readings fall to `depth` × the real
+/// glucose over two readings, stay there for `hold` readings, and recover over two.
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    start: usize,
+    depth: f64,
+    hold: usize,
+}
+
+impl Episode {
+    fn len(&self) -> usize {
+        2 + self.hold + 2
+    }
+
+    /// The factor applied to the real glucose `i` rows after `start`.
+    fn factor(&self, i: usize) -> f64 {
+        let fall = 1.0 - self.depth;
+        match i {
+            0 => 1.0 - fall / 2.0,
+            i if i < 2 + self.hold => self.depth,
+            i if i == 2 + self.hold => 1.0 - fall * 2.0 / 3.0,
+            _ => 1.0 - fall / 3.0,
+        }
+    }
+}
+
+/// Two episodes a night (one in 00:00–03:00 and one in 03:00–06:00 of the series' days) in
+/// rows `[from, to)`, at random times where the real glucose is 80–250 mg/dL from an hour
+/// before to an hour after.
+fn injected_episodes(series: &Series, from: usize, to: usize, seed: u64) -> Vec<Episode> {
+    let mut rng = Lcg(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut out = Vec::new();
+    const HALF_NIGHT: usize = ROWS_PER_DAY / 8;
+    for half in (2 * from.div_ceil(ROWS_PER_DAY))..usize::MAX {
+        let window = (half / 2) * ROWS_PER_DAY + (half % 2) * HALF_NIGHT;
+        if window + HALF_NIGHT + 3 * LAGS >= to {
+            break;
+        }
+        for _attempt in 0..30 {
+            let start = window + LAGS + (rng.next() * (HALF_NIGHT - LAGS) as f64) as usize;
+            let depth = 0.55 + 0.15 * rng.next();
+            let hold = 3 + (rng.next() * 6.0) as usize;
+            let e = Episode { start, depth, hold };
+            let around = &series.cgm[start - LAGS..(start + e.len() + LAGS).min(series.len())];
+            if around
+                .iter()
+                .all(|v| v.is_some_and(|g| (80.0..=250.0).contains(&g)))
+            {
+                out.push(e);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The chronological protocol of [`evaluate`] (personal models on the first 70 % of the
+/// days), on each person's test days with simulated compression lows, and without.
+pub fn evaluate_compression_lows(people: &[Series]) -> CompressionReport {
+    let mut r = CompressionReport {
+        episodes: 0,
+        suspected: 0,
+        origins: 0,
+        false_alarms_handled: 0,
+        false_alarms_ignored: 0,
+        rmse30_handled: 0.0,
+        rmse30_ignored: 0.0,
+        clean_origins: 0,
+        clean_suspected: 0,
+        clean_suspected_before_low: 0,
+        clean_rmse30_handled: 0.0,
+        clean_rmse30_ignored: 0.0,
+    };
+    let (mut sq_h, mut sq_i, mut clean_sq_h, mut clean_sq_i) = (0.0, 0.0, 0.0, 0.0);
+    for (i, person) in people.iter().enumerate() {
+        let end = train_end(person);
+        let others: Vec<(Series, usize)> = people
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i || people.len() == 1)
+            .map(|(_, s)| (s.clone(), train_end(s)))
+            .collect();
+        let population = fit_population(&others);
+        let inputs = if person.has_treatments {
+            Inputs::Full
+        } else {
+            Inputs::GlucoseOnly
+        };
+        let model = fit_personal(person, end, &population)
+            .unwrap_or_else(|| population.for_inputs(inputs).clone());
+        let six = HORIZONS[0];
+        // The untouched test days.
+        for t in end..person.len().saturating_sub(six) {
+            let (Some(h), Some(ig)) = (
+                forecast_with(&model, person, t, CompressionLows::Handled),
+                forecast_with(&model, person, t, CompressionLows::Ignored),
+            ) else {
+                continue;
+            };
+            let Some(actual) = person.cgm[t + six] else {
+                continue;
+            };
+            r.clean_origins += 1;
+            clean_sq_h += (h[six - 1].mgdl - actual).powi(2);
+            clean_sq_i += (ig[six - 1].mgdl - actual).powi(2);
+            if h != ig {
+                r.clean_suspected += 1;
+                let low_ahead = person.cgm[t + 1..(t + 13).min(person.len())]
+                    .iter()
+                    .any(|v| v.is_some_and(|g| g < 70.0));
+                if low_ahead {
+                    r.clean_suspected_before_low += 1;
+                }
+            }
+        }
+        // The same days with compression lows.
+        let episodes = injected_episodes(person, end + LAGS, person.len(), i as u64 + 1);
+        let mut injected = person.clone();
+        for e in &episodes {
+            for k in 0..e.len() {
+                let row = e.start + k;
+                injected.cgm[row] = person.cgm[row].map(|g| (g * e.factor(k)).round());
+            }
+        }
+        for e in &episodes {
+            r.episodes += 1;
+            let suspected_at = |t: usize| {
+                forecast_with(&model, &injected, t, CompressionLows::Handled)
+                    != forecast_with(&model, &injected, t, CompressionLows::Ignored)
+            };
+            if suspected_at(e.start) || suspected_at(e.start + 1) {
+                r.suspected += 1;
+            }
+            for t in e.start..e.start + e.len() {
+                let (Some(h), Some(ig)) = (
+                    forecast_with(&model, &injected, t, CompressionLows::Handled),
+                    forecast_with(&model, &injected, t, CompressionLows::Ignored),
+                ) else {
+                    continue;
+                };
+                let real: Vec<f64> = person.cgm[t + 1..=t + six]
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                let Some(actual) = person.cgm[t + six] else {
+                    continue;
+                };
+                r.origins += 1;
+                sq_h += (h[six - 1].mgdl - actual).powi(2);
+                sq_i += (ig[six - 1].mgdl - actual).powi(2);
+                let alarm =
+                    |f: &[super::ForecastPoint]| f[..six].iter().any(|p| p.mgdl <= URGENT_LOW);
+                // An alarm the forecast raises: the reading itself is not urgent low.
+                let reading_above = injected.cgm[t].is_some_and(|g| g > URGENT_LOW);
+                let stays_up = reading_above && real.iter().all(|&g| g >= 70.0);
+                if stays_up && alarm(&h) {
+                    r.false_alarms_handled += 1;
+                }
+                if stays_up && alarm(&ig) {
+                    r.false_alarms_ignored += 1;
+                }
+            }
+        }
+    }
+    let rms = |sq: f64, n: usize| (sq / n.max(1) as f64).sqrt();
+    r.rmse30_handled = rms(sq_h, r.origins);
+    r.rmse30_ignored = rms(sq_i, r.origins);
+    r.clean_rmse30_handled = rms(clean_sq_h, r.clean_origins);
+    r.clean_rmse30_ignored = rms(clean_sq_i, r.clean_origins);
+    r
 }
 
 #[cfg(test)]

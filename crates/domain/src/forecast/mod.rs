@@ -14,6 +14,7 @@
 //! Pure: no I/O, no clock. Informational only — nothing here is dosing advice.
 
 pub mod baselines;
+pub mod compression;
 pub mod curves;
 pub mod evaluation;
 mod ridge;
@@ -208,6 +209,10 @@ pub struct Scales {
     pub carbs: f64,
 }
 
+/// The insulin scale is ISF divided by this: a scaled insulin amount × this is the glucose
+/// (mg/dL) it lowers.
+const ISF_PER_INSULIN_SCALE: f64 = 40.0;
+
 impl Default for Scales {
     /// A typical adult: 40 U/day (ISF 45 mg/dL/U), 10 g/U.
     fn default() -> Self {
@@ -236,7 +241,7 @@ impl Scales {
         let isf = 1800.0 / tdd;
         let cr = (carbs / bolus).clamp(2.0, 50.0);
         Scales {
-            insulin: isf / 40.0,
+            insulin: isf / ISF_PER_INSULIN_SCALE,
             carbs: isf / cr / 4.0,
         }
     }
@@ -464,6 +469,8 @@ fn glucose_history(cgm: &[Option<f64>], t: usize) -> Option<[f64; LAGS + 1]> {
 
 /// The features shared by every step, and the per-step dose sums.
 struct Origin {
+    /// The CGM values of rows `t − LAGS ..= t`, gaps bridged.
+    history: [f64; LAGS + 1],
     glucose: [f64; GLUCOSE_FEATURES],
     /// iob, iact (fast curve's on-board and activity are not used), cob, crate.
     on_board: [f64; 4],
@@ -471,8 +478,8 @@ struct Origin {
     ahead: Vec<[f64; 4]>,
 }
 
-fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
-    let h = glucose_history(&series.cgm, t)?;
+/// The glucose features: the current value, the lag differences and the level terms.
+fn glucose_features(h: &[f64; LAGS + 1]) -> [f64; GLUCOSE_FEATURES] {
     let c = h[LAGS];
     let mut glucose = [0.0; GLUCOSE_FEATURES];
     glucose[0] = c;
@@ -482,8 +489,15 @@ fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
     glucose[LAGS + 1] = (c - 120.0).powi(2) / 100.0;
     glucose[LAGS + 2] = (c - 180.0).max(0.0);
     glucose[LAGS + 3] = (70.0 - c).max(0.0);
+    glucose
+}
+
+fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
+    let history = glucose_history(&series.cgm, t)?;
+    let glucose = glucose_features(&history);
     if inputs == Inputs::GlucoseOnly {
         return Some(Origin {
+            history,
             glucose,
             on_board: [0.0; 4],
             ahead: Vec::new(),
@@ -494,6 +508,7 @@ fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
     let insulin = |kernel: &[f64]| s.insulin * convolve(&series.insulin, t, kernel);
     let carbs = |kernel: &[f64]| s.carbs * convolve(&series.carbs, t, kernel);
     Some(Origin {
+        history,
         glucose,
         on_board: [
             insulin(&k.insulin[0].on_board),
@@ -755,31 +770,86 @@ pub fn fit_personal(series: &Series, end: usize, population: &PopulationModel) -
     })
 }
 
+/// Whether a forecast treats a suspected compression low as one (see [`compression`]); the
+/// evaluation compares both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionLows {
+    Handled,
+    Ignored,
+}
+
 /// The forecast from row `t` (its CGM value must be present): 12 steps of 5 minutes.
 /// `None` when the last hour of CGM has gaps longer than 15 minutes.
 pub fn forecast(model: &Model, series: &Series, t: usize) -> Option<Vec<ForecastPoint>> {
+    forecast_with(model, series, t, CompressionLows::Handled)
+}
+
+pub fn forecast_with(
+    model: &Model,
+    series: &Series,
+    t: usize,
+    compression_lows: CompressionLows,
+) -> Option<Vec<ForecastPoint>> {
     let o = origin(series, t, model.inputs)?;
-    let c = o.glucose[0];
-    let mut buf = Vec::with_capacity(FULL_FEATURES);
+    let plain = forecast_from(model, &o, true);
+    // Insulin still to act (as the glucose it will lower) is known only when treatments are.
+    let insulin_to_act = (model.inputs == Inputs::Full && series.has_treatments)
+        .then(|| o.on_board[0] * ISF_PER_INSULIN_SCALE);
+    let onset = match compression_lows {
+        CompressionLows::Handled => compression::suspected_onset(&o.history, insulin_to_act),
+        CompressionLows::Ignored => None,
+    };
+    let Some(onset) = onset else {
+        return Some(plain);
+    };
+    // The point as if the level had been steady, without the lean towards lows (it is for
+    // real lows, which the model underestimates); the interval spanning a continued fall
+    // and a rebound to where the fall started.
+    let steady_history = compression::without_the_fall(&o.history, onset);
+    let steady = Origin {
+        history: steady_history,
+        glucose: glucose_features(&steady_history),
+        ..o
+    };
+    let rebound = onset.level_before.clamp(MIN_MGDL, MAX_MGDL);
     Some(
-        model
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(step, m)| {
-                o.features(step, model.inputs, &mut buf);
-                let raw = c + ridge::predict(&m.beta, &m.mean, &m.sd, &buf);
-                let clamp = |v: f64| v.clamp(MIN_MGDL, MAX_MGDL);
-                let point = clamp(hypo_lean(step + 1, raw));
-                ForecastPoint {
-                    minutes: 5 * (step as i64 + 1),
-                    mgdl: point,
-                    lower: clamp(raw + m.error_p10).min(point),
-                    upper: clamp(raw + m.error_p90).max(point),
-                }
+        forecast_from(model, &steady, false)
+            .into_iter()
+            .zip(plain)
+            .map(|(s, p)| ForecastPoint {
+                minutes: s.minutes,
+                mgdl: s.mgdl,
+                lower: s.lower.min(p.lower),
+                upper: s.upper.max(p.upper).max(rebound),
             })
             .collect(),
     )
+}
+
+fn forecast_from(model: &Model, o: &Origin, lean_towards_lows: bool) -> Vec<ForecastPoint> {
+    let c = o.glucose[0];
+    let mut buf = Vec::with_capacity(FULL_FEATURES);
+    model
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(step, m)| {
+            o.features(step, model.inputs, &mut buf);
+            let raw = c + ridge::predict(&m.beta, &m.mean, &m.sd, &buf);
+            let clamp = |v: f64| v.clamp(MIN_MGDL, MAX_MGDL);
+            let point = clamp(if lean_towards_lows {
+                hypo_lean(step + 1, raw)
+            } else {
+                raw
+            });
+            ForecastPoint {
+                minutes: 5 * (step as i64 + 1),
+                mgdl: point,
+                lower: clamp(raw + m.error_p10).min(point),
+                upper: clamp(raw + m.error_p90).max(point),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
