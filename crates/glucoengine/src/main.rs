@@ -318,6 +318,29 @@ fn model_eval(dir: &std::path::Path, glucose_only: bool, mlflow_url: Option<&str
         }
     }
     println!("\nRMSE in mg/dL (ratio to AR2 on the same points); lag in minutes.");
+    if !glucose_only {
+        let c = glucosync_domain::forecast::evaluation::evaluate_compression_lows(&people);
+        println!(
+            "\nCompression lows (simulated, two a night in the test days; personal model):\n\
+             {} episodes, {} suspected at their first or second reading; {} origins in them:\n\
+             false predicted-low alarms {} with the rule vs {} without; RMSE 30 min vs the real \
+             glucose {:.1} vs {:.1}.\n\
+             Without them: the rule fired at {} of {} origins ({} before a real low); RMSE 30 min \
+             {:.2} vs {:.2}.",
+            c.episodes,
+            c.suspected,
+            c.origins,
+            c.false_alarms_handled,
+            c.false_alarms_ignored,
+            c.rmse30_handled,
+            c.rmse30_ignored,
+            c.clean_suspected,
+            c.clean_origins,
+            c.clean_suspected_before_low,
+            c.clean_rmse30_handled,
+            c.clean_rmse30_ignored
+        );
+    }
     if let Some(url) = mlflow_url {
         let mut metrics = Vec::new();
         for (model, minutes, s) in &report.rows {
