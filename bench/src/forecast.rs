@@ -138,8 +138,7 @@ pub async fn serving(args: &Args) -> Result<()> {
         .build()?;
     let mut people = std::collections::HashMap::new();
     for (label, base) in [("on", &on.base), ("off", &off.base)] {
-        let signups = (0..args.connections).map(|n| person(client.clone(), base.clone(), n));
-        let tokens: Vec<String> = futures_join_all(signups).await?;
+        let tokens = crate::people_tokens(&client, base, args.connections).await?;
         people.insert(label, std::sync::Arc::new(tokens));
     }
     let window = Duration::from_secs(args.seconds);
@@ -211,30 +210,3 @@ pub async fn serving(args: &Args) -> Result<()> {
 }
 
 const SPAN_READINGS: usize = 500;
-
-/// Runs the futures concurrently and collects their results in order.
-async fn futures_join_all<F, T>(futures: impl Iterator<Item = F>) -> Result<Vec<T>>
-where
-    F: std::future::Future<Output = Result<T>> + Send + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await??);
-    }
-    Ok(out)
-}
-
-/// Person `n`, from an address of their own (the engines trust the loopback proxy's
-/// X-Forwarded-For: signups are limited per address).
-async fn person(client: reqwest::Client, base: String, n: usize) -> Result<String> {
-    let address = format!("10.0.{}.{}", n / 250, n % 250 + 1);
-    crate::session_token(
-        &client,
-        &base,
-        &format!("forecast-{n}@example.org"),
-        Some(&address),
-    )
-    .await
-}

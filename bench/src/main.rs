@@ -155,6 +155,35 @@ pub(crate) async fn token(client: &reqwest::Client, base: &str) -> Result<String
     session_token(client, base, "bench@example.org", None).await
 }
 
+/// Sessions of people 0..n, signed up concurrently, each from an address of their own (the
+/// engines trust the loopback proxy's X-Forwarded-For; signups are limited per address).
+pub(crate) async fn people_tokens(
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+) -> Result<Vec<String>> {
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (client, base) = (client.clone(), base.to_owned());
+            tokio::spawn(async move {
+                let address = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+                session_token(
+                    &client,
+                    &base,
+                    &format!("person-{i}@example.org"),
+                    Some(&address),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await??);
+    }
+    Ok(out)
+}
+
 /// Signs `email` up (if new) and logs in; `address` is sent as X-Forwarded-For (for engines
 /// that trust the loopback proxy: signups are limited per address).
 pub(crate) async fn session_token(
@@ -407,11 +436,16 @@ fn ms(d: Duration) -> f64 {
 
 /// The batch-ingest bodies: `batches` JSON arrays of `batch` readings, one per second from T0.
 pub(crate) fn batch_bodies(args: &Args) -> Vec<String> {
+    batch_bodies_from(args, 0)
+}
+
+/// Batch bodies of readings `first ..` (one a second of data time from T0).
+pub(crate) fn batch_bodies_from(args: &Args, first: usize) -> Vec<String> {
     (0..args.batches)
         .map(|b| {
             let items: Vec<Value> = (0..args.batch)
                 .map(|i| {
-                    let n = (b * args.batch + i) as i64;
+                    let n = (first + b * args.batch + i) as i64;
                     json!({"time": time(T0 + n * 1000), "value": 100 + n % 200, "trend": "Flat", "device": "bench"})
                 })
                 .collect();

@@ -38,8 +38,9 @@ const TRAINING_MS: i64 = 14 * 86_400_000;
 const REFIT_AFTER_MS: i64 = 86_400_000;
 /// Without enough data for a personal model, the next attempt waits for this much more.
 const RETRY_AFTER_MS: i64 = 6 * 3_600_000;
-/// However much new data arrives, a person's model is fitted at most this often (wall clock) on
-/// a replica: a client replaying history fast would otherwise start a fit every few seconds.
+/// However much new data arrives, a person's model is fitted at most this often (wall clock),
+/// by one replica (a lease in the shared cache): a client replaying history fast would
+/// otherwise start a fit every few seconds, on every replica.
 const MIN_FIT_INTERVAL: Duration = Duration::from_secs(60);
 /// How often made forecasts are written to the store, in one transaction.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -521,8 +522,18 @@ impl Forecaster {
         }
         let (me, state) = (self.clone(), state.clone());
         tokio::spawn(async move {
-            if let Err(e) = me.fit(&state, user, now_data_ms).await {
-                tracing::warn!(error = %e, "could not fit a forecast model");
+            // With replicas, one of them fits (a lease in the shared cache for as long as the
+            // fitting interval); without the shared cache, fitting twice is harmless.
+            let leased = me.sole_writer(&state)
+                || state
+                    .cache
+                    .claim(&format!("forecast:fit:{user}"), MIN_FIT_INTERVAL)
+                    .await
+                    .unwrap_or(true);
+            if leased {
+                if let Err(e) = me.fit(&state, user, now_data_ms).await {
+                    tracing::warn!(error = %e, "could not fit a forecast model");
+                }
             }
             me.fitting.lock().expect("lock").remove(&user);
         });

@@ -127,6 +127,15 @@ pub async fn cache_keeps_the_highest_ranked_value(cache: &dyn Cache, prefix: &st
     assert_eq!(cache.get(&key).await.expect("get").as_deref(), Some("one"));
 }
 
+pub async fn cache_leases_go_to_one_claimant_until_they_expire(cache: &dyn Cache, prefix: &str) {
+    let key = format!("{prefix}:lease");
+    let ttl = Duration::from_millis(300);
+    assert!(cache.claim(&key, ttl).await.expect("claim"));
+    assert!(!cache.claim(&key, ttl).await.expect("claim"), "held");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(cache.claim(&key, ttl).await.expect("claim"), "expired");
+}
+
 pub async fn bus_delivers_to_subscribers_of_the_topic(
     publisher: &dyn EventBus,
     subscriber: &dyn EventBus,
@@ -167,6 +176,7 @@ mod tests {
     async fn memory_cache() {
         cache_stores_expires_and_removes(&MemoryCache::new(), "t").await;
         cache_keeps_the_highest_ranked_value(&MemoryCache::new(), "t").await;
+        cache_leases_go_to_one_claimant_until_they_expire(&MemoryCache::new(), "t").await;
     }
 
     #[tokio::test]

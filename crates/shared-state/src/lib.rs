@@ -98,6 +98,9 @@ pub trait Cache: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, SharedStateError>;
     async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError>;
+    /// Takes `key` for `ttl` unless someone holds it: a lease, e.g. so that one replica, not
+    /// all of them, fits a person's model. Says whether this caller got it.
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, SharedStateError>;
 }
 
 /// Publish/subscribe of live events by topic (e.g. `user:42`). Delivery is best effort and

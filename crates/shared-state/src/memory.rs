@@ -123,6 +123,16 @@ impl Cache for MemoryCache {
         Ok(true)
     }
 
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, SharedStateError> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        if entries.get(key).is_some_and(|(expires, _)| *expires > now) {
+            return Ok(false);
+        }
+        entries.insert(key.to_owned(), (now + ttl, String::new()));
+        Ok(true)
+    }
+
     async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError> {
         let mut entries = self.entries.lock().map_err(|_| poisoned())?;
         let mut ranks = self.ranks.lock().map_err(|_| poisoned())?;

@@ -320,6 +320,28 @@ impl Cache for RedisCache {
         Ok(stored == 1)
     }
 
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, SharedStateError> {
+        let key = format!("{PREFIX}cache:{key}");
+        let ms = ttl.as_millis().max(1) as u64;
+        let set: Option<String> = self
+            .redis
+            .run(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg("")
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ms)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError> {
         if keys.is_empty() {
             return Ok(());

@@ -55,6 +55,7 @@ async fn redis_cache() {
     let cache = RedisCache::new(RedisConnection::open(&url()).expect("url"));
     cache_stores_expires_and_removes(&cache, &prefix()).await;
     cache_keeps_the_highest_ranked_value(&cache, &prefix()).await;
+    cache_leases_go_to_one_claimant_until_they_expire(&cache, &prefix()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
