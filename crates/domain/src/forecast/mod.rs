@@ -419,14 +419,23 @@ fn kernels() -> &'static AllKernels {
     })
 }
 
-/// Σ_k x[t−k]·kernel[k] over the dose history (rows before the series count as 0).
-fn convolve(x: &[f64], t: usize, kernel: &[f64]) -> f64 {
+/// The doses of the history of row `t` (rows before the series count as 0): `(k, x[t−k])`
+/// for the rows k back that have one, nearest first. Doses are few, so the 52 convolutions of
+/// a forecast run over these rather than over all 96 rows each.
+fn doses_before(x: &[f64], t: usize) -> Vec<(usize, f64)> {
+    (0..DOSE_HISTORY.min(t + 1))
+        .filter_map(|k| {
+            let v = x[t - k];
+            (v != 0.0).then_some((k, v))
+        })
+        .collect()
+}
+
+/// Σ_k x[t−k]·kernel[k] over the doses of [`doses_before`].
+fn convolve(doses: &[(usize, f64)], kernel: &[f64]) -> f64 {
     let mut sum = 0.0;
-    for (k, w) in kernel.iter().enumerate().take(t + 1) {
-        let v = x[t - k];
-        if v != 0.0 {
-            sum += v * w;
-        }
+    for &(k, v) in doses {
+        sum += v * kernel[k];
     }
     sum
 }
@@ -505,8 +514,12 @@ fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
     }
     let k = kernels();
     let s = series.scales;
-    let insulin = |kernel: &[f64]| s.insulin * convolve(&series.insulin, t, kernel);
-    let carbs = |kernel: &[f64]| s.carbs * convolve(&series.carbs, t, kernel);
+    let (insulin_doses, carb_doses) = (
+        doses_before(&series.insulin, t),
+        doses_before(&series.carbs, t),
+    );
+    let insulin = |kernel: &[f64]| s.insulin * convolve(&insulin_doses, kernel);
+    let carbs = |kernel: &[f64]| s.carbs * convolve(&carb_doses, kernel);
     Some(Origin {
         history,
         glucose,
