@@ -101,6 +101,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::revoke))
         .routes(routes!(shares::accept))
         .routes(routes!(shares::following))
+        .routes(routes!(shares::access_log))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

@@ -1339,3 +1339,141 @@ async fn invites_are_accepted_once_listed_and_revoked() {
     expect_problem(r, StatusCode::FORBIDDEN, "session_required").await;
     s.stop().await;
 }
+
+/// Ana shares her data with `follower` in `role`; returns Ana's id.
+async fn share_with(s: &TestServer, owner: &str, follower: &str, email: &str, role: &str) -> i64 {
+    let invite: Value = s
+        .req(Method::POST, "/api/v1/shares", owner)
+        .json(&json!({"email": email, "role": role}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let share: Value = s
+        .req(Method::POST, "/api/v1/shares/accept", follower)
+        .json(&json!({"invite_token": invite["invite_token"]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    share["owner_id"].as_i64().expect("owner")
+}
+
+async fn get_status(s: &TestServer, path: &str, who: &str) -> (StatusCode, Value) {
+    let r = s.req(Method::GET, path, who).send().await.expect("send");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn followers_read_live_data_by_role_and_every_read_is_in_the_owners_access_log() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana@example.org").await;
+    let ben = s.user("ben@example.org").await;
+    let cy = s.user("cy@example.org").await;
+    let dan = s.user("dan@example.org").await;
+    let readings: Vec<Value> = (0..3)
+        .map(|i| json!({"time": minutes_ago(15 - 5 * i), "value": 100 + i * 10}))
+        .collect();
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &ana)
+        .json(&readings)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let owner = share_with(&s, &ana, &ben, "ben@example.org", "caregiver").await;
+    share_with(&s, &ana, &cy, "cy@example.org", "clinician").await;
+    let readings_path = format!("/api/v1/readings?person={owner}");
+    let latest_path = format!("/api/v1/readings/latest?person={owner}");
+    let treatments_path = format!("/api/v1/treatments?person={owner}");
+    let summary_path = format!("/api/v1/reports/summary?person={owner}");
+    // A caregiver reads live data and reports.
+    let (status, page) = get_status(&s, &readings_path, &ben).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(3));
+    let (status, latest) = get_status(&s, &latest_path, &ben).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(latest["value"], 120.0);
+    assert_eq!(
+        get_status(&s, &treatments_path, &ben).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(get_status(&s, &summary_path, &ben).await.0, StatusCode::OK);
+    // A clinician reads reports only; a stranger nothing (as if Ana did not exist).
+    assert_eq!(
+        get_status(&s, &readings_path, &cy).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get_status(&s, &summary_path, &cy).await.0, StatusCode::OK);
+    for path in [
+        &readings_path,
+        &latest_path,
+        &treatments_path,
+        &summary_path,
+    ] {
+        assert_eq!(get_status(&s, path, &dan).await.0, StatusCode::NOT_FOUND);
+    }
+    // Ana's own reads are not logged; her followers' are, newest first, refusals not at all.
+    assert_eq!(
+        get_status(&s, "/api/v1/readings", &ana).await.0,
+        StatusCode::OK
+    );
+    let (status, log) = get_status(&s, "/api/v1/access-log", &ana).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen: Vec<(String, String)> = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["follower_email"].as_str().unwrap_or("").to_owned(),
+                e["what"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("cy", "reports.summary"),
+        ("ben", "reports.summary"),
+        ("ben", "treatments"),
+        ("ben", "readings.latest"),
+        ("ben", "readings"),
+    ]
+    .iter()
+    .map(|(who, what)| (format!("{who}@example.org"), (*what).to_owned()))
+    .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(log["next_cursor"], Value::Null);
+    // Pages of two: 2 + 2 + 1, nothing lost or repeated.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..3 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/access-log?limit=2&cursor={c}"),
+            None => "/api/v1/access-log?limit=2".to_owned(),
+        };
+        let (status, page) = get_status(&s, &path, &ana).await;
+        assert_eq!(status, StatusCode::OK);
+        for e in page["items"].as_array().expect("items") {
+            paged.push(e["what"].as_str().unwrap_or("").to_owned());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(paged.len(), 5);
+    assert_eq!(cursor, None);
+    let (status, problem) = get_status(&s, "/api/v1/access-log?cursor=nonsense", &ana).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["code"], "validation_failed");
+    // Each person sees their own log only; it needs a login session.
+    let (_, ben_log) = get_status(&s, "/api/v1/access-log", &ben).await;
+    assert_eq!(ben_log["items"].as_array().map(Vec::len), Some(0));
+    let (_, api_token) = s.api_token(&ana, &["read"]).await;
+    let (status, problem) = get_status(&s, "/api/v1/access-log", &api_token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["code"], "session_required");
+    s.stop().await;
+}

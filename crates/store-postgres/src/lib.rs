@@ -22,9 +22,9 @@ use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
-    AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome, NewCredential, NewInvite,
-    NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
-    StoredModel, User, UserId,
+    AccessRecord, AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome,
+    NewCredential, NewInvite, NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store,
+    StoreError, StoredForecast, StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -1068,6 +1068,48 @@ impl Store for PostgresStore {
             )
             .await?
             == 1)
+    }
+
+    async fn record_access(
+        &self,
+        owner: UserId,
+        follower: UserId,
+        what: &str,
+        time_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO access_log (owner_id, time_ms, follower_id, what) VALUES ($1, $2, $3, $4)",
+            &[&owner, &time_ms, &follower, &what],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn access_log(
+        &self,
+        owner: UserId,
+        (before_ms, before_id): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<AccessRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT a.time_ms, a.follower_id, u.email, a.what, a.id FROM access_log a \
+                 JOIN users u ON u.id = a.follower_id \
+                 WHERE a.owner_id = $1 AND (a.time_ms, a.id) < ($2, $3) \
+                 ORDER BY a.time_ms DESC, a.id DESC LIMIT $4",
+                &[&owner, &before_ms, &before_id, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AccessRecord {
+                id: r.get(4),
+                time_ms: r.get(0),
+                follower_id: r.get(1),
+                follower_email: r.get(2),
+                what: r.get(3),
+            })
+            .collect())
     }
 }
 

@@ -17,8 +17,8 @@ use glucosync_domain::readings::{NewReading, Reading};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
-    AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewInvite, NewUser,
-    PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
+    AccessRecord, AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewInvite,
+    NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
     StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
@@ -926,6 +926,61 @@ impl Store for SqliteStore {
                 )
                 .map(|n| n == 1)
                 .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn record_access(
+        &self,
+        owner: UserId,
+        follower: UserId,
+        what: &str,
+        time_ms: i64,
+    ) -> Result<(), StoreError> {
+        let what = what.to_owned();
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO access_log (owner_id, time_ms, follower_id, what) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![owner, time_ms, follower, what],
+                )
+                .map(drop)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn access_log(
+        &self,
+        owner: UserId,
+        (before_ms, before_id): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<AccessRecord>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT a.time_ms, a.follower_id, u.email, a.what, a.id FROM access_log a \
+                         JOIN users u ON u.id = a.follower_id \
+                         WHERE a.owner_id = ?1 AND (a.time_ms, a.id) < (?2, ?3) \
+                         ORDER BY a.time_ms DESC, a.id DESC LIMIT ?4",
+                    )
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(params![owner, before_ms, before_id, limit as i64], |r| {
+                        Ok(AccessRecord {
+                            id: r.get(4)?,
+                            time_ms: r.get(0)?,
+                            follower_id: r.get(1)?,
+                            follower_email: r.get(2)?,
+                            what: r.get(3)?,
+                        })
+                    })
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql_err)?;
+                Ok(rows)
             })
             .await
     }

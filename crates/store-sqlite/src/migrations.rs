@@ -7,6 +7,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_forecasts.sql")),
     (3, include_str!("../migrations/0003_shares.sql")),
+    (4, include_str!("../migrations/0004_access_log.sql")),
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             models_are_versioned_and_the_newest_is_current,
             invites_are_single_use_expire_and_make_active_shares,
             shares_are_revoked_at_once_and_listed_per_owner_and_follower,
+            the_access_log_is_per_owner_newest_first_and_pages_by_time,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1112,4 +1113,78 @@ pub async fn shares_are_revoked_at_once_and_listed_per_owner_and_follower(store:
         .await
         .expect("accept")
         .is_some());
+}
+
+pub async fn the_access_log_is_per_owner_newest_first_and_pages_by_time(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let cas = user(store, "cas@example.org").await;
+    store
+        .record_access(ana, ben, "reports.summary", NOW)
+        .await
+        .expect("record");
+    store
+        .record_access(ana, cas, "readings", NOW + 1)
+        .await
+        .expect("record");
+    store
+        .record_access(ana, ben, "forecast", NOW + 2)
+        .await
+        .expect("record");
+    // The same moment twice is two entries.
+    store
+        .record_access(ana, ben, "forecast", NOW + 2)
+        .await
+        .expect("record");
+    store
+        .record_access(cas, ana, "readings", NOW + 3)
+        .await
+        .expect("record");
+    let log = store
+        .access_log(ana, (i64::MAX, i64::MAX), 100)
+        .await
+        .expect("log");
+    let seen: Vec<(i64, &str, &str)> = log
+        .iter()
+        .map(|a| (a.time_ms, a.follower_email.as_str(), a.what.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (NOW + 2, "ben@example.org", "forecast"),
+            (NOW + 2, "ben@example.org", "forecast"),
+            (NOW + 1, "cas@example.org", "readings"),
+            (NOW, "ben@example.org", "reports.summary"),
+        ]
+    );
+    assert_eq!(log[0].follower_id, ben);
+    // Pages: strictly before a (time, id) cursor, at most `limit` — two entries of the same
+    // millisecond on different pages are neither skipped nor repeated.
+    let first = store
+        .access_log(ana, (i64::MAX, i64::MAX), 1)
+        .await
+        .expect("log");
+    let second = store
+        .access_log(ana, (first[0].time_ms, first[0].id), 2)
+        .await
+        .expect("log");
+    assert_eq!(second.len(), 2);
+    assert_eq!(
+        (second[0].time_ms, second[0].what.as_str()),
+        (NOW + 2, "forecast")
+    );
+    assert_ne!(second[0].id, first[0].id);
+    assert_eq!(second[1].what, "readings");
+    // Another owner's log is theirs alone.
+    let cas_log = store
+        .access_log(cas, (i64::MAX, i64::MAX), 100)
+        .await
+        .expect("log");
+    assert_eq!(cas_log.len(), 1);
+    assert_eq!(cas_log[0].follower_id, ana);
+    assert!(store
+        .access_log(ben, (i64::MAX, i64::MAX), 100)
+        .await
+        .expect("log")
+        .is_empty());
 }

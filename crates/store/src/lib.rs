@@ -189,4 +189,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Share>, StoreError>;
     /// Revokes a share or invite of this owner; false if there was none live.
     async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+
+    // ---- the access log (every follower read of a person's health data)
+    /// Records that `follower` read `what` of `owner`'s data at `time_ms`. Durable before the
+    /// data is returned.
+    async fn record_access(
+        &self,
+        owner: UserId,
+        follower: UserId,
+        what: &str,
+        time_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The owner's access log before `before` (time, id), newest first, at most `limit`
+    /// entries.
+    async fn access_log(
+        &self,
+        owner: UserId,
+        before: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<AccessRecord>, StoreError>;
 }

@@ -201,6 +201,19 @@ impl Share {
     }
 }
 
+/// One read of a person's health data by a follower, as the person sees it in their access
+/// log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    pub id: i64,
+    pub time_ms: i64,
+    pub follower_id: UserId,
+    /// The follower's account email.
+    pub follower_email: String,
+    /// What was read, e.g. `reports.summary`, `readings`, `forecast`.
+    pub what: String,
+}
+
 /// An invite to create: only the hash of its single-use token is stored.
 #[derive(Debug, Clone)]
 pub struct NewInvite {

@@ -37,12 +37,12 @@ pub async fn latest(
     caller: Caller,
     ApiQuery(params): ApiQuery<PersonParams>,
 ) -> ApiResult<Json<ForecastOut>> {
-    let subject = params.person.unwrap_or(caller.user_id);
-    crate::api::reports::authorize_read(
+    let subject = crate::api::reports::readable_subject(
         &state,
         &caller,
-        subject,
+        params.person,
         crate::api::reports::Access::Live,
+        "forecast",
     )
     .await?;
     let stored = state

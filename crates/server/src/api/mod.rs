@@ -45,6 +45,9 @@ pub struct RangeParams {
     pub order: Option<Order>,
     /// Unit of returned glucose values: `mg/dL` (default) or `mmol/L`.
     pub unit: Option<String>,
+    /// Whose data (a person who shares it with the caller as a caregiver); default: the
+    /// caller's own.
+    pub person: Option<i64>,
 }
 
 /// A page of a listing. Pass `next_cursor` back as `cursor` for the next page; it is null on

@@ -93,6 +93,9 @@ pub struct LatestReading {
 pub struct UnitParam {
     /// `mg/dL` (default) or `mmol/L`.
     pub unit: Option<String>,
+    /// Whose data (a person who shares it with the caller as a caregiver); default: the
+    /// caller's own.
+    pub person: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -183,10 +186,17 @@ pub async fn list(
     caller: Caller,
     ApiQuery(params): ApiQuery<RangeParams>,
 ) -> ApiResult<Json<Page<ReadingOut>>> {
-    caller.require(Scope::Read)?;
+    let subject = crate::api::reports::readable_subject(
+        &state,
+        &caller,
+        params.person,
+        crate::api::reports::Access::Live,
+        "readings",
+    )
+    .await?;
     let unit = params.unit()?;
     let query = params.to_query()?;
-    let fetched = state.store.list_readings(caller.user_id, &query).await?;
+    let fetched = state.store.list_readings(subject, &query).await?;
     Ok(Json(paginate(
         fetched,
         &query,
@@ -203,13 +213,16 @@ pub async fn latest(
     caller: Caller,
     ApiQuery(params): ApiQuery<UnitParam>,
 ) -> ApiResult<Json<LatestReading>> {
-    caller.require(Scope::Read)?;
+    let subject = crate::api::reports::readable_subject(
+        &state,
+        &caller,
+        params.person,
+        crate::api::reports::Access::Live,
+        "readings.latest",
+    )
+    .await?;
     let unit = parse_unit(params.unit.as_deref())?;
-    let mut newest = state
-        .store
-        .latest_readings(caller.user_id, 2)
-        .await?
-        .into_iter();
+    let mut newest = state.store.latest_readings(subject, 2).await?.into_iter();
     let latest = newest.next().ok_or(ApiError::NotFound("reading"))?;
     let previous = newest.next();
     let change = delta(&latest, previous.as_ref()).map(|d| match unit {

@@ -105,11 +105,11 @@ struct ReportContext {
 async fn context(
     state: &AppState,
     caller: &Caller,
+    what: &'static str,
     person: Option<i64>,
     unit: Option<&str>,
 ) -> ApiResult<ReportContext> {
-    let subject = person.unwrap_or(caller.user_id);
-    authorize_read(state, caller, subject, Access::Reports).await?;
+    let subject = readable_subject(state, caller, person, Access::Reports, what).await?;
     let user = state
         .store
         .user_by_id(subject)
@@ -125,6 +125,20 @@ async fn context(
     })
 }
 
+/// The person whose data the caller asks for (`person`, by default the caller), once the
+/// caller may read it (see [`authorize_read`]).
+pub(crate) async fn readable_subject(
+    state: &AppState,
+    caller: &Caller,
+    person: Option<i64>,
+    access: Access,
+    what: &'static str,
+) -> Result<UserId, ApiError> {
+    let subject = person.unwrap_or(caller.user_id);
+    authorize_read(state, caller, subject, access, what).await?;
+    Ok(subject)
+}
+
 /// What a follower wants to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -136,12 +150,14 @@ pub(crate) enum Access {
 
 /// Who may read whose data: the person themself, and followers with an active share (any
 /// role for reports, caregivers for live data). Anyone else gets 404, as if the person did
-/// not exist.
+/// not exist. A follower's read is written to the person's access log (as `what`) before
+/// any data is returned.
 pub(crate) async fn authorize_read(
     state: &AppState,
     caller: &Caller,
     subject: UserId,
     access: Access,
+    what: &'static str,
 ) -> Result<(), ApiError> {
     caller.require(Scope::Read)?;
     if caller.user_id == subject {
@@ -151,6 +167,10 @@ pub(crate) async fn authorize_read(
         Some(share)
             if access == Access::Reports || share.role == glucosync_store::ShareRole::Caregiver =>
         {
+            state
+                .store
+                .record_access(subject, caller.user_id, what, crate::state::now_ms())
+                .await?;
             Ok(())
         }
         _ => Err(ApiError::NotFound("person")),
@@ -175,8 +195,14 @@ pub async fn summary(
     ApiQuery(params): ApiQuery<SummaryParams>,
 ) -> ApiResult<Json<SummaryReport>> {
     let unit = params.unit.as_deref().unwrap_or("mg/dL");
-    let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.person, Some(unit)).await?;
+    let ReportContext { subject, tz, unit } = context(
+        &state,
+        &caller,
+        "reports.summary",
+        params.person,
+        Some(unit),
+    )
+    .await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let s = analytics::summary(&points, &tz);
@@ -290,8 +316,14 @@ pub async fn agp(
     ApiQuery(params): ApiQuery<AgpParams>,
 ) -> ApiResult<Json<AgpReport>> {
     use chrono::{TimeZone, Timelike};
-    let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.person, params.unit.as_deref()).await?;
+    let ReportContext { subject, tz, unit } = context(
+        &state,
+        &caller,
+        "reports.agp",
+        params.person,
+        params.unit.as_deref(),
+    )
+    .await?;
     let smoothing = params.smoothing.unwrap_or(3);
     if smoothing > 12 {
         return Err(ApiError::validation(
@@ -384,8 +416,14 @@ pub async fn events(
     caller: Caller,
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<EventsReport>> {
-    let ReportContext { subject, unit, .. } =
-        context(&state, &caller, params.person, params.unit.as_deref()).await?;
+    let ReportContext { subject, unit, .. } = context(
+        &state,
+        &caller,
+        "reports.events",
+        params.person,
+        params.unit.as_deref(),
+    )
+    .await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let events = glucosync_domain::events::events(&points)
@@ -540,8 +578,14 @@ pub async fn daily(
     ApiQuery(params): ApiQuery<DailyParams>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.person, params.unit.as_deref()).await?;
+    let ReportContext { subject, tz, unit } = context(
+        &state,
+        &caller,
+        "reports.daily",
+        params.person,
+        params.unit.as_deref(),
+    )
+    .await?;
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -634,8 +678,14 @@ pub async fn hourly(
     caller: Caller,
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<HourlyReport>> {
-    let ReportContext { subject, tz, unit } =
-        context(&state, &caller, params.person, params.unit.as_deref()).await?;
+    let ReportContext { subject, tz, unit } = context(
+        &state,
+        &caller,
+        "reports.hourly",
+        params.person,
+        params.unit.as_deref(),
+    )
+    .await?;
     let (from_ms, to_ms) = period(params.from.as_deref(), params.to.as_deref())?;
     let points = cgm_points(&state, subject, from_ms, to_ms).await?;
     let hours = statistics::hourly(&points, &tz)

@@ -184,3 +184,78 @@ pub async fn following(
     let shares = state.store.shares_followed(caller.user_id).await?;
     Ok(Json(shares.into_iter().map(ShareOut::from).collect()))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogParams {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Entries per page, 1–1000. Default 100.
+    pub limit: Option<usize>,
+}
+
+/// One read of the caller's data by a follower.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessOut {
+    pub time: String,
+    pub follower_id: i64,
+    pub follower_email: String,
+    /// What was read: `readings`, `readings.latest`, `treatments`, `forecast`,
+    /// `reports.summary`, `reports.agp`, `reports.events`, `reports.daily`, `reports.hourly`.
+    pub what: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessLogPage {
+    pub items: Vec<AccessOut>,
+    /// Pass as `cursor` for older entries; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Who of the caller's followers read what of their data, and when, newest first.
+#[utoipa::path(get, path = "/access-log", tag = "sharing", params(AccessLogParams),
+    responses((status = 200, body = AccessLogPage), (status = 422, body = crate::error::Problem)))]
+pub async fn access_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::json::ApiQuery(params): crate::json::ApiQuery<AccessLogParams>,
+) -> ApiResult<Json<AccessLogPage>> {
+    caller.require_session()?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation(ValidationError::new(
+            "limit",
+            "must be between 1 and 1000",
+        )));
+    }
+    // The cursor is the last entry's `<time ms>.<id>`.
+    let before = match params.cursor.as_deref() {
+        Some(c) => c
+            .split_once('.')
+            .and_then(|(t, id)| Some((t.parse().ok()?, id.parse().ok()?)))
+            .ok_or_else(|| {
+                ApiError::validation(ValidationError::new("cursor", "not a cursor of this list"))
+            })?,
+        None => (i64::MAX, i64::MAX),
+    };
+    let entries = state
+        .store
+        .access_log(caller.user_id, before, limit)
+        .await?;
+    let next_cursor = (entries.len() == limit)
+        .then(|| entries.last().map(|e| format!("{}.{}", e.time_ms, e.id)))
+        .flatten();
+    Ok(Json(AccessLogPage {
+        items: entries
+            .into_iter()
+            .map(|e| AccessOut {
+                time: Timestamp::from_utc_ms(e.time_ms).to_rfc3339_utc(),
+                follower_id: e.follower_id,
+                follower_email: e.follower_email,
+                what: e.what,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}

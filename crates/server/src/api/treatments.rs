@@ -210,7 +210,14 @@ pub async fn list(
     caller: Caller,
     ApiQuery(params): ApiQuery<RangeParams>,
 ) -> ApiResult<Json<Page<TreatmentOut>>> {
-    caller.require(Scope::Read)?;
+    let subject = crate::api::reports::readable_subject(
+        &state,
+        &caller,
+        params.person,
+        crate::api::reports::Access::Live,
+        "treatments",
+    )
+    .await?;
     if params.unit.is_some() {
         return Err(ApiError::validation(ValidationError::new(
             "unit",
@@ -218,7 +225,7 @@ pub async fn list(
         )));
     }
     let query = params.to_query()?;
-    let fetched = state.store.list_treatments(caller.user_id, &query).await?;
+    let fetched = state.store.list_treatments(subject, &query).await?;
     Ok(Json(paginate(
         fetched,
         &query,
