@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::{row, time, token, Args, T0};
+use crate::{median, row, time, token, Args, T0};
 
 const POOL_SIZE: usize = 4;
 /// Rounds of the 3-replica / 1-replica / direct comparison.
@@ -407,12 +407,6 @@ async fn cgm_uploads(
     }
     let elapsed = started.elapsed().max(window);
     Ok((all.len() as f64 / elapsed.as_secs_f64(), all))
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Waits for what a bulk load leaves behind: a checkpoint (until which every first change of a

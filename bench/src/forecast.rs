@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use glucosync_domain::forecast::{self, evaluation::parse_csv, Series};
 
+use crate::median;
 use crate::reports::median_time;
 use crate::{row, start_engine_with, time, Args};
 
@@ -207,32 +208,25 @@ pub async fn serving(args: &Args) -> Result<()> {
             .or_default()
             .push(total as f64 / window.as_secs_f64());
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (with, without) = (median(rates["on"].clone()), median(rates["off"].clone()));
+    let (with, without) = (median(&rates["on"]), median(&rates["off"]));
     // The extra time per upload that forecasting takes, relative to an upload without it.
     let costs: Vec<f64> = rates["on"]
         .iter()
         .zip(&rates["off"])
         .map(|(on, off)| off / on - 1.0)
         .collect();
-    let cost = median(costs.clone());
+    let cost = median(&costs);
     let cpu_costs: Vec<f64> = cpu_per_upload["on"]
         .iter()
         .zip(&cpu_per_upload["off"])
         .map(|(on, off)| on / off - 1.0)
         .collect();
-    let cpu_cost = median(cpu_costs.clone());
+    let cpu_cost = median(&cpu_costs);
     let tick_us = 1e6 / 100.0;
     row(
         "  engine CPU per upload, forecasts on (median)",
-        format!("{:.1} µs", median(cpu_per_upload["on"].clone()) * tick_us),
-        format!(
-            "off {:.1} µs",
-            median(cpu_per_upload["off"].clone()) * tick_us
-        ),
+        format!("{:.1} µs", median(&cpu_per_upload["on"]) * tick_us),
+        format!("off {:.1} µs", median(&cpu_per_upload["off"]) * tick_us),
         Some(1.0 + cpu_cost),
     );
     row(

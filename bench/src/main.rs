@@ -508,6 +508,13 @@ pub(crate) enum Req {
     Post(String),
 }
 
+/// The middle value (the upper one of an even count).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Runs `connections` clients for `window`, each sending requests made by `make(client, n)`
 /// back to back; returns requests/s and sorted latencies. Any non-2xx is an error.
 pub(crate) async fn rate(

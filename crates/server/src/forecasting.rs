@@ -217,11 +217,7 @@ impl Forecaster {
         };
         let chosen = match &model.record {
             Some(r) => &r.model,
-            None => self.population.for_inputs(if series.has_treatments {
-                forecast::Inputs::Full
-            } else {
-                forecast::Inputs::GlucoseOnly
-            }),
+            None => self.population.for_inputs(forecast::Inputs::of(&series)),
         };
         self.maybe_fit(state, user, reading_ms, &model);
         let Some(steps) = forecast::forecast(chosen, &series, series.len() - 1) else {

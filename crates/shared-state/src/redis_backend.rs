@@ -373,9 +373,12 @@ pub struct RedisBus {
     redis: Arc<RedisConnection>,
     local: Arc<MemoryBus>,
     /// Local subscribers per topic.
-    topics: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    topics: Topics,
     control: tokio::sync::mpsc::UnboundedSender<Control>,
 }
+
+/// Local subscribers per topic.
+type Topics = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
 
 /// What `subscribe` and dropped subscriptions ask of the subscriber task.
 enum Control {
@@ -406,8 +409,6 @@ impl RedisBus {
         }
     }
 }
-
-type Topics = Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
 
 fn channel_of(topic: &str) -> String {
     format!("{BUS_PREFIX}{topic}")

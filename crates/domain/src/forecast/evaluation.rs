@@ -334,19 +334,8 @@ pub fn evaluate(people: &[Series]) -> Report {
     let mut scored: Vec<Vec<Vec<Scored>>> = vec![vec![Vec::new(); HORIZONS.len()]; MODELS.len()];
     for (i, person) in people.iter().enumerate() {
         let end = train_end(person);
-        // A single person can only be their own population.
-        let others: Vec<(Series, usize)> = people
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i || people.len() == 1)
-            .map(|(_, s)| (s.clone(), train_end(s)))
-            .collect();
-        let population = fit_population(&others);
-        let inputs = if person.has_treatments {
-            Inputs::Full
-        } else {
-            Inputs::GlucoseOnly
-        };
+        let population = population_without(people, i);
+        let inputs = Inputs::of(person);
         let personal = fit_personal(person, end, &population);
         let glucose_only = person.glucose_only();
         let personal_glucose = fit_personal(&glucose_only, end, &population);
@@ -407,6 +396,18 @@ pub fn evaluate(people: &[Series]) -> Report {
         people: people.len(),
         rows,
     }
+}
+
+/// The population model fitted on everyone's training days but person `i`'s (a single person
+/// can only be their own population).
+fn population_without(people: &[Series], i: usize) -> super::PopulationModel {
+    let others: Vec<(Series, usize)> = people
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i || people.len() == 1)
+        .map(|(_, s)| (s.clone(), train_end(s)))
+        .collect();
+    fit_population(&others)
 }
 
 /// Where a person's training days end: 70 % of their days.
@@ -556,18 +557,8 @@ pub fn evaluate_compression_lows(people: &[Series]) -> CompressionReport {
     let (mut sq_h, mut sq_i, mut clean_sq_h, mut clean_sq_i) = (0.0, 0.0, 0.0, 0.0);
     for (i, person) in people.iter().enumerate() {
         let end = train_end(person);
-        let others: Vec<(Series, usize)> = people
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i || people.len() == 1)
-            .map(|(_, s)| (s.clone(), train_end(s)))
-            .collect();
-        let population = fit_population(&others);
-        let inputs = if person.has_treatments {
-            Inputs::Full
-        } else {
-            Inputs::GlucoseOnly
-        };
+        let population = population_without(people, i);
+        let inputs = Inputs::of(person);
         let model = fit_personal(person, end, &population)
             .unwrap_or_else(|| population.for_inputs(inputs).clone());
         let six = HORIZONS[0];
@@ -606,13 +597,7 @@ pub fn evaluate_compression_lows(people: &[Series]) -> CompressionReport {
         }
         for e in &episodes {
             r.episodes += 1;
-            let suspected_at = |t: usize| {
-                forecast_with(&model, &injected, t, CompressionLows::Handled)
-                    != forecast_with(&model, &injected, t, CompressionLows::Ignored)
-            };
-            if suspected_at(e.start) || suspected_at(e.start + 1) {
-                r.suspected += 1;
-            }
+            let mut suspected = false;
             for t in e.start..e.start + e.len() {
                 let (Some(h), Some(ig)) = (
                     forecast_with(&model, &injected, t, CompressionLows::Handled),
@@ -620,6 +605,10 @@ pub fn evaluate_compression_lows(people: &[Series]) -> CompressionReport {
                 ) else {
                     continue;
                 };
+                // Recognised at the first or second falling reading.
+                if t <= e.start + 1 && h != ig {
+                    suspected = true;
+                }
                 let real: Vec<f64> = person.cgm[t + 1..=t + six]
                     .iter()
                     .flatten()
@@ -642,6 +631,9 @@ pub fn evaluate_compression_lows(people: &[Series]) -> CompressionReport {
                 if stays_up && alarm(&ig) {
                     r.false_alarms_ignored += 1;
                 }
+            }
+            if suspected {
+                r.suspected += 1;
             }
         }
     }

@@ -266,6 +266,15 @@ pub enum Inputs {
 }
 
 impl Inputs {
+    /// The inputs a person's series supports: treatments when they were logged.
+    pub fn of(series: &Series) -> Inputs {
+        if series.has_treatments {
+            Inputs::Full
+        } else {
+            Inputs::GlucoseOnly
+        }
+    }
+
     fn features(self) -> usize {
         match self {
             Inputs::Full => FULL_FEATURES,
@@ -729,11 +738,7 @@ pub fn fit_personal(series: &Series, end: usize, population: &PopulationModel) -
     if !enough_for_personal(series, end) {
         return None;
     }
-    let inputs = if series.has_treatments {
-        Inputs::Full
-    } else {
-        Inputs::GlucoseOnly
-    };
+    let inputs = Inputs::of(series);
     let prior = population.for_inputs(inputs);
     let rows = training_rows(series, end, inputs);
     let days = end / ROWS_PER_DAY;
