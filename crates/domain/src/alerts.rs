@@ -51,6 +51,37 @@ impl AlertKind {
         AlertKind::UrgentStaleData,
     ];
 
+    /// A short title for a notification.
+    pub fn title(self) -> &'static str {
+        match self {
+            AlertKind::UrgentLow => "Urgent low",
+            AlertKind::Low => "Low",
+            AlertKind::High => "High",
+            AlertKind::RapidFall => "Falling fast",
+            AlertKind::RapidRise => "Rising fast",
+            AlertKind::PredictedLow => "Urgent low soon",
+            AlertKind::StaleData => "No data",
+            AlertKind::UrgentStaleData => "No data for 30 minutes",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::UrgentLow => "urgent_low",
+            AlertKind::Low => "low",
+            AlertKind::High => "high",
+            AlertKind::RapidFall => "rapid_fall",
+            AlertKind::RapidRise => "rapid_rise",
+            AlertKind::PredictedLow => "predicted_low",
+            AlertKind::StaleData => "stale_data",
+            AlertKind::UrgentStaleData => "urgent_stale_data",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// Never silenced by quiet hours, and notified again until acknowledged.
     pub fn is_urgent(self) -> bool {
         matches!(
@@ -91,13 +122,13 @@ impl AlertRules {
             urgent_low_mgdl: s.urgent_low_mgdl,
             low_mgdl: s.low_threshold_mgdl,
             high_mgdl: s.high_threshold_mgdl,
-            rapid_rate_mgdl_per_min: 3.0,
-            predicted_low_minutes: 30,
+            rapid_rate_mgdl_per_min: s.alerts.rapid_rate_mgdl_per_min,
+            predicted_low_minutes: s.alerts.predicted_low_minutes,
             stale_minutes: 15,
             urgent_stale_minutes: 30,
-            disabled: Vec::new(),
-            quiet_hours: None,
-            renotify_minutes: 5,
+            disabled: s.alerts.disabled.clone(),
+            quiet_hours: s.alerts.quiet_hours.map(|q| (q.start, q.end)),
+            renotify_minutes: s.alerts.renotify_minutes,
         }
     }
 
@@ -350,6 +381,41 @@ impl AlertBook {
             }
         }
         out
+    }
+
+    /// The next instant at which the clock alone, with no new reading, can change this book:
+    /// data going stale, a snooze ending, an urgent alert due to repeat. `None` when nothing
+    /// is pending (e.g. a person who never uploaded a reading is not told their data is stale).
+    /// Evaluating earlier is harmless; later would miss an alert.
+    pub fn next_due_ms(&self, rules: &AlertRules, newest_reading_ms: Option<i64>) -> Option<i64> {
+        let mut due: Option<i64> = None;
+        let mut at = |t: i64| due = Some(due.map_or(t, |d| d.min(t)));
+        if let Some(newest) = newest_reading_ms {
+            for (kind, minutes) in [
+                (AlertKind::StaleData, rules.stale_minutes),
+                (AlertKind::UrgentStaleData, rules.urgent_stale_minutes),
+            ] {
+                if rules.enabled(kind) && self.open(kind).is_none() {
+                    at(newest + minutes * 60_000);
+                }
+            }
+        }
+        for a in self.alerts.iter().filter(|a| a.is_open()) {
+            match a.state {
+                AlertState::Snoozed { until_ms } => at(until_ms),
+                AlertState::Active if a.kind.is_urgent() => {
+                    at(a.notified_ms + rules.renotify_minutes * 60_000)
+                }
+                _ => {}
+            }
+        }
+        due
+    }
+
+    /// Forgets alerts resolved before `before_ms` (the book keeps recent history only).
+    pub fn prune(&mut self, before_ms: i64) {
+        self.alerts
+            .retain(|a| !matches!(a.state, AlertState::Resolved { at_ms } if at_ms < before_ms));
     }
 
     /// Acknowledges an open alert: quiet until it resolves. False when none is open.
@@ -643,6 +709,45 @@ mod tests {
             &|_| false,
         );
         assert!(held.contains(&AlertKind::UrgentLow) && !held.contains(&AlertKind::Low));
+    }
+
+    #[test]
+    fn the_book_knows_when_the_clock_next_matters() {
+        let r = rules();
+        let mut book = AlertBook::default();
+        assert_eq!(
+            book.next_due_ms(&r, None),
+            None,
+            "no data, nothing to watch"
+        );
+        let pts = series(&[60.0, 52.0, 50.0]);
+        let last = pts[2].utc_ms;
+        observe(&mut book, &r, &pts, last);
+        // Urgent low repeats in 5 minutes; data goes stale in 15.
+        assert_eq!(book.next_due_ms(&r, Some(last)), Some(last + 5 * MIN));
+        assert!(book.acknowledge(AlertKind::UrgentLow, last + MIN));
+        assert_eq!(book.next_due_ms(&r, Some(last)), Some(last + 15 * MIN));
+        assert!(book.snooze(AlertKind::Low, last + MIN, 10));
+        assert_eq!(book.next_due_ms(&r, Some(last)), Some(last + 11 * MIN));
+        // Stale and urgently stale: only what stays pending counts.
+        let n = observe(&mut book, &r, &pts, last + 30 * MIN);
+        assert!(kinds(&n, NotifyReason::Raised).contains(&AlertKind::UrgentStaleData));
+        let due = book
+            .next_due_ms(&r, Some(last))
+            .expect("urgent stale repeats");
+        assert_eq!(due, last + 35 * MIN);
+        // Resolved alerts are pruned by age.
+        let resolved = book.alerts.iter().filter(|a| !a.is_open()).count();
+        assert!(resolved > 0);
+        book.prune(last + 31 * MIN);
+        assert!(book.alerts.iter().all(Alert::is_open));
+        assert_eq!(
+            AlertKind::parse("predicted_low"),
+            Some(AlertKind::PredictedLow)
+        );
+        assert!(AlertKind::ALL
+            .iter()
+            .all(|k| AlertKind::parse(k.as_str()) == Some(*k)));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! A person's settings, with defaults from the International Consensus on Time in Range.
 
+use chrono::NaiveTime;
+
+use crate::alerts::AlertKind;
 use crate::error::ValidationError;
 use crate::units::GlucoseUnit;
 
@@ -22,6 +25,89 @@ pub struct UserSettings {
     pub high_threshold_mgdl: f64,
     /// Urgent-low threshold, mg/dL (default 55; never silenced).
     pub urgent_low_mgdl: f64,
+    /// Everything else about alerts.
+    pub alerts: AlertPreferences,
+}
+
+/// How a person's alerts behave beyond the thresholds above.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct AlertPreferences {
+    /// A rate of change beyond this, mg/dL per minute over 15 minutes, is a rapid fall or
+    /// rise (default 3; 1–10).
+    pub rapid_rate_mgdl_per_min: f64,
+    /// How far ahead a forecast reaching urgent low raises a predicted low, minutes (default
+    /// 30; 20–30).
+    pub predicted_low_minutes: i64,
+    /// Alert kinds turned off. Urgent low cannot be turned off.
+    pub disabled: Vec<AlertKind>,
+    /// Local times (in `time_zone`) between which non-urgent alerts are raised and shown but
+    /// not pushed, e.g. `{"start": "22:00:00", "end": "07:00:00"}`; may span midnight.
+    pub quiet_hours: Option<QuietHours>,
+    /// An urgent alert nobody acknowledged is notified again this often, minutes (default 5;
+    /// 1–60).
+    pub renotify_minutes: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuietHours {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "22:00:00"))]
+    pub start: NaiveTime,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "07:00:00"))]
+    pub end: NaiveTime,
+}
+
+impl Default for AlertPreferences {
+    fn default() -> Self {
+        Self {
+            rapid_rate_mgdl_per_min: 3.0,
+            predicted_low_minutes: 30,
+            disabled: Vec::new(),
+            quiet_hours: None,
+            renotify_minutes: 5,
+        }
+    }
+}
+
+impl AlertPreferences {
+    fn validate(&self) -> Result<(), ValidationError> {
+        let r = self.rapid_rate_mgdl_per_min;
+        if !r.is_finite() || !(1.0..=10.0).contains(&r) {
+            return Err(ValidationError::new(
+                "alerts.rapid_rate_mgdl_per_min",
+                "must be between 1 and 10 mg/dL per minute",
+            ));
+        }
+        if !(20..=30).contains(&self.predicted_low_minutes) {
+            return Err(ValidationError::new(
+                "alerts.predicted_low_minutes",
+                "must be between 20 and 30 minutes",
+            ));
+        }
+        if !(1..=60).contains(&self.renotify_minutes) {
+            return Err(ValidationError::new(
+                "alerts.renotify_minutes",
+                "must be between 1 and 60 minutes",
+            ));
+        }
+        if self.disabled.contains(&AlertKind::UrgentLow) {
+            return Err(ValidationError::new(
+                "alerts.disabled",
+                "urgent low cannot be turned off",
+            ));
+        }
+        if let Some(q) = self.quiet_hours {
+            if q.start == q.end {
+                return Err(ValidationError::new(
+                    "alerts.quiet_hours",
+                    "start and end must differ",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for UserSettings {
@@ -34,6 +120,7 @@ impl Default for UserSettings {
             low_threshold_mgdl: 70.0,
             high_threshold_mgdl: 180.0,
             urgent_low_mgdl: 55.0,
+            alerts: AlertPreferences::default(),
         }
     }
 }
@@ -87,7 +174,7 @@ impl UserSettings {
                 "must not be above low_threshold_mgdl",
             ));
         }
-        Ok(())
+        self.alerts.validate()
     }
 }
 
@@ -139,5 +226,28 @@ mod tests {
                 .expect("parses");
         assert_eq!(s.display_unit, GlucoseUnit::MmolL);
         assert_eq!(s.target_high_mgdl, 180.0);
+        assert_eq!(s.alerts, AlertPreferences::default());
+    }
+
+    #[test]
+    fn alert_preferences_are_checked_and_quiet_hours_parse() {
+        let s: UserSettings = serde_json::from_str(
+            r#"{"alerts":{"quiet_hours":{"start":"22:00:00","end":"07:00:00"},"disabled":["high"]}}"#,
+        )
+        .expect("parses");
+        s.validate().expect("valid");
+        assert_eq!(s.alerts.disabled, vec![AlertKind::High]);
+        let mut bad = s.clone();
+        bad.alerts.disabled.push(AlertKind::UrgentLow);
+        assert_eq!(bad.validate().expect_err("urgent").field, "alerts.disabled");
+        let mut bad = s.clone();
+        bad.alerts.predicted_low_minutes = 60;
+        assert_eq!(
+            bad.validate().expect_err("horizon").field,
+            "alerts.predicted_low_minutes"
+        );
+        let mut bad = s;
+        bad.alerts.rapid_rate_mgdl_per_min = f64::NAN;
+        assert!(bad.validate().is_err());
     }
 }

@@ -60,9 +60,17 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-const INSERT: &str = "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
-     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::bigint[]) \
-     ON CONFLICT DO NOTHING RETURNING user_id, time_ms, kind, device";
+/// Inserts the group's readings and marks their owners due for alert evaluation, in one
+/// statement.
+fn insert_sql() -> String {
+    format!(
+        "WITH ins AS (INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::bigint[]) \
+         ON CONFLICT DO NOTHING RETURNING user_id, time_ms, kind, device), {} \
+         SELECT user_id, time_ms, kind, device FROM ins",
+        crate::MARK_ALERTS_DUE
+    )
+}
 
 async fn commit_group(pool: &Pool, group: Vec<Pending>) {
     match insert(pool, &group).await {
@@ -126,7 +134,7 @@ async fn insert(pool: &Pool, group: &[Pending]) -> Result<Vec<u64>, StoreError> 
         }
     }
     let client = pool.get().await.map_err(pool_err)?;
-    let stmt = client.prepare_cached(INSERT).await.map_err(pg_err)?;
+    let stmt = client.prepare_cached(&insert_sql()).await.map_err(pg_err)?;
     let returned = client
         .query(
             &stmt,

@@ -15,6 +15,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
 };
 use glucosync_domain::accounts::Scope;
+use glucosync_domain::alerts::AlertBook;
 use glucosync_domain::analytics::GlucosePoint;
 use glucosync_domain::readings::{NewReading, Reading, ReadingKind, TrendDirection};
 use glucosync_domain::settings::UserSettings;
@@ -22,7 +23,7 @@ use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
-    AccessRecord, AdminGrant, Credential, CredentialId, CredentialKind, InsertOutcome,
+    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, CredentialKind, InsertOutcome,
     NewCredential, NewInvite, NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store,
     StoreError, StoredForecast, StoredModel, User, UserId,
 };
@@ -652,13 +653,18 @@ impl Store for PostgresStore {
             trends.push(r.trend.map(|t| t.as_str()));
         }
         let inserted = self
-            .execute(
-                "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
-                 SELECT $1, t.* , $8 FROM UNNEST($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[]) AS t \
-                 ON CONFLICT DO NOTHING",
+            .query(
+                &format!(
+                    "WITH ins AS (INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
+                     SELECT $1, t.* , $8 FROM UNNEST($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[]) AS t \
+                     ON CONFLICT DO NOTHING RETURNING user_id, kind), {MARK_ALERTS_DUE} \
+                     SELECT count(*) FROM ins"
+                ),
                 &[&user_id, &times, &offsets, &kinds, &devices, &values, &trends, &now_ms],
             )
-            .await?;
+            .await?
+            .first()
+            .map_or(0, |r| r.get::<_, i64>(0) as u64);
         Ok(InsertOutcome {
             inserted,
             duplicates: n as u64 - inserted,
@@ -1070,6 +1076,117 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError> {
+        let rows = self
+            .query(
+                "SELECT book, version, evaluated_version, due_ms FROM alert_books WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(AlertRecord::default());
+        };
+        let json: String = r.get(0);
+        Ok(AlertRecord {
+            book: serde_json::from_str(&json)
+                .map_err(|e| StoreError::Internal(format!("alert book: {e}")))?,
+            version: r.get(1),
+            evaluated_version: r.get(2),
+            due_ms: r.get(3),
+        })
+    }
+
+    async fn save_alert_book(
+        &self,
+        user_id: UserId,
+        expected_version: i64,
+        book: &AlertBook,
+        due_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let json = alert_book_json(book)?;
+        let changed = if expected_version == 0 {
+            self.execute(
+                "INSERT INTO alert_books (user_id, book, version, evaluated_version, due_ms) \
+                 VALUES ($1, $2, 1, 1, $3) ON CONFLICT (user_id) DO NOTHING",
+                &[&user_id, &json, &due_ms],
+            )
+            .await?
+        } else {
+            self.execute(
+                "UPDATE alert_books SET book = $2, version = version + 1, \
+                 evaluated_version = version + 1, due_ms = $3 \
+                 WHERE user_id = $1 AND version = $4",
+                &[&user_id, &json, &due_ms, &expected_version],
+            )
+            .await?
+        };
+        Ok(changed == 1)
+    }
+
+    async fn mark_alerts_evaluated(
+        &self,
+        evaluated: &[(UserId, i64, Option<i64>)],
+    ) -> Result<(), StoreError> {
+        let users: Vec<i64> = evaluated.iter().map(|e| e.0).collect();
+        let versions: Vec<i64> = evaluated.iter().map(|e| e.1).collect();
+        let dues: Vec<Option<i64>> = evaluated.iter().map(|e| e.2).collect();
+        self.execute(
+            "UPDATE alert_books a SET evaluated_version = a.version, due_ms = e.due \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS e(user_id, version, due) \
+             WHERE a.user_id = e.user_id AND a.version = e.version",
+            &[&users, &versions, &dues],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn alerts_due(
+        &self,
+        now_ms: i64,
+        shard_count: u32,
+        shards: &[u32],
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let shards: Vec<i64> = shards.iter().map(|&s| i64::from(s)).collect();
+        let rows = self
+            .query(
+                "SELECT user_id FROM alert_books \
+                 WHERE (version > evaluated_version OR due_ms <= $1) \
+                 AND user_id % $2 = ANY($3) ORDER BY user_id LIMIT $4",
+                &[&now_ms, &i64::from(shard_count), &shards, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 expires_ms = excluded.expires_ms \
+                 WHERE leases.holder = excluded.holder OR leases.expires_ms <= $4",
+                &[&name, &holder, &(now_ms + ttl_ms), &now_ms],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM leases WHERE name = $1 AND holder = $2",
+            &[&name, &holder],
+        )
+        .await
+        .map(drop)
+    }
+
     async fn record_access(
         &self,
         owner: UserId,
@@ -1111,6 +1228,16 @@ impl Store for PostgresStore {
             })
             .collect())
     }
+}
+
+/// A CTE that makes the owners of the CGM readings in `ins` (rows of user_id, kind) due for
+/// alert evaluation, in the statement that inserts them.
+pub(crate) const MARK_ALERTS_DUE: &str = "marked AS (INSERT INTO alert_books (user_id, version) \
+     SELECT DISTINCT user_id, 1 FROM ins WHERE kind = 'cgm' \
+     ON CONFLICT (user_id) DO UPDATE SET version = alert_books.version + 1)";
+
+fn alert_book_json(book: &AlertBook) -> Result<String, StoreError> {
+    serde_json::to_string(book).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms";

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use glucosync_domain::alerts::AlertBook;
 use glucosync_domain::analytics::GlucosePoint;
-use glucosync_domain::readings::{NewReading, Reading};
+use glucosync_domain::readings::{NewReading, Reading, ReadingKind};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
-    AccessRecord, AdminGrant, Credential, CredentialId, InsertOutcome, NewCredential, NewInvite,
-    NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
-    StoredModel, User, UserId,
+    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, InsertOutcome, NewCredential,
+    NewInvite, NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError,
+    StoredForecast, StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -472,8 +473,9 @@ impl Store for SqliteStore {
                     )
                     .map_err(sql_err)?;
                 let mut inserted = 0u64;
+                let mut cgm_inserted = false;
                 for r in &readings {
-                    inserted += stmt
+                    let n = stmt
                         .execute(params![
                             user_id,
                             r.time.utc_ms,
@@ -485,6 +487,13 @@ impl Store for SqliteStore {
                             now_ms
                         ])
                         .map_err(sql_err)? as u64;
+                    inserted += n;
+                    cgm_inserted |= n > 0 && r.kind == ReadingKind::Cgm;
+                }
+                if cgm_inserted {
+                    conn.prepare_cached(MARK_ALERTS_DUE)
+                        .and_then(|mut s| s.execute(params![user_id]))
+                        .map_err(sql_err)?;
                 }
                 Ok(InsertOutcome {
                     inserted,
@@ -930,6 +939,156 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError> {
+        let row = self
+            .engine
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT book, version, evaluated_version, due_ms FROM alert_books WHERE user_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![user_id], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                })
+                .map_err(sql_err)
+            })
+            .await?;
+        match row {
+            None => Ok(AlertRecord::default()),
+            Some((json, version, evaluated_version, due_ms)) => Ok(AlertRecord {
+                book: alert_book_from_json(&json)?,
+                version,
+                evaluated_version,
+                due_ms,
+            }),
+        }
+    }
+
+    async fn save_alert_book(
+        &self,
+        user_id: UserId,
+        expected_version: i64,
+        book: &AlertBook,
+        due_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let json = alert_book_json(book)?;
+        self.engine
+            .write(move |conn| {
+                let changed = if expected_version == 0 {
+                    conn.execute(
+                        "INSERT INTO alert_books (user_id, book, version, evaluated_version, due_ms) \
+                         VALUES (?1, ?2, 1, 1, ?3) ON CONFLICT (user_id) DO NOTHING",
+                        params![user_id, json, due_ms],
+                    )
+                } else {
+                    conn.execute(
+                        "UPDATE alert_books SET book = ?2, version = version + 1, \
+                         evaluated_version = version + 1, due_ms = ?3 \
+                         WHERE user_id = ?1 AND version = ?4",
+                        params![user_id, json, due_ms, expected_version],
+                    )
+                }
+                .map_err(sql_err)?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn mark_alerts_evaluated(
+        &self,
+        evaluated: &[(UserId, i64, Option<i64>)],
+    ) -> Result<(), StoreError> {
+        let evaluated = evaluated.to_vec();
+        self.engine
+            .write(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE alert_books SET evaluated_version = version, due_ms = ?3 \
+                         WHERE user_id = ?1 AND version = ?2",
+                    )
+                    .map_err(sql_err)?;
+                for (user, version, due) in &evaluated {
+                    stmt.execute(params![user, version, due]).map_err(sql_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn alerts_due(
+        &self,
+        now_ms: i64,
+        shard_count: u32,
+        shards: &[u32],
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let shards: Vec<i64> = shards.iter().map(|&s| i64::from(s)).collect();
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.engine
+            .read(move |conn| {
+                let list = shards
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let sql = format!(
+                    "SELECT user_id FROM alert_books \
+                     WHERE (version > evaluated_version OR due_ms <= ?1) \
+                     AND user_id % ?2 IN ({list}) ORDER BY user_id LIMIT ?3"
+                );
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params![now_ms, i64::from(shard_count), limit as i64], |r| {
+                            r.get(0)
+                        })?
+                        .collect()
+                    })
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                     expires_ms = excluded.expires_ms \
+                     WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4",
+                    params![name, holder, now_ms + ttl_ms, now_ms],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                    params![name, holder],
+                )
+                .map(drop)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
     async fn record_access(
         &self,
         owner: UserId,
@@ -984,6 +1143,18 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
+
+/// An upload of CGM readings makes its owner due for alert evaluation.
+const MARK_ALERTS_DUE: &str = "INSERT INTO alert_books (user_id, version) VALUES (?1, 1) \
+     ON CONFLICT (user_id) DO UPDATE SET version = version + 1";
+
+fn alert_book_json(book: &AlertBook) -> Result<String, StoreError> {
+    serde_json::to_string(book).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn alert_book_from_json(json: &str) -> Result<AlertBook, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Internal(format!("alert book: {e}")))
 }
 
 const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms";

@@ -8,6 +8,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_forecasts.sql")),
     (3, include_str!("../migrations/0003_shares.sql")),
     (4, include_str!("../migrations/0004_access_log.sql")),
+    (5, include_str!("../migrations/0005_alerts.sql")),
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -13,8 +13,8 @@ use glucosync_domain::treatments::{NewTreatment, TreatmentDetail, TreatmentField
 use glucosync_domain::{GlucoseMgdl, GlucoseUnit, Timestamp};
 
 use crate::{
-    AdminGrant, CredentialKind, Cursor, NewCredential, NewInvite, NewUser, RangeQuery, ShareRole,
-    Store, StoreError, StoredForecast, StoredModel, UserId,
+    AdminGrant, AlertRecord, CredentialKind, Cursor, NewCredential, NewInvite, NewUser, RangeQuery,
+    ShareRole, Store, StoreError, StoredForecast, StoredModel, UserId,
 };
 
 /// A fresh store and whatever must live as long as it (a temporary directory, a database name).
@@ -53,6 +53,8 @@ macro_rules! conformance_suite {
             invites_are_single_use_expire_and_make_active_shares,
             shares_are_revoked_at_once_and_listed_per_owner_and_follower,
             the_access_log_is_per_owner_newest_first_and_pages_by_time,
+            cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_version,
+            a_lease_has_one_holder_until_it_expires,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1187,4 +1189,180 @@ pub async fn the_access_log_is_per_owner_newest_first_and_pages_by_time(store: &
         .await
         .expect("log")
         .is_empty());
+}
+
+pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_version(
+    store: &dyn Store,
+) {
+    use glucosync_domain::alerts::{Alert, AlertBook, AlertKind, AlertState};
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let all_shards = [0];
+    let due = |now| async move {
+        store
+            .alerts_due(now, 1, &all_shards, 100)
+            .await
+            .expect("due")
+    };
+    assert_eq!(
+        store.alert_record(ana).await.expect("record"),
+        AlertRecord::default()
+    );
+    assert!(due(NOW).await.is_empty());
+    // A finger stick is not what alerts watch; a CGM reading is; a duplicate changes nothing.
+    let mut finger = reading(T0, 100.0);
+    finger.kind = ReadingKind::Meter;
+    store
+        .insert_readings(ana, vec![finger], NOW)
+        .await
+        .expect("insert");
+    assert!(due(NOW).await.is_empty());
+    store
+        .insert_readings(
+            ana,
+            vec![reading(T0, 100.0), reading(T0 + FIVE_MIN, 90.0)],
+            NOW,
+        )
+        .await
+        .expect("insert");
+    store
+        .insert_readings(ana, vec![reading(T0, 100.0)], NOW)
+        .await
+        .expect("duplicate");
+    let rec = store.alert_record(ana).await.expect("record");
+    assert_eq!(
+        (rec.version, rec.evaluated_version, rec.due_ms),
+        (1, 0, None)
+    );
+    assert_eq!(due(NOW).await, vec![ana]);
+    // Evaluated, nothing changed: not due until the clock says so.
+    store
+        .mark_alerts_evaluated(&[(ana, 1, Some(NOW + 10))])
+        .await
+        .expect("mark");
+    assert!(due(NOW).await.is_empty());
+    assert_eq!(due(NOW + 10).await, vec![ana]);
+    // A book saves only over the version it was computed from.
+    let book = AlertBook {
+        alerts: vec![Alert {
+            kind: AlertKind::Low,
+            raised_ms: NOW,
+            state: AlertState::Active,
+            notified_ms: NOW,
+        }],
+    };
+    assert!(
+        !store
+            .save_alert_book(ana, 0, &book, None)
+            .await
+            .expect("save"),
+        "stale"
+    );
+    assert!(store
+        .save_alert_book(ana, 1, &book, Some(NOW + 60_000))
+        .await
+        .expect("save"));
+    assert!(
+        !store
+            .save_alert_book(ana, 1, &book, None)
+            .await
+            .expect("save"),
+        "stale"
+    );
+    let rec = store.alert_record(ana).await.expect("record");
+    assert_eq!(rec.book, book);
+    assert_eq!(
+        (rec.version, rec.evaluated_version, rec.due_ms),
+        (2, 2, Some(NOW + 60_000))
+    );
+    assert!(due(NOW).await.is_empty());
+    // An upload during an evaluation makes that evaluation's mark a no-op: still due.
+    store
+        .insert_readings(ana, vec![reading(T0 + 2 * FIVE_MIN, 80.0)], NOW)
+        .await
+        .expect("insert");
+    store
+        .mark_alerts_evaluated(&[(ana, 2, None)])
+        .await
+        .expect("mark");
+    assert_eq!(due(NOW).await, vec![ana]);
+    // A first book for someone without a record.
+    assert!(store
+        .save_alert_book(ben, 0, &book, None)
+        .await
+        .expect("save"));
+    assert_eq!(store.alert_record(ben).await.expect("record").book, book);
+    assert!(
+        !store
+            .save_alert_book(ben, 0, &book, None)
+            .await
+            .expect("save"),
+        "exists"
+    );
+    // Shards: ids modulo the count.
+    store
+        .insert_readings(ben, vec![reading(T0, 100.0)], NOW)
+        .await
+        .expect("insert");
+    for shard in 0..2u32 {
+        let mine = store.alerts_due(NOW, 2, &[shard], 100).await.expect("due");
+        let expected: Vec<UserId> = [ana, ben]
+            .into_iter()
+            .filter(|u| u.rem_euclid(2) == i64::from(shard))
+            .collect();
+        assert_eq!(mine, expected);
+    }
+    assert!(store
+        .alerts_due(NOW, 2, &[], 100)
+        .await
+        .expect("due")
+        .is_empty());
+    assert_eq!(
+        store.alerts_due(NOW, 1, &[0], 1).await.expect("due").len(),
+        1
+    );
+}
+
+pub async fn a_lease_has_one_holder_until_it_expires(store: &dyn Store) {
+    assert!(store
+        .try_lease("alerts:0", "a", 1_000, NOW)
+        .await
+        .expect("lease"));
+    assert!(!store
+        .try_lease("alerts:0", "b", 1_000, NOW + 500)
+        .await
+        .expect("lease"));
+    // The holder renews; another lease is independent.
+    assert!(store
+        .try_lease("alerts:0", "a", 1_000, NOW + 900)
+        .await
+        .expect("lease"));
+    assert!(store
+        .try_lease("alerts:1", "b", 1_000, NOW + 900)
+        .await
+        .expect("lease"));
+    assert!(!store
+        .try_lease("alerts:0", "b", 1_000, NOW + 1_800)
+        .await
+        .expect("lease"));
+    // Expired: the next one takes it, and the old holder has lost it.
+    assert!(store
+        .try_lease("alerts:0", "b", 1_000, NOW + 1_900)
+        .await
+        .expect("lease"));
+    assert!(!store
+        .try_lease("alerts:0", "a", 1_000, NOW + 2_000)
+        .await
+        .expect("lease"));
+    // Released: free at once; releasing someone else's does nothing.
+    store.release_lease("alerts:0", "a").await.expect("release");
+    assert!(!store
+        .try_lease("alerts:0", "a", 1_000, NOW + 2_000)
+        .await
+        .expect("lease"));
+    store.release_lease("alerts:0", "b").await.expect("release");
+    assert!(store
+        .try_lease("alerts:0", "a", 1_000, NOW + 2_000)
+        .await
+        .expect("lease"));
 }

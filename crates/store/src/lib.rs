@@ -96,7 +96,8 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<String>, StoreError>;
 
-    // ---- readings
+    // ---- readings (an upload of CGM readings also makes the uploader due for alert
+    // evaluation, in the same transaction: see [`AlertRecord`])
     /// Stores readings; those whose (kind, time, device) the user already has are counted as
     /// duplicates and change nothing. All or nothing.
     async fn insert_readings(
@@ -189,6 +190,46 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Share>, StoreError>;
     /// Revokes a share or invite of this owner; false if there was none live.
     async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+
+    // ---- alerts (the durable state of each person's alerts, and who must evaluate them)
+    /// The person's alert record; the default (version 0) when there is none yet.
+    async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError>;
+    /// Replaces the book if the stored version is still `expected_version` (0: no record
+    /// yet), in one atomic step; the new version is `expected_version + 1` and counts as
+    /// evaluated. False when someone changed it first (re-read and evaluate again).
+    async fn save_alert_book(
+        &self,
+        user_id: UserId,
+        expected_version: i64,
+        book: &glucosync_domain::alerts::AlertBook,
+        due_ms: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Records evaluations that changed nothing: for each (user, version, due), marks that
+    /// version evaluated and sets the due time, unless the version moved on meanwhile.
+    async fn mark_alerts_evaluated(
+        &self,
+        evaluated: &[(UserId, i64, Option<i64>)],
+    ) -> Result<(), StoreError>;
+    /// People due for evaluation at `now_ms` (see [`AlertRecord`]) among those whose id
+    /// modulo `shard_count` is in `shards`, at most `limit`.
+    async fn alerts_due(
+        &self,
+        now_ms: i64,
+        shard_count: u32,
+        shards: &[u32],
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError>;
+    /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`, unless another
+    /// holder's lease is still running. Says whether `holder` holds it now.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives a lease up (at shutdown), if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     // ---- the access log (every follower read of a person's health data)
     /// Records that `follower` read `what` of `owner`'s data at `time_ms`. Durable before the

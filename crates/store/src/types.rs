@@ -142,6 +142,19 @@ pub struct StoredForecast {
     pub points: Vec<u8>,
 }
 
+/// A person's alerts as stored, with what the evaluator needs to find the people it must look
+/// at: `version` grows with every change of the book *and* every upload of CGM readings (in
+/// the upload's own transaction), `evaluated_version` is the version last evaluated, and
+/// `due_ms` is when the clock alone next matters (data going stale, a snooze ending). A person
+/// is due for evaluation when `version > evaluated_version` or `due_ms <= now`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertRecord {
+    pub book: glucosync_domain::alerts::AlertBook,
+    pub version: i64,
+    pub evaluated_version: i64,
+    pub due_ms: Option<i64>,
+}
+
 /// A person's fitted forecast model, by version. `trained_until_ms` is the data time of the
 /// newest row it was fitted on; the body is the model as JSON.
 #[derive(Debug, Clone, PartialEq)]
