@@ -18,7 +18,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{accounts, events, forecast, readings, reports, shares, tokens, treatments};
+use crate::api::{
+    accounts, alerts, events, forecast, readings, reports, shares, tokens, treatments,
+};
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
 use crate::telemetry::{metrics_handler, observe};
@@ -42,6 +44,7 @@ use crate::telemetry::{metrics_handler, observe};
         (name = "treatments", description = "Insulin, carbohydrates, exercise, notes, basal rates"),
         (name = "reports", description = "Consensus metrics over a period"),
         (name = "forecast", description = "Glucose forecasts (informational, never dosing advice)"),
+        (name = "alerts", description = "Alerts: list, acknowledge, snooze"),
         (name = "sharing", description = "Followers: invites, acceptance, revocation"),
         (name = "health", description = "Liveness and readiness")
     ),
@@ -97,6 +100,9 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::daily))
         .routes(routes!(reports::hourly))
         .routes(routes!(forecast::latest))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::snooze))
         .routes(routes!(shares::invite, shares::list))
         .routes(routes!(shares::revoke))
         .routes(routes!(shares::accept))

@@ -612,20 +612,37 @@ fn encode_points(steps: &[ForecastPoint]) -> Vec<u8> {
         .collect()
 }
 
-/// The served points of a stored forecast.
-pub fn points_out(issued_ms: i64, encoded: &[u8]) -> Result<Vec<ForecastPointOut>, ApiError> {
+/// The points of a stored forecast; `None` when the encoding is broken.
+pub fn decode_points(encoded: &[u8]) -> Option<Vec<ForecastPoint>> {
     if !encoded.len().is_multiple_of(6) {
-        return Err(ApiError::Internal("stored forecast: bad length".into()));
+        return None;
     }
     let value = |b: &[u8]| f64::from(u16::from_le_bytes([b[0], b[1]])) / 10.0;
-    Ok(encoded
-        .chunks_exact(6)
-        .enumerate()
-        .map(|(i, c)| ForecastPointOut {
-            time: Timestamp::from_utc_ms(issued_ms + (i as i64 + 1) * STEP_MS).to_rfc3339_utc(),
-            value: value(&c[0..2]),
-            lower: value(&c[2..4]),
-            upper: value(&c[4..6]),
+    Some(
+        encoded
+            .chunks_exact(6)
+            .enumerate()
+            .map(|(i, c)| ForecastPoint {
+                minutes: (i as i64 + 1) * STEP_MS / 60_000,
+                mgdl: value(&c[0..2]),
+                lower: value(&c[2..4]),
+                upper: value(&c[4..6]),
+            })
+            .collect(),
+    )
+}
+
+/// The served points of a stored forecast.
+pub fn points_out(issued_ms: i64, encoded: &[u8]) -> Result<Vec<ForecastPointOut>, ApiError> {
+    let points = decode_points(encoded)
+        .ok_or_else(|| ApiError::Internal("stored forecast: bad length".into()))?;
+    Ok(points
+        .into_iter()
+        .map(|p| ForecastPointOut {
+            time: Timestamp::from_utc_ms(issued_ms + p.minutes * 60_000).to_rfc3339_utc(),
+            value: p.mgdl,
+            lower: p.lower,
+            upper: p.upper,
         })
         .collect())
 }

@@ -4,6 +4,7 @@
 //! problem+json (in [`error`] only), and the process lifecycle. It must never contain SQL or
 //! domain rules; those live in the store crates and the domain crate.
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -201,6 +202,7 @@ impl Server {
                     .await;
             });
         }
+        let timers = tokio::spawn(state.alerts.clone().run_timers(state.clone()));
         let router = app::router(state.clone());
         tracing::info!(
             listen = %addr,
@@ -227,6 +229,8 @@ impl Server {
             }
             _ = deadline => tracing::warn!("grace period over; dropping the requests still in flight"),
         }
+        state.stopping.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), timers).await;
         state.forecaster.flush(&state).await;
         state.store.close().await;
         tracing::info!("stopped; storage flushed and closed");

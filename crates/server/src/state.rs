@@ -36,6 +36,8 @@ pub struct Inner {
     pub touched: Mutex<HashMap<i64, Instant>>,
     /// Forecasts per reading and the fitting of personal models.
     pub forecaster: Arc<crate::forecasting::Forecaster>,
+    /// Alert evaluation and its timers.
+    pub alerts: Arc<crate::alerting::Alerting>,
 }
 
 impl std::ops::Deref for AppState {
@@ -63,6 +65,7 @@ impl AppState {
             config,
             touched: Mutex::new(HashMap::new()),
             forecaster: Arc::new(crate::forecasting::Forecaster::default()),
+            alerts: Arc::new(crate::alerting::Alerting::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             stopping: tokio::sync::watch::channel(false).0,
         }))

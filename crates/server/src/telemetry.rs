@@ -13,7 +13,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::config::LogFormat;
@@ -63,6 +64,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub active_websocket_connections: IntGauge,
     pub openai_api_calls_total: IntCounter,
+    pub alert_notifications_total: IntCounterVec,
     db_connections: IntGauge,
     db_connections_in_use: IntGauge,
     db_queued_writes: IntGauge,
@@ -92,6 +94,14 @@ impl Metrics {
             &["method", "route", "status"],
         )?;
         registry.register(Box::new(request_duration.clone()))?;
+        let alert_notifications_total = IntCounterVec::new(
+            Opts::new(
+                "glucosync_alert_notifications_total",
+                "Alert notifications by kind and reason (raised, repeated, snooze_ended, resolved)",
+            ),
+            &["kind", "reason"],
+        )?;
+        registry.register(Box::new(alert_notifications_total.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -124,6 +134,7 @@ impl Metrics {
                 "Writes waiting for the database writer",
             )?,
             request_duration,
+            alert_notifications_total,
             registry,
         }))
     }

@@ -1341,28 +1341,6 @@ async fn invites_are_accepted_once_listed_and_revoked() {
 }
 
 /// Ana shares her data with `follower` in `role`; returns Ana's id.
-async fn share_with(s: &TestServer, owner: &str, follower: &str, email: &str, role: &str) -> i64 {
-    let invite: Value = s
-        .req(Method::POST, "/api/v1/shares", owner)
-        .json(&json!({"email": email, "role": role}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let share: Value = s
-        .req(Method::POST, "/api/v1/shares/accept", follower)
-        .json(&json!({"invite_token": invite["invite_token"]}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    share["owner_id"].as_i64().expect("owner")
-}
-
 async fn get_status(s: &TestServer, path: &str, who: &str) -> (StatusCode, Value) {
     let r = s.req(Method::GET, path, who).send().await.expect("send");
     let status = r.status();
@@ -1386,8 +1364,8 @@ async fn followers_read_live_data_by_role_and_every_read_is_in_the_owners_access
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let owner = share_with(&s, &ana, &ben, "ben@example.org", "caregiver").await;
-    share_with(&s, &ana, &cy, "cy@example.org", "clinician").await;
+    let owner = s.share(&ana, &ben, "ben@example.org", "caregiver").await;
+    s.share(&ana, &cy, "cy@example.org", "clinician").await;
     let readings_path = format!("/api/v1/readings?person={owner}");
     let latest_path = format!("/api/v1/readings/latest?person={owner}");
     let treatments_path = format!("/api/v1/treatments?person={owner}");

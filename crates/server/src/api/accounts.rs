@@ -116,6 +116,8 @@ pub struct SettingsUpdate {
     pub low_threshold_mgdl: Option<f64>,
     pub high_threshold_mgdl: Option<f64>,
     pub urgent_low_mgdl: Option<f64>,
+    /// Replaces the alert preferences as a whole.
+    pub alerts: Option<glucosync_domain::settings::AlertPreferences>,
 }
 
 async fn limit(state: &AppState, key: String, max: u32, window: Duration) -> ApiResult<()> {
@@ -404,7 +406,12 @@ pub async fn update_settings(
             *slot = v;
         }
     }
+    if let Some(alerts) = req.alerts {
+        s.alerts = alerts;
+    }
     s.validate().map_err(ApiError::validation)?;
     state.store.set_settings(caller.user_id, &s).await?;
+    // New thresholds may raise or resolve alerts now.
+    state.alerts.evaluate_soon(&state, caller.user_id);
     Ok(Json(s))
 }

@@ -2,6 +2,7 @@
 //! (extractors), call the domain and the store, map the result.
 
 pub mod accounts;
+pub mod alerts;
 pub mod events;
 pub mod forecast;
 pub mod readings;

@@ -164,6 +164,11 @@ pub async fn upload(
     if outcome.inserted > 0 && state.config.forecasts {
         forecast_newest(&state, caller.user_id, &newest_cgm).await;
     }
+    if outcome.inserted > 0 && newest_cgm.is_some() {
+        // After the forecast, which a predicted low needs. Durable without this: the upload
+        // made the person due for the timers.
+        state.alerts.evaluate_soon(&state, caller.user_id);
+    }
     if outcome.inserted > 0 {
         let event = serde_json::json!({"type": "readings_changed", "inserted": outcome.inserted})
             .to_string();

@@ -13,6 +13,8 @@ pub struct TestServer {
     pub database_url: String,
     pub metrics_addr: Option<SocketAddr>,
     pub client: Client,
+    /// The server's own store, for writing behind its back (as another replica would).
+    pub store: std::sync::Arc<dyn glucosync_store::Store>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -48,6 +50,7 @@ impl TestServer {
         let server = Server::build(config).await.expect("server starts");
         let addr = server.local_addr();
         let metrics_addr = server.metrics_addr();
+        let store = server.store();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -62,6 +65,7 @@ impl TestServer {
             database_url,
             metrics_addr,
             client: Client::new(),
+            store,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -140,6 +144,30 @@ impl TestServer {
             v["id"].as_i64().expect("id"),
             v["token"].as_str().expect("token").to_owned(),
         )
+    }
+
+    /// `owner` invites `email` (whose session is `follower`) as `role`, and they accept;
+    /// returns the owner's id.
+    pub async fn share(&self, owner: &str, follower: &str, email: &str, role: &str) -> i64 {
+        let invite: Value = self
+            .req(Method::POST, "/api/v1/shares", owner)
+            .json(&json!({"email": email, "role": role}))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let share: Value = self
+            .req(Method::POST, "/api/v1/shares/accept", follower)
+            .json(&json!({"invite_token": invite["invite_token"]}))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        share["owner_id"].as_i64().expect("owner")
     }
 
     pub async fn stop(mut self) {

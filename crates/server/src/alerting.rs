@@ -1,0 +1,407 @@
+//! Alert evaluation: the domain's rules (`glucosync_domain::alerts`) applied to each person's
+//! durable alert book, from the store, never from memory alone.
+//!
+//! - **When**: right after an upload of CGM readings (and its forecast), on the replica that
+//!   took it; and by the timers: every second the replicas look for people who are *due* —
+//!   an upload not yet evaluated (the upload marked it in its own transaction, so a replica
+//!   dying after answering 201 loses nothing) or a clock time reached (data going stale, a
+//!   snooze ending, an urgent alert to repeat).
+//! - **Who evaluates the timers**: people are split into [`SHARDS`] by id; a replica evaluates
+//!   a shard's timers only while it holds that shard's lease in the store (renewed every
+//!   10 s, valid 30 s), so exactly one replica does at a time and a dead replica's shards move
+//!   to another within about 40 s.
+//! - **Exactly once**: a book is saved only over the version it was computed from; two
+//!   evaluations racing (the upload's and a timer's) cannot both raise the same alert, and the
+//!   loser evaluates again from what the winner saved.
+//! - **Announcements** go out after the save, on the event bus (`user:{id}`), which the live
+//!   streams of the person and their followers subscribe to.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use glucosync_domain::alerts::{
+    local_time_of, Alert, AlertBook, AlertKind, AlertRules, AlertState, Notification, NotifyReason,
+    Observation,
+};
+use glucosync_domain::analytics::GlucosePoint;
+use glucosync_store::UserId;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+
+/// People are split into this many shards for the timers, each with its own lease.
+pub const SHARDS: u32 = 16;
+const LEASE_TTL_MS: i64 = 30_000;
+const RENEW_EVERY_MS: i64 = 10_000;
+/// A lease is treated as lost this long before it expires (clocks of replicas differ a bit).
+const LEASE_MARGIN_MS: i64 = 5_000;
+const TICK: Duration = Duration::from_secs(1);
+/// The readings an evaluation looks at: the rate needs 15 minutes; staleness the newest.
+const HISTORY_MS: i64 = 60 * 60_000;
+/// Resolved alerts stay in the book (and the API's list) this long.
+const KEEP_RESOLVED_MS: i64 = 24 * 3_600_000;
+/// Due people evaluated per tick, and at once.
+const DUE_BATCH: usize = 500;
+const CONCURRENT_EVALUATIONS: usize = 8;
+/// Attempts when the book keeps changing under an evaluation.
+const SAVE_ATTEMPTS: usize = 5;
+
+pub struct Alerting {
+    /// This process's name in the leases.
+    holder: String,
+    /// The shards whose leases this process holds, and until when it may act on them.
+    held: Mutex<(Vec<u32>, i64)>,
+    /// Evaluations that changed nothing, recorded in one batch per tick.
+    evaluated: Mutex<Vec<(UserId, i64, Option<i64>)>>,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        let nonce: u64 = rand::random();
+        Alerting {
+            holder: format!("{}-{nonce:016x}", std::process::id()),
+            held: Mutex::new((Vec::new(), 0)),
+            evaluated: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// An alert as announced on the live streams and listed by the API.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlertOut {
+    /// Whose alert.
+    pub person: i64,
+    #[schema(value_type = String, example = "urgent_low")]
+    pub kind: AlertKind,
+    pub title: String,
+    /// Urgent alerts are never silenced by quiet hours and repeat until acknowledged.
+    pub urgent: bool,
+    /// `active`, `acknowledged`, `snoozed` or `resolved`.
+    pub state: String,
+    pub raised_at: String,
+    /// When it was acknowledged or resolved, or when its snooze ends.
+    pub state_at: Option<String>,
+}
+
+impl AlertOut {
+    pub fn of(person: UserId, a: &Alert) -> AlertOut {
+        let at = |ms: i64| Some(glucosync_domain::Timestamp::from_utc_ms(ms).to_rfc3339_utc());
+        let (state, state_at) = match a.state {
+            AlertState::Active => ("active", None),
+            AlertState::Acknowledged { at_ms } => ("acknowledged", at(at_ms)),
+            AlertState::Snoozed { until_ms } => ("snoozed", at(until_ms)),
+            AlertState::Resolved { at_ms } => ("resolved", at(at_ms)),
+        };
+        AlertOut {
+            person,
+            kind: a.kind,
+            title: a.kind.title().to_owned(),
+            urgent: a.kind.is_urgent(),
+            state: state.to_owned(),
+            raised_at: glucosync_domain::Timestamp::from_utc_ms(a.raised_ms).to_rfc3339_utc(),
+            state_at,
+        }
+    }
+}
+
+/// What changed about an alert, as a live event (`"type": "alert"`).
+#[derive(Debug, Serialize)]
+struct AlertEvent<'a> {
+    r#type: &'static str,
+    /// `raised`, `repeated`, `snooze_ended`, `resolved`, `acknowledged` or `snoozed`.
+    reason: &'a str,
+    /// Whether devices should sound (false in quiet hours for non-urgent alerts).
+    audible: bool,
+    /// The newest reading when it was evaluated, mg/dL.
+    value_mgdl: Option<f64>,
+    /// Who acknowledged or snoozed it.
+    by: Option<i64>,
+    alert: AlertOut,
+}
+
+impl Alerting {
+    /// Evaluates a person's alerts now and announces what changed. Errors are the store's;
+    /// the person stays due and the timers try again.
+    pub async fn evaluate(&self, state: &AppState, user: UserId) -> Result<(), ApiError> {
+        for _ in 0..SAVE_ATTEMPTS {
+            let now = now_ms();
+            let record = state.store.alert_record(user).await?;
+            let Some(person) = state.store.user_by_id(user).await? else {
+                return Ok(());
+            };
+            let rules = AlertRules::from_settings(&person.settings);
+            let readings = state
+                .store
+                .cgm_values(
+                    user,
+                    now - HISTORY_MS,
+                    now + glucosync_domain::limits::MAX_FUTURE_SKEW_MS + 1,
+                )
+                .await?;
+            let forecast = state.forecaster.latest(state, user).await?;
+            let points = forecast
+                .as_ref()
+                .and_then(|f| crate::forecasting::decode_points(&f.points));
+            let zone: chrono_tz::Tz = person.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
+            let observation = Observation {
+                now_ms: now,
+                local_time: local_time_of(now, &zone),
+                readings: &readings,
+                forecast: forecast
+                    .as_ref()
+                    .zip(points.as_deref())
+                    .map(|(f, p)| (f.issued_ms, p)),
+            };
+            let mut book = record.book.clone();
+            let notifications = if person.disabled {
+                Vec::new()
+            } else {
+                book.update(&rules, &observation)
+            };
+            book.prune(now - KEEP_RESOLVED_MS);
+            let due = book.next_due_ms(&rules, readings.last().map(|p| p.utc_ms));
+            if book == record.book {
+                if record.version != record.evaluated_version || record.due_ms != due {
+                    let mut evaluated = self.evaluated.lock().expect("lock");
+                    evaluated.push((user, record.version, due));
+                }
+                return Ok(());
+            }
+            if state
+                .store
+                .save_alert_book(user, record.version, &book, due)
+                .await?
+            {
+                self.announce(state, user, &book, &notifications, readings.last())
+                    .await;
+                return Ok(());
+            }
+        }
+        // Still due: the next tick evaluates again.
+        Ok(())
+    }
+
+    /// Evaluates in the background (after an upload: the response does not wait).
+    pub fn evaluate_soon(self: &Arc<Self>, state: &AppState, user: UserId) {
+        let (me, state) = (self.clone(), state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = me.evaluate(&state, user).await {
+                tracing::warn!(error = %e, "could not evaluate alerts");
+            }
+        });
+    }
+
+    async fn announce(
+        &self,
+        state: &AppState,
+        user: UserId,
+        book: &AlertBook,
+        notifications: &[Notification],
+        newest: Option<&GlucosePoint>,
+    ) {
+        for n in notifications {
+            // The alert the notification is about: the open one, or the one just resolved.
+            let alert =
+                book.alerts.iter().rev().find(|a| {
+                    a.kind == n.kind && (a.is_open() || n.reason == NotifyReason::Resolved)
+                });
+            let Some(alert) = alert else { continue };
+            state
+                .metrics
+                .alert_notifications_total
+                .with_label_values(&[n.kind.as_str(), reason_name(n.reason)])
+                .inc();
+            let event = AlertEvent {
+                r#type: "alert",
+                reason: reason_name(n.reason),
+                audible: n.audible,
+                value_mgdl: newest.map(|p| p.mgdl),
+                by: None,
+                alert: AlertOut::of(user, alert),
+            };
+            publish(state, user, &event).await;
+        }
+    }
+
+    /// Acknowledges (`snooze_minutes` None) or snoozes the person's open alert of `kind`, on
+    /// behalf of `by` (the person or a caregiver), and tells every device. `None` when no
+    /// such alert is open.
+    pub async fn acknowledge(
+        &self,
+        state: &AppState,
+        user: UserId,
+        kind: AlertKind,
+        snooze_minutes: Option<i64>,
+        by: UserId,
+    ) -> Result<Option<AlertOut>, ApiError> {
+        for _ in 0..SAVE_ATTEMPTS {
+            let now = now_ms();
+            let record = state.store.alert_record(user).await?;
+            let mut book = record.book.clone();
+            let done = match snooze_minutes {
+                None => book.acknowledge(kind, now),
+                Some(minutes) => book.snooze(kind, now, minutes),
+            };
+            if !done {
+                return Ok(None);
+            }
+            let Some(alert) = book.open(kind).cloned() else {
+                return Ok(None);
+            };
+            // Earlier than needed is harmless: the snooze's end, or what was due already.
+            let due = match alert.state {
+                AlertState::Snoozed { until_ms } => {
+                    Some(record.due_ms.map_or(until_ms, |d| d.min(until_ms)))
+                }
+                _ => record.due_ms,
+            };
+            if state
+                .store
+                .save_alert_book(user, record.version, &book, due)
+                .await?
+            {
+                let out = AlertOut::of(user, &alert);
+                let event = AlertEvent {
+                    r#type: "alert",
+                    reason: if snooze_minutes.is_some() {
+                        "snoozed"
+                    } else {
+                        "acknowledged"
+                    },
+                    audible: false,
+                    value_mgdl: None,
+                    by: Some(by),
+                    alert: out.clone(),
+                };
+                publish(state, user, &event).await;
+                return Ok(Some(out));
+            }
+        }
+        Err(ApiError::Conflict(
+            "the alert changed while it was being acknowledged; try again".into(),
+        ))
+    }
+
+    /// The timers, until the server stops; then the leases are given up so that another
+    /// replica takes the shards at once.
+    pub async fn run_timers(self: Arc<Self>, state: AppState) {
+        let mut stopping = state.stopping.subscribe();
+        let mut last_renewal: Option<i64> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stopping.wait_for(|s| *s) => break,
+            }
+            self.record_evaluated(&state).await;
+            let now = now_ms();
+            if last_renewal.is_none_or(|last| now.saturating_sub(last) >= RENEW_EVERY_MS) {
+                self.renew_leases(&state, now).await;
+                last_renewal = Some(now);
+            }
+            let shards = {
+                let held = self.held.lock().expect("lock");
+                if now < held.1 {
+                    held.0.clone()
+                } else {
+                    Vec::new()
+                }
+            };
+            if shards.is_empty() {
+                continue;
+            }
+            match state
+                .store
+                .alerts_due(now, SHARDS, &shards, DUE_BATCH)
+                .await
+            {
+                Ok(due) => {
+                    futures::stream::iter(due)
+                        .for_each_concurrent(CONCURRENT_EVALUATIONS, |user| {
+                            let (me, state) = (&self, &state);
+                            async move {
+                                if let Err(e) = me.evaluate(state, user).await {
+                                    tracing::warn!(error = %e, "could not evaluate alerts");
+                                }
+                            }
+                        })
+                        .await;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not find who is due for alerts"),
+            }
+            self.record_evaluated(&state).await;
+        }
+        self.record_evaluated(&state).await;
+        let held = std::mem::take(&mut self.held.lock().expect("lock").0);
+        for shard in held {
+            let _ = state
+                .store
+                .release_lease(&lease_name(shard), &self.holder)
+                .await;
+        }
+    }
+
+    async fn renew_leases(&self, state: &AppState, now: i64) {
+        let mut held = Vec::new();
+        for shard in 0..SHARDS {
+            match state
+                .store
+                .try_lease(&lease_name(shard), &self.holder, LEASE_TTL_MS, now)
+                .await
+            {
+                Ok(true) => held.push(shard),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not renew an alert lease");
+                    // Keep acting on the old leases until they run out.
+                    return;
+                }
+            }
+        }
+        *self.held.lock().expect("lock") = (held, now + LEASE_TTL_MS - LEASE_MARGIN_MS);
+    }
+
+    async fn record_evaluated(&self, state: &AppState) {
+        let batch = std::mem::take(&mut *self.evaluated.lock().expect("lock"));
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = state.store.mark_alerts_evaluated(&batch).await {
+            // They stay due and are evaluated again: harmless.
+            tracing::warn!(error = %e, "could not record alert evaluations");
+        }
+    }
+
+    /// The shards this process holds now (for tests and metrics).
+    pub fn held_shards(&self) -> Vec<u32> {
+        let held = self.held.lock().expect("lock");
+        if now_ms() < held.1 {
+            held.0.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn lease_name(shard: u32) -> String {
+    format!("alerts:{shard}")
+}
+
+fn reason_name(r: NotifyReason) -> &'static str {
+    match r {
+        NotifyReason::Raised => "raised",
+        NotifyReason::Repeated => "repeated",
+        NotifyReason::SnoozeEnded => "snooze_ended",
+        NotifyReason::Resolved => "resolved",
+    }
+}
+
+async fn publish(state: &AppState, user: UserId, event: &impl Serialize) {
+    let Ok(payload) = serde_json::to_string(event) else {
+        return;
+    };
+    if let Err(e) = state.bus.publish(&format!("user:{user}"), &payload).await {
+        tracing::warn!(error = %e, "could not publish an alert event");
+    }
+}
