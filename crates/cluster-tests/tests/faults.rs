@@ -132,7 +132,7 @@ async fn losing_the_redis_master_recovers_without_a_restart_within_15_s() {
         {
             seen.push_str(&String::from_utf8_lossy(&chunk));
         }
-        if seen.contains("readings_changed") {
+        if seen.contains("\"type\":\"reading\"") {
             break killed_at.elapsed();
         }
         assert!(

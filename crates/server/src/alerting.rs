@@ -398,10 +398,7 @@ fn reason_name(r: NotifyReason) -> &'static str {
 }
 
 async fn publish(state: &AppState, user: UserId, event: &impl Serialize) {
-    let Ok(payload) = serde_json::to_string(event) else {
-        return;
-    };
-    if let Err(e) = state.bus.publish(&format!("user:{user}"), &payload).await {
-        tracing::warn!(error = %e, "could not publish an alert event");
+    if let Ok(event) = serde_json::to_value(event) {
+        crate::live::publish(state, user, &[event]).await;
     }
 }

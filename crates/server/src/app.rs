@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, events, forecast, readings, reports, shares, tokens, treatments,
+    accounts, alerts, events, forecast, readings, reports, shares, tokens, treatments, ws,
 };
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
@@ -45,6 +45,7 @@ use crate::telemetry::{metrics_handler, observe};
         (name = "reports", description = "Consensus metrics over a period"),
         (name = "forecast", description = "Glucose forecasts (informational, never dosing advice)"),
         (name = "alerts", description = "Alerts: list, acknowledge, snooze"),
+        (name = "live", description = "Live events over WebSocket"),
         (name = "sharing", description = "Followers: invites, acceptance, revocation"),
         (name = "health", description = "Liveness and readiness")
     ),
@@ -94,6 +95,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
             treatments::delete_one
         ))
         .routes(routes!(events::stream))
+        .routes(routes!(ws::connect))
         .routes(routes!(reports::summary))
         .routes(routes!(reports::agp))
         .routes(routes!(reports::events))

@@ -72,6 +72,10 @@ pub struct Config {
     /// Proxies (e.g. HAProxy) whose `X-Forwarded-For` names the real client address, used for
     /// per-address rate limits. Requests from other peers are taken at their TCP address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Web origins (`https://app.example.org`) besides the server's own that may open the
+    /// WebSocket with the session cookie. A browser sends its page's origin; anything else is
+    /// refused, so another site cannot open a socket with a visitor's cookie.
+    pub allowed_origins: Vec<String>,
     /// Unset: `/metrics` on the main listener. Set: only there.
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -110,6 +114,7 @@ impl Default for Config {
             database_pool_size: 16,
             redis_url: None,
             trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
             metrics_listen: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -144,6 +149,7 @@ struct Layer {
     database_pool_size: Option<usize>,
     redis_url: Option<String>,
     trusted_proxies: Option<String>,
+    allowed_origins: Option<String>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
@@ -175,6 +181,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_DATABASE_POOL_SIZE",
     "GLUCOSYNC_REDIS_URL",
     "GLUCOSYNC_TRUSTED_PROXIES",
+    "GLUCOSYNC_ALLOWED_ORIGINS",
     "GLUCOSYNC_METRICS_LISTEN",
     "GLUCOSYNC_LOG_FORMAT",
     "GLUCOSYNC_LOG_LEVEL",
@@ -256,6 +263,24 @@ impl Config {
                             "trusted_proxies (GLUCOSYNC_TRUSTED_PROXIES) holds `{p}`; list IP addresses separated by commas"
                         ))
                     })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = l.allowed_origins {
+            self.allowed_origins = v
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .map(|o| {
+                    if (o.starts_with("http://") || o.starts_with("https://"))
+                        && !o["https://".len() - 1..].trim_start_matches('/').contains('/')
+                    {
+                        Ok(o)
+                    } else {
+                        Err(bad(format!(
+                            "allowed_origins (GLUCOSYNC_ALLOWED_ORIGINS) holds `{o}`; list origins such as https://app.example.org separated by commas"
+                        )))
+                    }
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -377,7 +402,7 @@ impl Config {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         format!(
             "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
-             redis_url = {:?}\ntrusted_proxies = {:?}\nmetrics_listen = {:?}\n\
+             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
              api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n",
@@ -388,6 +413,7 @@ impl Config {
             self.database_pool_size,
             opt(&self.redis_url.as_ref().map(|r| r.redacted())),
             self.trusted_proxies.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+            self.allowed_origins.join(","),
             opt(&self.metrics_listen.map(|a| a.to_string())),
             match self.log_format {
                 LogFormat::Text => "text",
@@ -437,6 +463,7 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             }
             "REDIS_URL" => l.redis_url = Some(value),
             "TRUSTED_PROXIES" => l.trusted_proxies = Some(value),
+            "ALLOWED_ORIGINS" => l.allowed_origins = Some(value),
             "METRICS_LISTEN" => l.metrics_listen = Some(value),
             "LOG_FORMAT" => l.log_format = Some(value),
             "LOG_LEVEL" => l.log_level = Some(value),
@@ -512,6 +539,10 @@ database_pool_size = 16
 # Load balancers whose X-Forwarded-For header names the real client (for per-address limits),
 # as IP addresses separated by commas. Unset: the TCP peer is the client.
 trusted_proxies = ""
+
+# Web origins besides GlucoEngine's own that may open the live WebSocket with the session
+# cookie (e.g. the PWA served from another host), separated by commas.
+allowed_origins = ""
 
 # Serve /metrics on a separate address (e.g. for a scraper on a private network).
 # Unset: /metrics is on the main listener.

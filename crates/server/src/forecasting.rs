@@ -376,8 +376,12 @@ impl Forecaster {
             return;
         }
         self.allow_again(user);
-        if let Err(e) = self.forecast_reading(state, user, newest_reading).await {
-            tracing::warn!(error = %e, "could not forecast");
+        match self.forecast_reading(state, user, newest_reading).await {
+            Ok(Some(f)) => {
+                crate::live::publish(state, user, &[crate::live::forecast_event(user, &f)]).await
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not forecast"),
         }
     }
 
@@ -595,7 +599,9 @@ impl Forecaster {
             });
         }
         self.allow_again(user);
-        self.forecast_reading(state, user, until_ms).await?;
+        if let Some(f) = self.forecast_reading(state, user, until_ms).await? {
+            crate::live::publish(state, user, &[crate::live::forecast_event(user, &f)]).await;
+        }
         Ok(Some(version))
     }
 }

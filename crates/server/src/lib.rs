@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod forecasting;
 pub mod json;
+pub mod live;
 pub mod mlflow;
 pub mod state;
 pub mod telemetry;

@@ -258,7 +258,7 @@ async fn an_event_written_through_one_replica_reaches_a_stream_on_another() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut received = String::new();
     let mut n = 0;
-    while !received.contains("readings_changed") {
+    while !received.contains("\"type\":\"reading\"") {
         n += 1;
         a.req(Method::POST, "/api/v1/readings", &token)
             .json(&json!({"time": minutes_ago(n), "value": 120}))
@@ -276,6 +276,7 @@ async fn an_event_written_through_one_replica_reaches_a_stream_on_another() {
         );
     }
     assert!(received.contains("\"inserted\":1"), "{received}");
+    assert!(received.contains("\"value\":120"), "{received}");
     b.stop().await;
     a.stop().await;
 }

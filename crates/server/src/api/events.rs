@@ -15,8 +15,8 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// The caller's live events, as `text/event-stream`. Each event's data is a JSON object with a
-/// `type` (e.g. `readings_changed`). Delivery is at most once: after a reconnect, read what
-/// was missed from the REST endpoints.
+/// `type` (`reading`, `forecast`, `alert`, …; see `live`). Delivery is at most once: after a
+/// reconnect, read what was missed from the REST endpoints (or use the WebSocket's `since`).
 #[utoipa::path(get, path = "/events", tag = "readings",
     responses((status = 200, description = "An event stream (text/event-stream)", content_type = "text/event-stream", body = String),
               (status = 401, body = crate::error::Problem)))]
@@ -27,7 +27,7 @@ pub async fn stream(
     caller.require(Scope::Read)?;
     let events = state
         .bus
-        .subscribe(&format!("user:{}", caller.user_id))
+        .subscribe(&crate::live::topic(caller.user_id))
         .await?;
     let ready = futures::stream::once(async {
         Ok(Event::default().event("ready").data("{\"type\":\"ready\"}"))
@@ -37,7 +37,12 @@ pub async fn stream(
         let _ = stopping.wait_for(|s| *s).await;
     };
     let stream = ready
-        .chain(events.map(|payload| Ok(Event::default().data(payload))))
+        .chain(events.flat_map(|payload| {
+            let events: Vec<_> = crate::live::split(&payload)
+                .map(|e| Ok(Event::default().data(e)))
+                .collect();
+            futures::stream::iter(events)
+        }))
         .take_until(stopped);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

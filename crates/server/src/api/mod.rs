@@ -10,6 +10,7 @@ pub mod reports;
 pub mod shares;
 pub mod tokens;
 pub mod treatments;
+pub mod ws;
 
 use glucosync_domain::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_RANGE_DAYS};
 use glucosync_domain::{Timestamp, ValidationError};

@@ -150,6 +150,8 @@ pub async fn upload(
         .map(|r| (r.time.utc_ms, r.value.mgdl()))
         .collect();
     let newest_cgm = cgm.iter().map(|r| r.0).max();
+    // Built before the readings move into the store; sent only if something was new.
+    let event = crate::live::reading_event(caller.user_id, &readings, 0);
     let outcome = state
         .store
         .insert_readings(caller.user_id, readings, now)
@@ -161,24 +163,26 @@ pub async fn upload(
         // A duplicate keeps the stored value, which may differ from the one sent.
         state.forecaster.forget_history(caller.user_id);
     }
-    if outcome.inserted > 0 && state.config.forecasts {
-        forecast_newest(&state, caller.user_id, &newest_cgm).await;
-    }
-    if outcome.inserted > 0 && newest_cgm.is_some() {
-        // After the forecast, which a predicted low needs. Durable without this: the upload
-        // made the person due for the timers.
-        state.alerts.evaluate_soon(&state, caller.user_id);
-    }
     if outcome.inserted > 0 {
-        let event = serde_json::json!({"type": "readings_changed", "inserted": outcome.inserted})
-            .to_string();
-        if let Err(e) = state
-            .bus
-            .publish(&format!("user:{}", caller.user_id), &event)
-            .await
-        {
-            tracing::warn!(error = %e, "could not publish a live event");
+        let forecast = if state.config.forecasts {
+            forecast_newest(&state, caller.user_id, &newest_cgm).await
+        } else {
+            None
+        };
+        if newest_cgm.is_some() {
+            // After the forecast, which a predicted low needs. Durable without this: the
+            // upload made the person due for the timers.
+            state.alerts.evaluate_soon(&state, caller.user_id);
         }
+        let mut event = event;
+        event["inserted"] = outcome.inserted.into();
+        let mut events = vec![event];
+        events.extend(
+            forecast
+                .as_ref()
+                .map(|f| crate::live::forecast_event(caller.user_id, f)),
+        );
+        crate::live::publish(&state, caller.user_id, &events).await;
     }
     Ok(upload_response(outcome))
 }
@@ -254,6 +258,7 @@ pub async fn delete_one(
     caller.require(Scope::ReadingsWrite)?;
     state.forecaster.forget_history(caller.user_id);
     if state.store.delete_reading(caller.user_id, id).await? {
+        readings_deleted(&state, caller.user_id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("reading"))
@@ -275,7 +280,21 @@ pub async fn delete_range(
         .store
         .delete_readings_in_range(caller.user_id, from_ms, to_ms)
         .await?;
+    if deleted > 0 {
+        readings_deleted(&state, caller.user_id).await;
+    }
     Ok(Json(Deleted { deleted }))
+}
+
+/// Deleted readings may end alerts (or make data stale) and change what devices show.
+async fn readings_deleted(state: &AppState, user: glucosync_store::UserId) {
+    state.alerts.evaluate_soon(state, user);
+    crate::live::publish(
+        state,
+        user,
+        &[crate::live::data_changed_event(user, "readings")],
+    )
+    .await;
 }
 
 /// Forecasts from the newest CGM reading of an upload (in data time: a backfilled reading gets
@@ -285,15 +304,17 @@ async fn forecast_newest(
     state: &AppState,
     user: glucosync_store::UserId,
     newest_cgm: &Option<i64>,
-) {
-    let Some(reading_ms) = *newest_cgm else {
-        return;
-    };
-    if let Err(e) = state
+) -> Option<glucosync_store::StoredForecast> {
+    let reading_ms = (*newest_cgm)?;
+    match state
         .forecaster
         .forecast_reading(state, user, reading_ms)
         .await
     {
-        tracing::warn!(error = %e, "could not forecast");
+        Ok(forecast) => forecast,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forecast");
+            None
+        }
     }
 }

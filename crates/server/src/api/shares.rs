@@ -141,11 +141,27 @@ pub async fn revoke(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     caller.require_session()?;
+    let follower = state
+        .store
+        .shares_of_owner(caller.user_id)
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .and_then(|s| s.follower_id);
     if state
         .store
         .revoke_share(caller.user_id, id, now_ms())
         .await?
     {
+        // The follower's live sockets on every replica close their stream of this person.
+        if let Some(follower) = follower {
+            crate::live::publish(
+                &state,
+                follower,
+                &[crate::live::share_revoked_event(caller.user_id)],
+            )
+            .await;
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("share"))

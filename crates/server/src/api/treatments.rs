@@ -199,6 +199,9 @@ pub async fn upload(
                 .await;
         }
     }
+    if outcome.inserted > 0 {
+        treatments_changed(&state, caller.user_id).await;
+    }
     Ok(upload_response(outcome))
 }
 
@@ -290,7 +293,18 @@ pub async fn replace(
         .update_treatment(caller.user_id, treatment, now)
         .await?
         .ok_or(ApiError::NotFound("treatment"))?;
+    treatments_changed(&state, caller.user_id).await;
     Ok(Json(updated.into()))
+}
+
+/// Tells the person's devices and caregivers to reload treatments.
+async fn treatments_changed(state: &AppState, user: glucosync_store::UserId) {
+    crate::live::publish(
+        state,
+        user,
+        &[crate::live::data_changed_event(user, "treatments")],
+    )
+    .await;
 }
 
 /// Delete a treatment.
@@ -304,6 +318,7 @@ pub async fn delete_one(
     caller.require(Scope::TreatmentsWrite)?;
     state.forecaster.forget_history(caller.user_id);
     if state.store.delete_treatment(caller.user_id, &id).await? {
+        treatments_changed(&state, caller.user_id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("treatment"))

@@ -1,0 +1,386 @@
+//! The live WebSocket against the real server: own and followed streams, authorization and
+//! origin checks, replay after a reconnect, revocation, slow consumers, and the exact count
+//! of open sockets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{expect_problem, TestServer};
+use futures::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const MIN: i64 = 60_000;
+
+fn at(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("valid")
+        .to_rfc3339()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn open(s: &TestServer, token: &str, query: &str) -> Socket {
+    open_with_buffer(s, token, query, None).await
+}
+
+/// A socket whose kernel receive buffer is `receive_buffer` bytes (a client that stops
+/// reading fills it quickly).
+async fn open_with_buffer(
+    s: &TestServer,
+    token: &str,
+    query: &str,
+    receive_buffer: Option<u32>,
+) -> Socket {
+    let mut request = format!("ws://{}/api/v1/ws{query}", s.addr)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(bytes) = receive_buffer {
+        tcp.set_recv_buffer_size(bytes).expect("buffer size");
+    }
+    let stream = tcp.connect(s.addr).await.expect("connect");
+    let (socket, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("socket opens");
+    socket
+}
+
+/// The next server message that is JSON with `type` in `types`, skipping others.
+async fn next_of(socket: &mut Socket, types: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {types:?} in time"))
+            .expect("socket open")
+            .expect("message");
+        if let Message::Text(body) = message {
+            let v: Value = serde_json::from_str(&body).expect("json");
+            if types.iter().any(|t| v["type"] == *t) {
+                return v;
+            }
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, v: Value) {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
+}
+
+async fn upload(s: &TestServer, token: &str, body: Value) {
+    let r = s
+        .req(Method::POST, "/api/v1/readings", token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// An hour of readings ending `newest_age_ms` ago, 5 minutes apart.
+fn hour_of_readings(value: f64, newest_age_ms: i64) -> Value {
+    let newest = now_ms() - newest_age_ms;
+    Value::Array(
+        (0..13)
+            .map(|i| json!({"time": at(newest - (12 - i) * 5 * MIN), "value": value}))
+            .collect(),
+    )
+}
+
+async fn open_sockets(s: &TestServer) -> i64 {
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("glucosync_active_websocket_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("gauge present")
+}
+
+async fn wait_for_open_sockets(s: &TestServer, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_sockets(s).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "open sockets stayed at {} (expected {expected})",
+            open_sockets(s).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads until the server closes the socket; returns the close code (None: dropped).
+async fn closed_with(socket: &mut Socket) -> Option<CloseCode> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Err(_) => panic!("the socket was not closed"),
+            Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caregivers_follow_live_events_until_the_share_is_revoked() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana@example.org").await;
+    let ben = s.user("ben@example.org").await;
+    let cy = s.user("cy@example.org").await;
+    let dan = s.user("dan@example.org").await;
+    let ana_id = s.share(&ana, &ben, "ben@example.org", "caregiver").await;
+    s.share(&ana, &cy, "cy@example.org", "clinician").await;
+
+    let mut own = open(&s, &ana, "").await;
+    let hello = next_of(&mut own, &["hello"]).await;
+    assert_eq!(hello["person"], ana_id);
+    let mut follower = open(&s, &ben, "").await;
+    let hello = next_of(&mut follower, &["hello"]).await;
+    assert_eq!(
+        hello["following"],
+        json!([{"person": ana_id, "role": "caregiver"}])
+    );
+    send(
+        &mut follower,
+        json!({"type": "subscribe", "person": ana_id}),
+    )
+    .await;
+    assert_eq!(
+        next_of(&mut follower, &["subscribed", "error"]).await,
+        json!({"type": "subscribed", "person": ana_id})
+    );
+    // A clinician (reports only) and a stranger may not follow live data.
+    for token in [&cy, &dan] {
+        let mut other = open(&s, token, "").await;
+        send(&mut other, json!({"type": "subscribe", "person": ana_id})).await;
+        assert_eq!(
+            next_of(&mut other, &["subscribed", "error"]).await["code"],
+            "not_found"
+        );
+        send(&mut other, json!({"type": "shout"})).await;
+        assert_eq!(next_of(&mut other, &["error"]).await["code"], "bad_message");
+    }
+    wait_for_open_sockets(&s, 2).await;
+
+    // Ana's upload: her own socket and her caregiver's get the readings and the forecast.
+    upload(&s, &ana, hour_of_readings(110.0, 30_000)).await;
+    for socket in [&mut own, &mut follower] {
+        let reading = next_of(socket, &["reading"]).await;
+        assert_eq!(reading["person"], ana_id);
+        assert_eq!(reading["inserted"], 13);
+        assert_eq!(reading["readings"].as_array().map(Vec::len), Some(13));
+        assert_eq!(reading["readings"][12]["value"], 110.0);
+        assert!(reading["cursor"].is_i64());
+        let forecast = next_of(socket, &["forecast"]).await;
+        assert_eq!(forecast["points"].as_array().map(Vec::len), Some(12));
+    }
+    // A treatment is a data change.
+    let r = s
+        .req(Method::POST, "/api/v1/treatments", &ana)
+        .json(&json!({"time": at(now_ms() - 60_000), "kind": "carbs", "grams": 20}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let changed = next_of(&mut follower, &["data_changed"]).await;
+    assert_eq!(changed["what"], "treatments");
+
+    // Revoked: the caregiver's socket is told and closed at once; Ana's stays.
+    let shares: Value = s
+        .req(Method::GET, "/api/v1/shares", &ana)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let share_id = shares
+        .as_array()
+        .expect("shares")
+        .iter()
+        .find(|s| s["role"] == "caregiver")
+        .and_then(|s| s["id"].as_i64())
+        .expect("share");
+    let r = s
+        .req(Method::DELETE, &format!("/api/v1/shares/{share_id}"), &ana)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let revoked = next_of(&mut follower, &["share_revoked"]).await;
+    assert_eq!(revoked["person"], ana_id);
+    assert_eq!(
+        closed_with(&mut follower).await,
+        Some(CloseCode::from(4403))
+    );
+    wait_for_open_sockets(&s, 1).await;
+    drop(own);
+    wait_for_open_sockets(&s, 0).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_checks_credentials_origin_and_protocol() {
+    let s = TestServer::start_with(|c| c.allowed_origins = vec!["https://app.example.org".into()])
+        .await;
+    let ana = s.user("ana@example.org").await;
+    let handshake = |origin: Option<&str>, token: &str| {
+        let mut r = s
+            .req(Method::GET, "/api/v1/ws", token)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    let r = handshake(None, "").await.expect("send");
+    expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let r = handshake(Some("https://evil.example"), &ana)
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::FORBIDDEN, "origin_not_allowed").await;
+    let own_origin = format!("http://{}", s.addr);
+    for origin in [
+        Some(own_origin.as_str()),
+        Some("https://app.example.org"),
+        None,
+    ] {
+        let r = handshake(origin, &ana).await.expect("send");
+        assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS, "{origin:?}");
+    }
+    // Plain HTTP is refused with a problem.
+    let r = s
+        .req(Method::GET, "/api/v1/ws", &ana)
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::BAD_REQUEST, "websocket_required").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_with_since_replays_what_was_missed() {
+    let s = TestServer::start().await;
+    let ana = s.user("ana@example.org").await;
+    let mut socket = open(&s, &ana, "").await;
+    next_of(&mut socket, &["hello"]).await;
+    upload(&s, &ana, hour_of_readings(100.0, 11 * MIN)).await;
+    let cursor = next_of(&mut socket, &["reading"]).await["cursor"]
+        .as_i64()
+        .expect("cursor");
+    drop(socket);
+    // While away: two readings, the second an urgent low.
+    upload(
+        &s,
+        &ana,
+        json!([
+            {"time": at(cursor + 5 * MIN), "value": 70},
+            {"time": at(cursor + 10 * MIN), "value": 50},
+        ]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list: Value = s
+            .req(Method::GET, "/api/v1/alerts", &ana)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        if list["alerts"].to_string().contains("urgent_low") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no alert: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut socket = open(&s, &ana, &format!("?since={cursor}")).await;
+    next_of(&mut socket, &["hello"]).await;
+    let replayed = next_of(&mut socket, &["reading"]).await;
+    assert_eq!(replayed["replay"], true);
+    let values: Vec<f64> = replayed["readings"]
+        .as_array()
+        .expect("readings")
+        .iter()
+        .filter_map(|r| r["value"].as_f64())
+        .collect();
+    assert_eq!(values, vec![70.0, 50.0]);
+    assert_eq!(replayed["cursor"], cursor + 10 * MIN);
+    let forecast = next_of(&mut socket, &["forecast"]).await;
+    assert_eq!(
+        forecast["issued_at"],
+        at(cursor + 10 * MIN).replace("+00:00", "Z")
+    );
+    let alert = next_of(&mut socket, &["alert"]).await;
+    assert_eq!(alert["reason"], "replay");
+    assert!(["urgent_low", "low", "rapid_fall"]
+        .contains(&alert["alert"]["kind"].as_str().unwrap_or("")));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_others_keep_up() {
+    let s = TestServer::start_with(|c| c.forecasts = false).await;
+    let ana = s.user("ana@example.org").await;
+    let mut slow = open_with_buffer(&s, &ana, "", Some(4096)).await;
+    let mut fast = open(&s, &ana, "").await;
+    next_of(&mut fast, &["hello"]).await;
+    wait_for_open_sockets(&s, 2).await;
+    // Big events (288 readings each) until the slow client's buffers and queue are full.
+    let start = now_ms() - 45 * 86_400_000;
+    let uploads = 400;
+    let reader = tokio::spawn(async move {
+        let mut received = 0;
+        while received < uploads {
+            next_of(&mut fast, &["reading"]).await;
+            received += 1;
+        }
+        received
+    });
+    for u in 0..uploads {
+        let body: Vec<Value> = (0..288)
+            .map(|i| json!({"time": at(start + (u * 288 + i) * 5 * MIN / 10), "value": 100 + i % 50}))
+            .collect();
+        upload(&s, &ana, Value::Array(body)).await;
+    }
+    assert_eq!(reader.await.expect("fast reader"), uploads);
+    // The slow one was let go; reading what its buffers hold ends in a close or a reset.
+    let code = closed_with(&mut slow).await;
+    assert!(
+        code.is_none() || code == Some(CloseCode::from(4008)),
+        "{code:?}"
+    );
+    wait_for_open_sockets(&s, 0).await;
+    s.stop().await;
+}
