@@ -334,6 +334,7 @@ impl Alerting {
         }
         self.record_evaluated(&state).await;
         let held = std::mem::take(&mut self.held.lock().expect("lock").0);
+        state.metrics.alert_shards_held.set(0);
         for shard in held {
             let _ = state
                 .store
@@ -359,6 +360,7 @@ impl Alerting {
                 }
             }
         }
+        state.metrics.alert_shards_held.set(held.len() as i64);
         *self.held.lock().expect("lock") = (held, now + LEASE_TTL_MS - LEASE_MARGIN_MS);
     }
 

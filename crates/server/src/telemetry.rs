@@ -65,6 +65,7 @@ pub struct Metrics {
     pub active_websocket_connections: IntGauge,
     pub openai_api_calls_total: IntCounter,
     pub alert_notifications_total: IntCounterVec,
+    pub alert_shards_held: IntGauge,
     db_connections: IntGauge,
     db_connections_in_use: IntGauge,
     db_queued_writes: IntGauge,
@@ -119,6 +120,10 @@ impl Metrics {
             active_websocket_connections: gauge(
                 "glucosync_active_websocket_connections",
                 "WebSocket connections open on this replica",
+            )?,
+            alert_shards_held: gauge(
+                "glucosync_alert_shards_held",
+                "Shards of the alert timers whose lease this replica holds (of 16)",
             )?,
             openai_api_calls_total: counter(
                 "glucosync_openai_api_calls_total",

@@ -7,17 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{expect_problem, TestServer};
-use futures::{SinkExt, StreamExt};
+use glucosync_testing::live::{self, CloseCode, Socket};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const MIN: i64 = 60_000;
+const WITHIN: Duration = Duration::from_secs(10);
 
 fn at(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -30,60 +25,11 @@ fn now_ms() -> i64 {
 }
 
 async fn open(s: &TestServer, token: &str, query: &str) -> Socket {
-    open_with_buffer(s, token, query, None).await
+    live::open(&s.addr.to_string(), token, query, None).await
 }
 
-/// A socket whose kernel receive buffer is `receive_buffer` bytes (a client that stops
-/// reading fills it quickly).
-async fn open_with_buffer(
-    s: &TestServer,
-    token: &str,
-    query: &str,
-    receive_buffer: Option<u32>,
-) -> Socket {
-    let mut request = format!("ws://{}/api/v1/ws{query}", s.addr)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
-    if let Some(bytes) = receive_buffer {
-        tcp.set_recv_buffer_size(bytes).expect("buffer size");
-    }
-    let stream = tcp.connect(s.addr).await.expect("connect");
-    let (socket, _) =
-        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .expect("socket opens");
-    socket
-}
-
-/// The next server message that is JSON with `type` in `types`, skipping others.
 async fn next_of(socket: &mut Socket, types: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = tokio::time::timeout(left, socket.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {types:?} in time"))
-            .expect("socket open")
-            .expect("message");
-        if let Message::Text(body) = message {
-            let v: Value = serde_json::from_str(&body).expect("json");
-            if types.iter().any(|t| v["type"] == *t) {
-                return v;
-            }
-        }
-    }
-}
-
-async fn send(socket: &mut Socket, v: Value) {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .expect("send");
+    live::next_of(socket, types, WITHIN).await
 }
 
 async fn upload(s: &TestServer, token: &str, body: Value) {
@@ -134,20 +80,6 @@ async fn wait_for_open_sockets(s: &TestServer, expected: i64) {
     }
 }
 
-/// Reads until the server closes the socket; returns the close code (None: dropped).
-async fn closed_with(socket: &mut Socket) -> Option<CloseCode> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, socket.next()).await {
-            Err(_) => panic!("the socket was not closed"),
-            Ok(None) | Ok(Some(Err(_))) => return None,
-            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
-            Ok(Some(Ok(_))) => {}
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caregivers_follow_live_events_until_the_share_is_revoked() {
     let s = TestServer::start().await;
@@ -167,7 +99,7 @@ async fn caregivers_follow_live_events_until_the_share_is_revoked() {
         hello["following"],
         json!([{"person": ana_id, "role": "caregiver"}])
     );
-    send(
+    live::send(
         &mut follower,
         json!({"type": "subscribe", "person": ana_id}),
     )
@@ -179,12 +111,12 @@ async fn caregivers_follow_live_events_until_the_share_is_revoked() {
     // A clinician (reports only) and a stranger may not follow live data.
     for token in [&cy, &dan] {
         let mut other = open(&s, token, "").await;
-        send(&mut other, json!({"type": "subscribe", "person": ana_id})).await;
+        live::send(&mut other, json!({"type": "subscribe", "person": ana_id})).await;
         assert_eq!(
             next_of(&mut other, &["subscribed", "error"]).await["code"],
             "not_found"
         );
-        send(&mut other, json!({"type": "shout"})).await;
+        live::send(&mut other, json!({"type": "shout"})).await;
         assert_eq!(next_of(&mut other, &["error"]).await["code"], "bad_message");
     }
     wait_for_open_sockets(&s, 2).await;
@@ -237,7 +169,7 @@ async fn caregivers_follow_live_events_until_the_share_is_revoked() {
     let revoked = next_of(&mut follower, &["share_revoked"]).await;
     assert_eq!(revoked["person"], ana_id);
     assert_eq!(
-        closed_with(&mut follower).await,
+        live::closed_with(&mut follower, Duration::from_secs(30)).await,
         Some(CloseCode::from(4403))
     );
     wait_for_open_sockets(&s, 1).await;
@@ -353,7 +285,7 @@ async fn a_reconnect_with_since_replays_what_was_missed() {
 async fn a_client_that_stops_reading_is_dropped_and_others_keep_up() {
     let s = TestServer::start_with(|c| c.forecasts = false).await;
     let ana = s.user("ana@example.org").await;
-    let mut slow = open_with_buffer(&s, &ana, "", Some(4096)).await;
+    let mut slow = live::open(&s.addr.to_string(), &ana, "", Some(4096)).await;
     let mut fast = open(&s, &ana, "").await;
     next_of(&mut fast, &["hello"]).await;
     wait_for_open_sockets(&s, 2).await;
@@ -376,7 +308,7 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_up() {
     }
     assert_eq!(reader.await.expect("fast reader"), uploads);
     // The slow one was let go; reading what its buffers hold ends in a close or a reset.
-    let code = closed_with(&mut slow).await;
+    let code = live::closed_with(&mut slow, Duration::from_secs(30)).await;
     assert!(
         code.is_none() || code == Some(CloseCode::from(4008)),
         "{code:?}"

@@ -4,6 +4,8 @@
 //! the embedded SQLite). `GS_TEST_POSTGRES_URL` names the server used to create databases
 //! (default: the local server as `postgres`). Each database is dropped when its guard drops.
 
+pub mod live;
+
 use rand::Rng;
 
 pub fn postgres_admin_url() -> String {
