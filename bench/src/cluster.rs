@@ -458,3 +458,64 @@ impl CloneProbe for tokio_postgres::Client {
         pg(url).await
     }
 }
+
+/// The live WebSocket figures on 3 replicas: sockets spread over the replicas (each socket
+/// on one of them, as HAProxy would place it), readings posted through HAProxy, so most
+/// events cross replicas through Redis.
+pub async fn live(args: &Args) -> Result<()> {
+    let limit = crate::live::raise_file_limit(args.sockets as u64 + 2048)?;
+    println!("\nLive WebSocket on 3 replicas (PostgreSQL, Redis; open-file limit {limit})\n");
+    let out = cluster_cmd(&["up"], &args.engine)?;
+    let cluster = Cluster {
+        env: out
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect(),
+    };
+    let haproxy = cluster
+        .env
+        .get("GS_CLUSTER_URL")
+        .context("no cluster URL")?
+        .clone();
+    let ws: Vec<String> = cluster.env["GS_CLUSTER_ENGINE_URLS"]
+        .split_whitespace()
+        .map(|u| u.trim_start_matches("http://").to_owned())
+        .collect();
+    let pids: Vec<u32> = (1..=ws.len())
+        .filter_map(|n| {
+            std::fs::read_to_string(format!("/tmp/glucosync-bench-cluster/pids/engine-{n}.pid"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    let rss = || {
+        pids.iter()
+            .map(|&p| crate::rss_kib(p, "VmRSS:"))
+            .sum::<u64>()
+    };
+    let client = reqwest::Client::new();
+    let people = crate::live::people(&client, &haproxy).await?;
+    let per_person = (args.sockets / people.len()).max(1);
+    let baseline = crate::live::measure(&haproxy, &ws, &people, 1, args.seconds, |_| {}).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let idle = rss();
+    let mut connected = 0;
+    let full = crate::live::measure(&haproxy, &ws, &people, per_person, args.seconds, |_| {
+        connected = rss();
+    })
+    .await?;
+    let sockets = per_person * people.len();
+    crate::live::report("3 replicas: ", sockets, people.len(), &full, &baseline);
+    row(
+        &format!("3 replicas: memory per socket ({sockets} open)"),
+        format!(
+            "{:.1} KiB",
+            connected.saturating_sub(idle) as f64 / sockets as f64
+        ),
+        format!("RSS of the 3: {} MiB open", connected / 1024),
+        None,
+    );
+    Ok(())
+}

@@ -46,10 +46,17 @@ pub(crate) struct Args {
     /// Only the forecast figures (model fitting and forecasting, in process).
     #[arg(long)]
     pub(crate) forecast_only: bool,
+    /// Only the live WebSocket figures (and their cluster variant with --cluster).
+    #[arg(long)]
+    pub(crate) live_only: bool,
+    /// WebSocket connections held open in the live figures.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) sockets: usize,
 }
 
 mod cluster;
 mod forecast;
+mod live;
 mod reports;
 
 pub(crate) fn now_ms() -> i64 {
@@ -149,7 +156,7 @@ pub(crate) async fn start_engine_with(
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -299,11 +306,19 @@ async fn run(args: Args) -> Result<()> {
         forecast::run()?;
         return forecast::serving(&args).await;
     }
+    if args.live_only {
+        live::run(&args).await?;
+        if args.cluster {
+            cluster::live(&args).await?;
+        }
+        return Ok(());
+    }
     if !args.cluster_only {
         embedded(&args).await?;
         reports::run(&args, &args.engine).await?;
         forecast::run()?;
         forecast::serving(&args).await?;
+        live::run(&args).await?;
     }
     if args.cluster || args.cluster_only {
         cluster::run(&args).await?;

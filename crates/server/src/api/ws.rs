@@ -57,6 +57,7 @@ const MAX_SUBSCRIPTIONS: usize = 64;
 const MAX_REPLAY: usize = 1_000;
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_BUFFER: usize = 4 * 1024;
 
 pub const CLOSE_SLOW: u16 = 4008;
 pub const CLOSE_REVOKED: u16 = 4403;
@@ -91,6 +92,11 @@ pub async fn connect(
     })?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
+        // Per-socket buffers, not tungstenite's 128 KiB defaults: clients send a few small
+        // messages, and tens of thousands of sockets must stay cheap. Each message is
+        // written (and flushed) as it is sent.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             Session::new(state, caller).run(socket, params.since).await;
         }))
