@@ -15,6 +15,7 @@ pub mod forecasting;
 pub mod json;
 pub mod live;
 pub mod mlflow;
+pub mod push;
 pub mod state;
 pub mod telemetry;
 
