@@ -115,7 +115,11 @@ pub fn encrypt(
 }
 
 /// [`encrypt`] with a fresh ephemeral key and salt, as every real message must be.
-pub fn encrypt_fresh(ua_public: &[u8], auth: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, PushError> {
+pub fn encrypt_fresh(
+    ua_public: &[u8],
+    auth: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, PushError> {
     let mut salt = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
     let ephemeral = SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
@@ -136,13 +140,7 @@ pub fn decrypt(ua_secret: &SecretKey, auth: &[u8], body: &[u8]) -> Result<Vec<u8
     let sender = PublicKey::from_sec1_bytes(as_public).map_err(|_| bad())?;
     let shared = p256::ecdh::diffie_hellman(ua_secret.to_nonzero_scalar(), sender.as_affine());
     let ua_public = public_bytes(&ua_secret.public_key());
-    let (key, nonce) = key_and_nonce(
-        shared.raw_secret_bytes(),
-        auth,
-        &ua_public,
-        as_public,
-        salt,
-    );
+    let (key, nonce) = key_and_nonce(shared.raw_secret_bytes(), auth, &ua_public, as_public, salt);
     let mut record = Aes128Gcm::new_from_slice(&key)
         .expect("16-byte key")
         .decrypt(Nonce::from_slice(&nonce), sealed)

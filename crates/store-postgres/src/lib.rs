@@ -23,9 +23,10 @@ use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
-    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, CredentialKind, InsertOutcome,
-    NewCredential, NewInvite, NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store,
-    StoreError, StoredForecast, StoredModel, User, UserId,
+    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, CredentialKind, Delivery,
+    DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, InsertOutcome, NewCredential,
+    NewDelivery, NewInvite, NewUser, PoolStats, PushSubscription, RangeQuery, Readiness, Share,
+    ShareRole, Store, StoreError, StoredForecast, StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
@@ -1102,25 +1103,48 @@ impl Store for PostgresStore {
         expected_version: i64,
         book: &AlertBook,
         due_ms: Option<i64>,
+        deliveries: &[NewDelivery],
+        now_ms: i64,
     ) -> Result<bool, StoreError> {
         let json = alert_book_json(book)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
         let changed = if expected_version == 0 {
-            self.execute(
+            tx.execute(
                 "INSERT INTO alert_books (user_id, book, version, evaluated_version, due_ms) \
                  VALUES ($1, $2, 1, 1, $3) ON CONFLICT (user_id) DO NOTHING",
                 &[&user_id, &json, &due_ms],
             )
-            .await?
+            .await
+            .map_err(pg_err)?
         } else {
-            self.execute(
+            tx.execute(
                 "UPDATE alert_books SET book = $2, version = version + 1, \
                  evaluated_version = version + 1, due_ms = $3 \
                  WHERE user_id = $1 AND version = $4",
                 &[&user_id, &json, &due_ms, &expected_version],
             )
-            .await?
+            .await
+            .map_err(pg_err)?
         };
-        Ok(changed == 1)
+        if changed != 1 {
+            return Ok(false);
+        }
+        if !deliveries.is_empty() {
+            let recipients: Vec<i64> = deliveries.iter().map(|d| d.recipient_id).collect();
+            let channels: Vec<&str> = deliveries.iter().map(|d| d.channel.as_str()).collect();
+            let targets: Vec<&str> = deliveries.iter().map(|d| d.target.as_str()).collect();
+            let payloads: Vec<&str> = deliveries.iter().map(|d| d.payload.as_str()).collect();
+            tx.execute(
+                "INSERT INTO deliveries (person_id, recipient_id, channel, target, payload, created_ms, next_attempt_ms) \
+                 SELECT $1, d.*, $6, $6 FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[]) AS d",
+                &[&user_id, &recipients, &channels, &targets, &payloads, &now_ms],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
     }
 
     async fn mark_alerts_evaluated(
@@ -1187,6 +1211,201 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    async fn add_push_subscription(
+        &self,
+        user_id: UserId,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        now_ms: i64,
+    ) -> Result<PushSubscription, StoreError> {
+        let rows = self
+            .query(
+                "INSERT INTO push_subscriptions (user_id, endpoint, p256dh, auth, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, endpoint) \
+                 DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth \
+                 RETURNING id, created_ms",
+                &[&user_id, &endpoint, &p256dh, &auth, &now_ms],
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| StoreError::Internal("no row returned".into()))?;
+        Ok(PushSubscription {
+            id: r.get(0),
+            user_id,
+            endpoint: endpoint.to_owned(),
+            p256dh: p256dh.to_owned(),
+            auth: auth.to_owned(),
+            created_ms: r.get(1),
+        })
+    }
+
+    async fn push_subscriptions(
+        &self,
+        user_id: UserId,
+    ) -> Result<Vec<PushSubscription>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, user_id, endpoint, p256dh, auth, created_ms FROM push_subscriptions \
+                 WHERE user_id = $1 ORDER BY id",
+                &[&user_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PushSubscription {
+                id: r.get(0),
+                user_id: r.get(1),
+                endpoint: r.get(2),
+                p256dh: r.get(3),
+                auth: r.get(4),
+                created_ms: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "DELETE FROM push_subscriptions WHERE user_id = $1 AND id = $2",
+                &[&user_id, &id],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        scope: DeliveryScope<'_>,
+        now_ms: i64,
+        hold_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let (person, count, held): (Option<i64>, i64, Vec<i64>) = match scope {
+            DeliveryScope::Person(p) => (Some(p), 1, vec![0]),
+            DeliveryScope::Shards { held: [], .. } => return Ok(Vec::new()),
+            DeliveryScope::Shards { count, held } => (
+                None,
+                i64::from(count),
+                held.iter().map(|&s| i64::from(s)).collect(),
+            ),
+        };
+        // SKIP LOCKED: replicas claiming at once take different rows.
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE deliveries d SET attempts = attempts + 1, next_attempt_ms = $2 \
+                     FROM (SELECT person_id, id FROM deliveries WHERE status = 'pending' \
+                           AND next_attempt_ms <= $1 AND ($3::bigint IS NULL OR person_id = $3) \
+                           AND person_id % $4 = ANY($5) \
+                           ORDER BY next_attempt_ms LIMIT $6 FOR UPDATE SKIP LOCKED) AS c \
+                     WHERE d.person_id = c.person_id AND d.id = c.id \
+                     RETURNING {}",
+                    DELIVERY_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("d.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                &[
+                    &now_ms,
+                    &(now_ms + hold_ms),
+                    &person,
+                    &count,
+                    &held,
+                    &(limit as i64),
+                ],
+            )
+            .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        outcome: &DeliveryOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (status, next, error) = outcome.columns(delivery.next_attempt_ms);
+        let done = (status != DeliveryStatus::Pending).then_some(now_ms);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(
+            "UPDATE deliveries SET status = $3, next_attempt_ms = $4, last_error = $5, done_ms = $6 \
+             WHERE person_id = $1 AND id = $2",
+            &[&delivery.person_id, &delivery.id, &status.as_str(), &next, &error, &done],
+        )
+        .await
+        .map_err(pg_err)?;
+        if matches!(outcome, DeliveryOutcome::Expired { .. }) {
+            tx.execute(
+                "DELETE FROM push_subscriptions WHERE user_id = $1 AND id = $2",
+                &[
+                    &delivery.recipient_id,
+                    &delivery.target.parse::<i64>().unwrap_or(-1),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn deliveries_of(
+        &self,
+        person_id: UserId,
+        (before_ms, before_id): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE person_id = $1 \
+                     AND (created_ms, id) < ($2, $3) ORDER BY created_ms DESC, id DESC LIMIT $4"
+                ),
+                &[&person_id, &before_ms, &before_id, &(limit as i64)],
+            )
+            .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn set_follow_channels(
+        &self,
+        owner: UserId,
+        follower: UserId,
+        push: bool,
+        email: bool,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "UPDATE shares SET notify_push = $3, notify_email = $4 \
+                 WHERE owner_id = $1 AND follower_id = $2 AND revoked_ms IS NULL",
+                &[&owner, &follower, &push, &email],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        // Two replicas starting at once: the loser's statement may not see the winner's row
+        // (its snapshot predates it); the next attempt does.
+        for _ in 0..3 {
+            let rows = self
+                .query(
+                    "WITH ins AS (INSERT INTO server_secrets (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING RETURNING value) \
+                     SELECT value FROM ins UNION ALL SELECT value FROM server_secrets WHERE name = $1",
+                    &[&name, &candidate],
+                )
+                .await?;
+            if let Some(r) = rows.first() {
+                return Ok(r.get(0));
+            }
+        }
+        Err(StoreError::Internal("no secret returned".into()))
+    }
+
     async fn record_access(
         &self,
         owner: UserId,
@@ -1240,7 +1459,36 @@ fn alert_book_json(book: &AlertBook) -> Result<String, StoreError> {
     serde_json::to_string(book).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
-const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms";
+const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms, notify_push, notify_email";
+
+const DELIVERY_COLUMNS: &str = "id, person_id, recipient_id, channel, target, payload, created_ms, status, attempts, next_attempt_ms, last_error, done_ms";
+
+fn delivery_from_row(r: &Row) -> Result<Delivery, StoreError> {
+    let channel: String = r.get(3);
+    let status: String = r.get(7);
+    let (Some(channel), Some(status)) = (
+        DeliveryChannel::parse(&channel),
+        DeliveryStatus::parse(&status),
+    ) else {
+        return Err(StoreError::Internal(format!(
+            "unknown delivery {channel}/{status}"
+        )));
+    };
+    Ok(Delivery {
+        id: r.get(0),
+        person_id: r.get(1),
+        recipient_id: r.get(2),
+        channel,
+        target: r.get(4),
+        payload: r.get(5),
+        created_ms: r.get(6),
+        status,
+        attempts: r.get(8),
+        next_attempt_ms: r.get(9),
+        last_error: r.get(10),
+        done_ms: r.get(11),
+    })
+}
 
 fn share_from_row(r: &Row) -> Result<Share, StoreError> {
     let role: String = r.get(3);
@@ -1255,5 +1503,7 @@ fn share_from_row(r: &Row) -> Result<Share, StoreError> {
         expires_ms: r.get(6),
         accepted_ms: r.get(7),
         revoked_ms: r.get(8),
+        notify_push: r.get(9),
+        notify_email: r.get(10),
     })
 }

@@ -18,9 +18,10 @@ use glucosync_domain::readings::{NewReading, Reading, ReadingKind};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
-    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, InsertOutcome, NewCredential,
-    NewInvite, NewUser, PoolStats, RangeQuery, Readiness, Share, ShareRole, Store, StoreError,
-    StoredForecast, StoredModel, User, UserId,
+    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, Delivery, DeliveryChannel,
+    DeliveryOutcome, DeliveryScope, DeliveryStatus, InsertOutcome, NewCredential, NewDelivery,
+    NewInvite, NewUser, PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole,
+    Store, StoreError, StoredForecast, StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -850,6 +851,8 @@ impl Store for SqliteStore {
                     expires_ms: invite.expires_ms,
                     accepted_ms: None,
                     revoked_ms: None,
+                    notify_push: true,
+                    notify_email: false,
                 })
             })
             .await
@@ -972,8 +975,11 @@ impl Store for SqliteStore {
         expected_version: i64,
         book: &AlertBook,
         due_ms: Option<i64>,
+        deliveries: &[NewDelivery],
+        now_ms: i64,
     ) -> Result<bool, StoreError> {
         let json = alert_book_json(book)?;
+        let deliveries = deliveries.to_vec();
         self.engine
             .write(move |conn| {
                 let changed = if expected_version == 0 {
@@ -991,7 +997,21 @@ impl Store for SqliteStore {
                     )
                 }
                 .map_err(sql_err)?;
-                Ok(changed == 1)
+                if changed != 1 {
+                    return Ok(false);
+                }
+                let mut queue = conn
+                    .prepare_cached(
+                        "INSERT INTO deliveries (person_id, recipient_id, channel, target, payload, created_ms, next_attempt_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    )
+                    .map_err(sql_err)?;
+                for d in &deliveries {
+                    queue
+                        .execute(params![user_id, d.recipient_id, d.channel.as_str(), d.target, d.payload, now_ms])
+                        .map_err(sql_err)?;
+                }
+                Ok(true)
             })
             .await
     }
@@ -1089,6 +1109,214 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn add_push_subscription(
+        &self,
+        user_id: UserId,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        now_ms: i64,
+    ) -> Result<PushSubscription, StoreError> {
+        let (endpoint, p256dh, auth) = (endpoint.to_owned(), p256dh.to_owned(), auth.to_owned());
+        self.engine
+            .write(move |conn| {
+                conn.query_row(
+                    "INSERT INTO push_subscriptions (user_id, endpoint, p256dh, auth, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, endpoint) \
+                     DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth \
+                     RETURNING id, created_ms",
+                    params![user_id, endpoint, p256dh, auth, now_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map(|(id, created_ms)| PushSubscription {
+                    id,
+                    user_id,
+                    endpoint,
+                    p256dh,
+                    auth,
+                    created_ms,
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn push_subscriptions(
+        &self,
+        user_id: UserId,
+    ) -> Result<Vec<PushSubscription>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, user_id, endpoint, p256dh, auth, created_ms FROM push_subscriptions \
+                     WHERE user_id = ?1 ORDER BY id",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![user_id], |r| {
+                        Ok(PushSubscription {
+                            id: r.get(0)?,
+                            user_id: r.get(1)?,
+                            endpoint: r.get(2)?,
+                            p256dh: r.get(3)?,
+                            auth: r.get(4)?,
+                            created_ms: r.get(5)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM push_subscriptions WHERE user_id = ?1 AND id = ?2",
+                    params![user_id, id],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        scope: DeliveryScope<'_>,
+        now_ms: i64,
+        hold_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let condition = match scope {
+            DeliveryScope::Person(p) => format!("person_id = {p}"),
+            DeliveryScope::Shards { held: [], .. } => return Ok(Vec::new()),
+            DeliveryScope::Shards { count, held } => format!(
+                "person_id % {count} IN ({})",
+                held.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        self.engine
+            .write(move |conn| {
+                let sql = format!(
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = ?2 \
+                     WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' \
+                     AND next_attempt_ms <= ?1 AND {condition} ORDER BY next_attempt_ms LIMIT ?3) \
+                     RETURNING {DELIVERY_COLUMNS}"
+                );
+                let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(
+                        params![now_ms, now_ms + hold_ms, limit as i64],
+                        delivery_from_row,
+                    )
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql_err)?;
+                rows.into_iter().collect()
+            })
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        outcome: &DeliveryOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (status, next, error) = outcome.columns(delivery.next_attempt_ms);
+        let (id, recipient, target) = (delivery.id, delivery.recipient_id, delivery.target.clone());
+        let expired = matches!(outcome, DeliveryOutcome::Expired { .. });
+        let done = (status != DeliveryStatus::Pending).then_some(now_ms);
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE deliveries SET status = ?2, next_attempt_ms = ?3, last_error = ?4, done_ms = ?5 \
+                     WHERE id = ?1",
+                    params![id, status.as_str(), next, error, done],
+                )
+                .map_err(sql_err)?;
+                if expired {
+                    conn.execute(
+                        "DELETE FROM push_subscriptions WHERE user_id = ?1 AND id = ?2",
+                        params![recipient, target.parse::<i64>().unwrap_or(-1)],
+                    )
+                    .map_err(sql_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn deliveries_of(
+        &self,
+        person_id: UserId,
+        (before_ms, before_id): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE person_id = ?1 \
+                     AND (created_ms, id) < (?2, ?3) ORDER BY created_ms DESC, id DESC LIMIT ?4"
+                );
+                let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(
+                        params![person_id, before_ms, before_id, limit as i64],
+                        delivery_from_row,
+                    )
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql_err)?;
+                rows.into_iter().collect()
+            })
+            .await
+    }
+
+    async fn set_follow_channels(
+        &self,
+        owner: UserId,
+        follower: UserId,
+        push: bool,
+        email: bool,
+    ) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE shares SET notify_push = ?3, notify_email = ?4 \
+                     WHERE owner_id = ?1 AND follower_id = ?2 AND revoked_ms IS NULL",
+                    params![owner, follower, push, email],
+                )
+                .map(|n| n > 0)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    params![name, candidate],
+                )
+                .map_err(sql_err)?;
+                conn.query_row(
+                    "SELECT value FROM server_secrets WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)
+            })
+            .await
+    }
+
     async fn record_access(
         &self,
         owner: UserId,
@@ -1157,7 +1385,36 @@ fn alert_book_from_json(json: &str) -> Result<AlertBook, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Internal(format!("alert book: {e}")))
 }
 
-const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms";
+const DELIVERY_COLUMNS: &str = "id, person_id, recipient_id, channel, target, payload, created_ms, status, attempts, next_attempt_ms, last_error, done_ms";
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Delivery, StoreError>> {
+    let channel: String = r.get(3)?;
+    let status: String = r.get(7)?;
+    let (Some(channel), Some(status)) = (
+        DeliveryChannel::parse(&channel),
+        DeliveryStatus::parse(&status),
+    ) else {
+        return Ok(Err(StoreError::Internal(format!(
+            "unknown delivery {channel}/{status}"
+        ))));
+    };
+    Ok(Ok(Delivery {
+        id: r.get(0)?,
+        person_id: r.get(1)?,
+        recipient_id: r.get(2)?,
+        channel,
+        target: r.get(4)?,
+        payload: r.get(5)?,
+        created_ms: r.get(6)?,
+        status,
+        attempts: r.get(8)?,
+        next_attempt_ms: r.get(9)?,
+        last_error: r.get(10)?,
+        done_ms: r.get(11)?,
+    }))
+}
+
+const SHARE_COLUMNS: &str = "id, owner_id, follower_id, role, invite_email, created_ms, expires_ms, accepted_ms, revoked_ms, notify_push, notify_email";
 
 fn share_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Share, StoreError>> {
     let role: String = r.get(3)?;
@@ -1172,6 +1429,8 @@ fn share_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Share, Store
             expires_ms: r.get(6)?,
             accepted_ms: r.get(7)?,
             revoked_ms: r.get(8)?,
+            notify_push: r.get(9)?,
+            notify_email: r.get(10)?,
         }),
         None => Err(StoreError::Internal(format!("unknown share role {role}"))),
     })

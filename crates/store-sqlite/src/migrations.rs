@@ -9,6 +9,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_shares.sql")),
     (4, include_str!("../migrations/0004_access_log.sql")),
     (5, include_str!("../migrations/0005_alerts.sql")),
+    (6, include_str!("../migrations/0006_notifications.sql")),
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -13,7 +13,8 @@ use glucosync_domain::treatments::{NewTreatment, TreatmentDetail, TreatmentField
 use glucosync_domain::{GlucoseMgdl, GlucoseUnit, Timestamp};
 
 use crate::{
-    AdminGrant, AlertRecord, CredentialKind, Cursor, NewCredential, NewInvite, NewUser, RangeQuery,
+    AdminGrant, AlertRecord, CredentialKind, Cursor, DeliveryChannel, DeliveryOutcome,
+    DeliveryScope, DeliveryStatus, NewCredential, NewDelivery, NewInvite, NewUser, RangeQuery,
     ShareRole, Store, StoreError, StoredForecast, StoredModel, UserId,
 };
 
@@ -55,6 +56,8 @@ macro_rules! conformance_suite {
             the_access_log_is_per_owner_newest_first_and_pages_by_time,
             cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_version,
             a_lease_has_one_holder_until_it_expires,
+            deliveries_are_queued_with_the_book_claimed_once_and_logged,
+            push_subscriptions_follow_channels_and_server_secrets,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1253,18 +1256,18 @@ pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_versi
     };
     assert!(
         !store
-            .save_alert_book(ana, 0, &book, None)
+            .save_alert_book(ana, 0, &book, None, &[], NOW)
             .await
             .expect("save"),
         "stale"
     );
     assert!(store
-        .save_alert_book(ana, 1, &book, Some(NOW + 60_000))
+        .save_alert_book(ana, 1, &book, Some(NOW + 60_000), &[], NOW)
         .await
         .expect("save"));
     assert!(
         !store
-            .save_alert_book(ana, 1, &book, None)
+            .save_alert_book(ana, 1, &book, None, &[], NOW)
             .await
             .expect("save"),
         "stale"
@@ -1288,13 +1291,13 @@ pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_versi
     assert_eq!(due(NOW).await, vec![ana]);
     // A first book for someone without a record.
     assert!(store
-        .save_alert_book(ben, 0, &book, None)
+        .save_alert_book(ben, 0, &book, None, &[], NOW)
         .await
         .expect("save"));
     assert_eq!(store.alert_record(ben).await.expect("record").book, book);
     assert!(
         !store
-            .save_alert_book(ben, 0, &book, None)
+            .save_alert_book(ben, 0, &book, None, &[], NOW)
             .await
             .expect("save"),
         "exists"
@@ -1365,4 +1368,231 @@ pub async fn a_lease_has_one_holder_until_it_expires(store: &dyn Store) {
         .try_lease("alerts:0", "a", 1_000, NOW + 2_000)
         .await
         .expect("lease"));
+}
+
+pub async fn deliveries_are_queued_with_the_book_claimed_once_and_logged(store: &dyn Store) {
+    use glucosync_domain::alerts::AlertBook;
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let to = |recipient, target: &str| NewDelivery {
+        recipient_id: recipient,
+        channel: DeliveryChannel::Push,
+        target: target.to_owned(),
+        payload: format!("{{\"to\":\"{target}\"}}"),
+    };
+    let book = AlertBook::default();
+    assert!(store
+        .save_alert_book(ana, 0, &book, None, &[to(ana, "1"), to(ben, "2")], NOW)
+        .await
+        .expect("save"));
+    // A stale save queues nothing.
+    assert!(!store
+        .save_alert_book(ana, 0, &book, None, &[to(ana, "3")], NOW)
+        .await
+        .expect("save"));
+    let claim = |scope, now| async move {
+        store
+            .claim_deliveries(scope, now, 30_000, 10)
+            .await
+            .expect("claim")
+    };
+    let claimed = claim(DeliveryScope::Person(ana), NOW).await;
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed
+        .iter()
+        .all(|d| d.attempts == 1 && d.person_id == ana));
+    assert_eq!(claimed[1].payload, "{\"to\":\"2\"}");
+    // Held by the claimer: nobody else takes them until the hold runs out.
+    assert!(claim(DeliveryScope::Person(ana), NOW + 1_000)
+        .await
+        .is_empty());
+    assert!(claim(DeliveryScope::Person(ben), NOW + 40_000)
+        .await
+        .is_empty());
+    let ana_shard = [ana.rem_euclid(2) as u32];
+    let again = claim(
+        DeliveryScope::Shards {
+            count: 2,
+            held: &ana_shard,
+        },
+        NOW + 30_000,
+    )
+    .await;
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|d| d.attempts == 2));
+    let other_shard = [(ana + 1).rem_euclid(2) as u32];
+    assert!(claim(
+        DeliveryScope::Shards {
+            count: 2,
+            held: &other_shard
+        },
+        NOW + 90_000
+    )
+    .await
+    .is_empty());
+    // Outcomes: sent is final; a retry is pending again at its time with the error kept.
+    store
+        .finish_delivery(&again[0], &DeliveryOutcome::Sent, NOW + 31_000)
+        .await
+        .expect("finish");
+    store
+        .finish_delivery(
+            &again[1],
+            &DeliveryOutcome::Retry {
+                at_ms: NOW + 100_000,
+                error: "503".into(),
+            },
+            NOW + 31_000,
+        )
+        .await
+        .expect("finish");
+    assert!(claim(DeliveryScope::Person(ana), NOW + 99_000)
+        .await
+        .is_empty());
+    let retried = claim(DeliveryScope::Person(ana), NOW + 100_000).await;
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 3);
+    store
+        .finish_delivery(
+            &retried[0],
+            &DeliveryOutcome::Failed {
+                error: "403".into(),
+            },
+            NOW + 101_000,
+        )
+        .await
+        .expect("finish");
+    let log = store
+        .deliveries_of(ana, (i64::MAX, i64::MAX), 10)
+        .await
+        .expect("log");
+    assert_eq!(log.len(), 2);
+    let by_target = |t: &str| log.iter().find(|d| d.target == t).expect("delivery");
+    assert_eq!(by_target("1").status, DeliveryStatus::Sent);
+    assert_eq!(by_target("1").done_ms, Some(NOW + 31_000));
+    assert_eq!(by_target("2").status, DeliveryStatus::Failed);
+    assert_eq!(by_target("2").last_error.as_deref(), Some("403"));
+    assert_eq!(by_target("2").recipient_id, ben);
+    let first_page = store
+        .deliveries_of(ana, (i64::MAX, i64::MAX), 1)
+        .await
+        .expect("log");
+    let second_page = store
+        .deliveries_of(ana, (first_page[0].created_ms, first_page[0].id), 1)
+        .await
+        .expect("log");
+    assert_ne!(first_page[0].id, second_page[0].id);
+    assert!(store
+        .deliveries_of(ben, (i64::MAX, i64::MAX), 10)
+        .await
+        .expect("log")
+        .is_empty());
+}
+
+pub async fn push_subscriptions_follow_channels_and_server_secrets(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let first = store
+        .add_push_subscription(ana, "https://push.example/a", "key1", "auth1", NOW)
+        .await
+        .expect("add");
+    // The same endpoint again renews its keys, keeping its id.
+    let renewed = store
+        .add_push_subscription(ana, "https://push.example/a", "key2", "auth2", NOW + 1)
+        .await
+        .expect("add");
+    assert_eq!(renewed.id, first.id);
+    let second = store
+        .add_push_subscription(ana, "https://push.example/b", "key3", "auth3", NOW)
+        .await
+        .expect("add");
+    let listed = store.push_subscriptions(ana).await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(
+        (listed[0].p256dh.as_str(), listed[0].auth.as_str()),
+        ("key2", "auth2")
+    );
+    assert!(store
+        .push_subscriptions(ben)
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(!store
+        .delete_push_subscription(ben, second.id)
+        .await
+        .expect("delete"));
+    assert!(store
+        .delete_push_subscription(ana, second.id)
+        .await
+        .expect("delete"));
+    // An expired subscription is deleted with its delivery's outcome.
+    let book = glucosync_domain::alerts::AlertBook::default();
+    let delivery = NewDelivery {
+        recipient_id: ana,
+        channel: DeliveryChannel::Push,
+        target: first.id.to_string(),
+        payload: "{}".into(),
+    };
+    assert!(store
+        .save_alert_book(ana, 0, &book, None, &[delivery], NOW)
+        .await
+        .expect("save"));
+    let claimed = store
+        .claim_deliveries(DeliveryScope::Person(ana), NOW, 1_000, 10)
+        .await
+        .expect("claim");
+    store
+        .finish_delivery(
+            &claimed[0],
+            &DeliveryOutcome::Expired {
+                error: "410".into(),
+            },
+            NOW,
+        )
+        .await
+        .expect("finish");
+    assert!(store
+        .push_subscriptions(ana)
+        .await
+        .expect("list")
+        .is_empty());
+
+    // A follower chooses their channels; only on an active share.
+    let share = store
+        .create_invite(invite(ana, "tok-channels", ShareRole::Caregiver))
+        .await
+        .expect("invite");
+    assert!((share.notify_push, share.notify_email) == (true, false));
+    assert!(!store
+        .set_follow_channels(ana, ben, false, true)
+        .await
+        .expect("set"));
+    store
+        .accept_invite("hash-tok-channels", ben, NOW)
+        .await
+        .expect("accept")
+        .expect("share");
+    assert!(store
+        .set_follow_channels(ana, ben, false, true)
+        .await
+        .expect("set"));
+    let followed = store.shares_followed(ben).await.expect("followed");
+    assert_eq!(
+        (followed[0].notify_push, followed[0].notify_email),
+        (false, true)
+    );
+
+    // The first secret stays.
+    assert_eq!(
+        store.server_secret("vapid", "one").await.expect("secret"),
+        "one"
+    );
+    assert_eq!(
+        store.server_secret("vapid", "two").await.expect("secret"),
+        "one"
+    );
+    assert_eq!(
+        store.server_secret("other", "two").await.expect("secret"),
+        "two"
+    );
 }

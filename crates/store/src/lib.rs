@@ -195,14 +195,17 @@ pub trait Store: Send + Sync + 'static {
     /// The person's alert record; the default (version 0) when there is none yet.
     async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError>;
     /// Replaces the book if the stored version is still `expected_version` (0: no record
-    /// yet), in one atomic step; the new version is `expected_version + 1` and counts as
-    /// evaluated. False when someone changed it first (re-read and evaluate again).
+    /// yet), and queues `deliveries` (due at `now_ms`), in one transaction; the new version
+    /// is `expected_version + 1` and counts as evaluated. False when someone changed it
+    /// first (re-read and evaluate again); then nothing is queued.
     async fn save_alert_book(
         &self,
         user_id: UserId,
         expected_version: i64,
         book: &glucosync_domain::alerts::AlertBook,
         due_ms: Option<i64>,
+        deliveries: &[NewDelivery],
+        now_ms: i64,
     ) -> Result<bool, StoreError>;
     /// Records evaluations that changed nothing: for each (user, version, due), marks that
     /// version evaluated and sets the due time, unless the version moved on meanwhile.
@@ -230,6 +233,57 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Gives a lease up (at shutdown), if `holder` holds it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    // ---- notifications (Web Push subscriptions, the outbox and delivery log)
+    /// Adds a subscription, or renews the keys of the same endpoint.
+    async fn add_push_subscription(
+        &self,
+        user_id: UserId,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        now_ms: i64,
+    ) -> Result<PushSubscription, StoreError>;
+    async fn push_subscriptions(
+        &self,
+        user_id: UserId,
+    ) -> Result<Vec<PushSubscription>, StoreError>;
+    async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> Result<bool, StoreError>;
+    /// Takes up to `limit` pending deliveries due at `now_ms` in `scope` for this caller:
+    /// each is counted as an attempt and not due again until `now_ms + hold_ms`, so another
+    /// replica does not send it meanwhile.
+    async fn claim_deliveries(
+        &self,
+        scope: DeliveryScope<'_>,
+        now_ms: i64,
+        hold_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Records an attempt's outcome (an expired push subscription is deleted with it).
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        outcome: &DeliveryOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The delivery log of a person's alerts, newest first, before (created, id).
+    async fn deliveries_of(
+        &self,
+        person_id: UserId,
+        before: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// The follower sets how they hear of `owner`'s alerts; false without an active share.
+    async fn set_follow_channels(
+        &self,
+        owner: UserId,
+        follower: UserId,
+        push: bool,
+        email: bool,
+    ) -> Result<bool, StoreError>;
+    /// The installation's secret `name`, set to `candidate` if it has none yet (atomically:
+    /// replicas starting together agree on one).
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
 
     // ---- the access log (every follower read of a person's health data)
     /// Records that `follower` read `what` of `owner`'s data at `time_ms`. Durable before the

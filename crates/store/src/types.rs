@@ -205,6 +205,9 @@ pub struct Share {
     pub expires_ms: i64,
     pub accepted_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
+    /// How the follower wants to hear of the person's alerts (they choose).
+    pub notify_push: bool,
+    pub notify_email: bool,
 }
 
 impl Share {
@@ -212,6 +215,146 @@ impl Share {
     pub fn is_active(&self) -> bool {
         self.follower_id.is_some() && self.revoked_ms.is_none()
     }
+}
+
+/// A browser's or phone's Web Push subscription (RFC 8030): where to send, and the keys to
+/// encrypt for (base64url, as the browser gives them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushSubscription {
+    pub id: i64,
+    pub user_id: UserId,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryChannel {
+    Push,
+    Email,
+}
+
+impl DeliveryChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryChannel::Push => "push",
+            DeliveryChannel::Email => "email",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "push" => Some(DeliveryChannel::Push),
+            "email" => Some(DeliveryChannel::Email),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not sent yet, or to be tried again at `next_attempt_ms`.
+    Pending,
+    Sent,
+    /// Refused for good (or out of attempts).
+    Failed,
+    /// The subscription no longer exists (404/410 from the push service): it was removed.
+    Expired,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Expired => "expired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "sent" => Some(DeliveryStatus::Sent),
+            "failed" => Some(DeliveryStatus::Failed),
+            "expired" => Some(DeliveryStatus::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A notification to send, written with the alert change it announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub recipient_id: UserId,
+    pub channel: DeliveryChannel,
+    /// The push subscription's id, or the email address.
+    pub target: String,
+    /// What to send (JSON; the channel renders it).
+    pub payload: String,
+}
+
+/// A notification and what became of it: the outbox and the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    /// Whose alert it announces.
+    pub person_id: UserId,
+    pub recipient_id: UserId,
+    pub channel: DeliveryChannel,
+    pub target: String,
+    pub payload: String,
+    pub created_ms: i64,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub done_ms: Option<i64>,
+}
+
+/// What an attempt to deliver came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Sent,
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// The push subscription is gone; it is deleted with this.
+    Expired {
+        error: String,
+    },
+}
+
+impl DeliveryOutcome {
+    /// The status, next attempt time and error an outcome leaves on its delivery (whose
+    /// next attempt was `next_attempt_ms`).
+    pub fn columns(&self, next_attempt_ms: i64) -> (DeliveryStatus, i64, Option<String>) {
+        match self {
+            DeliveryOutcome::Sent => (DeliveryStatus::Sent, next_attempt_ms, None),
+            DeliveryOutcome::Retry { at_ms, error } => {
+                (DeliveryStatus::Pending, *at_ms, Some(error.clone()))
+            }
+            DeliveryOutcome::Failed { error } => {
+                (DeliveryStatus::Failed, next_attempt_ms, Some(error.clone()))
+            }
+            DeliveryOutcome::Expired { error } => (
+                DeliveryStatus::Expired,
+                next_attempt_ms,
+                Some(error.clone()),
+            ),
+        }
+    }
+}
+
+/// Which pending deliveries to claim: those of the alert-timer shards a replica holds, or
+/// one person's (sent right after the change that wrote them).
+#[derive(Debug, Clone, Copy)]
+pub enum DeliveryScope<'a> {
+    Shards { count: u32, held: &'a [u32] },
+    Person(UserId),
 }
 
 /// One read of a person's health data by a follower, as the person sees it in their access
