@@ -48,6 +48,10 @@ pub struct AlertPreferences {
     /// An urgent alert nobody acknowledged is notified again this often, minutes (default 5;
     /// 1–60).
     pub renotify_minutes: i64,
+    /// Web Push to the person's own subscribed devices (default on).
+    pub push: bool,
+    /// Email to the account's address (default off).
+    pub email: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,6 +71,8 @@ impl Default for AlertPreferences {
             disabled: Vec::new(),
             quiet_hours: None,
             renotify_minutes: 5,
+            push: true,
+            email: false,
         }
     }
 }

@@ -25,7 +25,9 @@ use glucosync_domain::alerts::{
     Observation,
 };
 use glucosync_domain::analytics::GlucosePoint;
-use glucosync_store::UserId;
+use glucosync_store::{DeliveryScope, UserId};
+
+use crate::delivery::AlertNews;
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -169,13 +171,29 @@ impl Alerting {
                 }
                 return Ok(());
             }
+            let newest = readings.last();
+            let news: Vec<AlertNews> = notifications
+                .iter()
+                .filter_map(|n| {
+                    Some(AlertNews {
+                        alert: notified_alert(&book, n)?,
+                        reason: reason_name(n.reason),
+                        audible: n.audible,
+                        value_mgdl: newest.map(|p| p.mgdl),
+                    })
+                })
+                .collect();
+            let deliveries = state.notifier.deliveries_for(state, &person, &news).await?;
             if state
                 .store
-                .save_alert_book(user, record.version, &book, due)
+                .save_alert_book(user, record.version, &book, due, &deliveries, now)
                 .await?
             {
-                self.announce(state, user, &book, &notifications, readings.last())
+                self.announce(state, user, &book, &notifications, newest)
                     .await;
+                if !deliveries.is_empty() {
+                    state.notifier.deliver_soon(state, user);
+                }
                 return Ok(());
             }
         }
@@ -202,12 +220,9 @@ impl Alerting {
         newest: Option<&GlucosePoint>,
     ) {
         for n in notifications {
-            // The alert the notification is about: the open one, or the one just resolved.
-            let alert =
-                book.alerts.iter().rev().find(|a| {
-                    a.kind == n.kind && (a.is_open() || n.reason == NotifyReason::Resolved)
-                });
-            let Some(alert) = alert else { continue };
+            let Some(alert) = notified_alert(book, n) else {
+                continue;
+            };
             state
                 .metrics
                 .alert_notifications_total
@@ -257,19 +272,36 @@ impl Alerting {
                 }
                 _ => record.due_ms,
             };
+            let reason = if snooze_minutes.is_some() {
+                "snoozed"
+            } else {
+                "acknowledged"
+            };
+            // Every device that showed it takes it down.
+            let deliveries = match state.store.user_by_id(user).await? {
+                Some(person) => {
+                    let news = [AlertNews {
+                        alert: &alert,
+                        reason,
+                        audible: false,
+                        value_mgdl: None,
+                    }];
+                    state.notifier.deliveries_for(state, &person, &news).await?
+                }
+                None => Vec::new(),
+            };
             if state
                 .store
-                .save_alert_book(user, record.version, &book, due)
+                .save_alert_book(user, record.version, &book, due, &deliveries, now)
                 .await?
             {
+                if !deliveries.is_empty() {
+                    state.notifier.deliver_soon(state, user);
+                }
                 let out = AlertOut::of(user, &alert);
                 let event = AlertEvent {
                     r#type: "alert",
-                    reason: if snooze_minutes.is_some() {
-                        "snoozed"
-                    } else {
-                        "acknowledged"
-                    },
+                    reason,
                     audible: false,
                     value_mgdl: None,
                     by: Some(by),
@@ -330,6 +362,17 @@ impl Alerting {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not find who is due for alerts"),
             }
+            // Notifications whose first attempt failed, or whose replica died before sending.
+            state
+                .notifier
+                .deliver(
+                    &state,
+                    DeliveryScope::Shards {
+                        count: SHARDS,
+                        held: &shards,
+                    },
+                )
+                .await;
             self.record_evaluated(&state).await;
         }
         self.record_evaluated(&state).await;
@@ -384,6 +427,14 @@ impl Alerting {
             Vec::new()
         }
     }
+}
+
+/// The alert a notification is about: the open one of its kind, or the one just resolved.
+fn notified_alert<'a>(book: &'a AlertBook, n: &Notification) -> Option<&'a Alert> {
+    book.alerts
+        .iter()
+        .rev()
+        .find(|a| a.kind == n.kind && (a.is_open() || n.reason == NotifyReason::Resolved))
 }
 
 fn lease_name(shard: u32) -> String {

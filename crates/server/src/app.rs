@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, events, forecast, readings, reports, shares, tokens, treatments, ws,
+    accounts, alerts, events, forecast, push, readings, reports, shares, tokens, treatments, ws,
 };
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
@@ -46,6 +46,7 @@ use crate::telemetry::{metrics_handler, observe};
         (name = "forecast", description = "Glucose forecasts (informational, never dosing advice)"),
         (name = "alerts", description = "Alerts: list, acknowledge, snooze"),
         (name = "live", description = "Live events over WebSocket"),
+        (name = "notifications", description = "Web Push subscriptions and the delivery log"),
         (name = "sharing", description = "Followers: invites, acceptance, revocation"),
         (name = "health", description = "Liveness and readiness")
     ),
@@ -105,10 +106,15 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::acknowledge))
         .routes(routes!(alerts::snooze))
+        .routes(routes!(alerts::deliveries))
+        .routes(routes!(push::vapid_public_key))
+        .routes(routes!(push::subscribe, push::list))
+        .routes(routes!(push::unsubscribe))
         .routes(routes!(shares::invite, shares::list))
         .routes(routes!(shares::revoke))
         .routes(routes!(shares::accept))
         .routes(routes!(shares::following))
+        .routes(routes!(shares::set_channels))
         .routes(routes!(shares::access_log))
 }
 

@@ -76,6 +76,12 @@ pub struct Config {
     /// WebSocket with the session cookie. A browser sends its page's origin; anything else is
     /// refused, so another site cannot open a socket with a visitor's cookie.
     pub allowed_origins: Vec<String>,
+    /// Who runs this installation, told to Web Push services with every push (VAPID `sub`):
+    /// `mailto:` or `https:`.
+    pub push_subject: String,
+    /// Accept Web Push endpoints at `http://` loopback addresses (a local push service in
+    /// tests and development). Off: endpoints must be `https://`.
+    pub push_allow_loopback: bool,
     /// Unset: `/metrics` on the main listener. Set: only there.
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -115,6 +121,8 @@ impl Default for Config {
             redis_url: None,
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            push_subject: "mailto:admin@localhost".into(),
+            push_allow_loopback: false,
             metrics_listen: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -150,6 +158,8 @@ struct Layer {
     redis_url: Option<String>,
     trusted_proxies: Option<String>,
     allowed_origins: Option<String>,
+    push_subject: Option<String>,
+    push_allow_loopback: Option<bool>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
@@ -182,6 +192,8 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_REDIS_URL",
     "GLUCOSYNC_TRUSTED_PROXIES",
     "GLUCOSYNC_ALLOWED_ORIGINS",
+    "GLUCOSYNC_PUSH_SUBJECT",
+    "GLUCOSYNC_PUSH_ALLOW_LOOPBACK",
     "GLUCOSYNC_METRICS_LISTEN",
     "GLUCOSYNC_LOG_FORMAT",
     "GLUCOSYNC_LOG_LEVEL",
@@ -283,6 +295,17 @@ impl Config {
                     }
                 })
                 .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = l.push_subject {
+            if !(v.starts_with("mailto:") || v.starts_with("https://")) {
+                return Err(bad(format!(
+                    "push_subject (GLUCOSYNC_PUSH_SUBJECT) is `{v}`; use mailto:you@example.org or an https:// URL"
+                )));
+            }
+            self.push_subject = v;
+        }
+        if let Some(v) = l.push_allow_loopback {
+            self.push_allow_loopback = v;
         }
         if let Some(v) = l.metrics_listen {
             self.metrics_listen = if v.is_empty() {
@@ -402,7 +425,7 @@ impl Config {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         format!(
             "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
-             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\nmetrics_listen = {:?}\n\
+             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
              api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n",
@@ -414,6 +437,8 @@ impl Config {
             opt(&self.redis_url.as_ref().map(|r| r.redacted())),
             self.trusted_proxies.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
             self.allowed_origins.join(","),
+            self.push_subject,
+            self.push_allow_loopback,
             opt(&self.metrics_listen.map(|a| a.to_string())),
             match self.log_format {
                 LogFormat::Text => "text",
@@ -464,6 +489,10 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "REDIS_URL" => l.redis_url = Some(value),
             "TRUSTED_PROXIES" => l.trusted_proxies = Some(value),
             "ALLOWED_ORIGINS" => l.allowed_origins = Some(value),
+            "PUSH_SUBJECT" => l.push_subject = Some(value),
+            "PUSH_ALLOW_LOOPBACK" => {
+                l.push_allow_loopback = Some(parse_env(&key, &value, "true or false")?)
+            }
             "METRICS_LISTEN" => l.metrics_listen = Some(value),
             "LOG_FORMAT" => l.log_format = Some(value),
             "LOG_LEVEL" => l.log_level = Some(value),
@@ -543,6 +572,11 @@ trusted_proxies = ""
 # Web origins besides GlucoEngine's own that may open the live WebSocket with the session
 # cookie (e.g. the PWA served from another host), separated by commas.
 allowed_origins = ""
+
+# Web Push: who runs this installation (told to push services), and whether endpoints at
+# http:// loopback addresses are accepted (a local push service; off in production).
+push_subject = "mailto:admin@localhost"
+push_allow_loopback = false
 
 # Serve /metrics on a separate address (e.g. for a scraper on a private network).
 # Unset: /metrics is on the main listener.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod forecasting;
@@ -203,6 +204,10 @@ impl Server {
                     .with_graceful_shutdown(wait_stop(rx))
                     .await;
             });
+        }
+        // The Web Push identity exists before the first alert (created by the first replica).
+        if let Err(e) = state.notifier.vapid(&state).await {
+            tracing::warn!(error = %e, "no Web Push key yet; pushes will retry");
         }
         let timers = tokio::spawn(state.alerts.clone().run_timers(state.clone()));
         let router = app::router(state.clone());

@@ -38,6 +38,8 @@ pub struct Inner {
     pub forecaster: Arc<crate::forecasting::Forecaster>,
     /// Alert evaluation and its timers.
     pub alerts: Arc<crate::alerting::Alerting>,
+    /// Web Push (and email) notifications from the outbox.
+    pub notifier: Arc<crate::delivery::Notifier>,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +68,7 @@ impl AppState {
             touched: Mutex::new(HashMap::new()),
             forecaster: Arc::new(crate::forecasting::Forecaster::default()),
             alerts: Arc::new(crate::alerting::Alerting::default()),
+            notifier: Arc::new(crate::delivery::Notifier::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             stopping: tokio::sync::watch::channel(false).0,
         }))

@@ -66,6 +66,7 @@ pub struct Metrics {
     pub openai_api_calls_total: IntCounter,
     pub alert_notifications_total: IntCounterVec,
     pub alert_shards_held: IntGauge,
+    pub deliveries_total: IntCounterVec,
     db_connections: IntGauge,
     db_connections_in_use: IntGauge,
     db_queued_writes: IntGauge,
@@ -103,6 +104,14 @@ impl Metrics {
             &["kind", "reason"],
         )?;
         registry.register(Box::new(alert_notifications_total.clone()))?;
+        let deliveries_total = IntCounterVec::new(
+            Opts::new(
+                "glucosync_notification_deliveries_total",
+                "Attempts to deliver alert notifications by channel and outcome (sent, retry, failed, expired)",
+            ),
+            &["channel", "outcome"],
+        )?;
+        registry.register(Box::new(deliveries_total.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -140,6 +149,7 @@ impl Metrics {
             )?,
             request_duration,
             alert_notifications_total,
+            deliveries_total,
             registry,
         }))
     }

@@ -44,6 +44,74 @@ pub async fn list(
     }))
 }
 
+/// One notification of the caller's alerts and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryOut {
+    pub created_at: String,
+    /// Who was told (the caller, or a caregiver).
+    pub recipient_id: i64,
+    /// `push` or `email`.
+    pub channel: String,
+    /// `pending`, `sent`, `failed` or `expired` (the device's subscription is gone).
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub done_at: Option<String>,
+    /// What was sent: the alert's kind, `reason` and the text shown.
+    pub message: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<DeliveryOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryParams {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Entries per page, 1–1000. Default 100.
+    pub limit: Option<usize>,
+}
+
+/// The delivery log: every notification of the caller's alerts (to them and to their
+/// caregivers), newest first, with its outcome.
+#[utoipa::path(get, path = "/alerts/deliveries", tag = "alerts", params(DeliveryParams),
+    responses((status = 200, body = DeliveryPage), (status = 422, body = crate::error::Problem)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<DeliveryParams>,
+) -> ApiResult<Json<DeliveryPage>> {
+    caller.require(glucosync_domain::accounts::Scope::Read)?;
+    let (limit, before) = crate::api::log_page(params.limit, params.cursor.as_deref())?;
+    let entries = state
+        .store
+        .deliveries_of(caller.user_id, before, limit)
+        .await?;
+    let next_cursor = crate::api::next_log_cursor(&entries, limit, |d| (d.created_ms, d.id));
+    let ts = |ms: i64| glucosync_domain::Timestamp::from_utc_ms(ms).to_rfc3339_utc();
+    Ok(Json(DeliveryPage {
+        items: entries
+            .into_iter()
+            .map(|d| DeliveryOut {
+                created_at: ts(d.created_ms),
+                recipient_id: d.recipient_id,
+                channel: d.channel.as_str().to_owned(),
+                status: d.status.as_str().to_owned(),
+                attempts: d.attempts,
+                last_error: d.last_error,
+                done_at: d.done_ms.map(ts),
+                message: serde_json::from_str(&d.payload).unwrap_or_default(),
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnoozeRequest {

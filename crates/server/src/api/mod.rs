@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod events;
 pub mod forecast;
+pub mod push;
 pub mod readings;
 pub mod reports;
 pub mod shares;
@@ -171,6 +172,47 @@ fn decode_cursor(s: &str) -> Result<Cursor, ApiError> {
         time_ms: time.parse().map_err(|_| bad())?,
         key: key.to_owned(),
     })
+}
+
+/// A page of a log listed newest first (the access log, the delivery log): `limit` (1–1000,
+/// default 100) and the cursor of the previous page (`<time ms>.<id>` of its last entry).
+pub(crate) fn log_page(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<(usize, (i64, i64)), ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation(ValidationError::new(
+            "limit",
+            "must be between 1 and 1000",
+        )));
+    }
+    let before = match cursor {
+        Some(c) => c
+            .split_once('.')
+            .and_then(|(t, id)| Some((t.parse().ok()?, id.parse().ok()?)))
+            .ok_or_else(|| {
+                ApiError::validation(ValidationError::new("cursor", "not a cursor of this list"))
+            })?,
+        None => (i64::MAX, i64::MAX),
+    };
+    Ok((limit, before))
+}
+
+/// The cursor after a full page of a log; `None` after the last page.
+pub(crate) fn next_log_cursor<T>(
+    entries: &[T],
+    limit: usize,
+    position: impl Fn(&T) -> (i64, i64),
+) -> Option<String> {
+    (entries.len() == limit)
+        .then(|| {
+            entries.last().map(|e| {
+                let (time, id) = position(e);
+                format!("{time}.{id}")
+            })
+        })
+        .flatten()
 }
 
 /// How many of an upload were new and how many the server already had.

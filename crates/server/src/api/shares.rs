@@ -42,6 +42,9 @@ pub struct ShareOut {
     /// The person whose data it is.
     pub owner_id: i64,
     pub follower_id: Option<i64>,
+    /// How the follower hears of the person's alerts (they choose: `PATCH /following/{id}`).
+    pub notify_push: bool,
+    pub notify_email: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -78,6 +81,8 @@ impl From<Share> for ShareOut {
             accepted_at: s.accepted_ms.map(ts),
             owner_id: s.owner_id,
             follower_id: s.follower_id,
+            notify_push: s.notify_push,
+            notify_email: s.notify_email,
         }
     }
 }
@@ -201,6 +206,42 @@ pub async fn following(
     Ok(Json(shares.into_iter().map(ShareOut::from).collect()))
 }
 
+/// How the caller, a follower, wants to hear of one person's alerts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FollowChannels {
+    /// Web Push to the caller's subscribed devices (caregivers only).
+    pub push: bool,
+    /// Email to the caller's account address.
+    pub email: bool,
+}
+
+/// Choose how to hear of the alerts of a person the caller follows.
+#[utoipa::path(patch, path = "/following/{owner_id}", tag = "sharing",
+    params(("owner_id" = i64, Path)), request_body = FollowChannels,
+    responses((status = 200, body = ShareOut), (status = 404, body = crate::error::Problem)))]
+pub async fn set_channels(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(owner_id): ApiPath<i64>,
+    ApiJson(req): ApiJson<FollowChannels>,
+) -> ApiResult<Json<ShareOut>> {
+    caller.require_session()?;
+    if !state
+        .store
+        .set_follow_channels(owner_id, caller.user_id, req.push, req.email)
+        .await?
+    {
+        return Err(ApiError::NotFound("share"));
+    }
+    let share = state
+        .store
+        .active_share(owner_id, caller.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("share"))?;
+    Ok(Json(share.into()))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -238,30 +279,12 @@ pub async fn access_log(
     crate::json::ApiQuery(params): crate::json::ApiQuery<AccessLogParams>,
 ) -> ApiResult<Json<AccessLogPage>> {
     caller.require_session()?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation(ValidationError::new(
-            "limit",
-            "must be between 1 and 1000",
-        )));
-    }
-    // The cursor is the last entry's `<time ms>.<id>`.
-    let before = match params.cursor.as_deref() {
-        Some(c) => c
-            .split_once('.')
-            .and_then(|(t, id)| Some((t.parse().ok()?, id.parse().ok()?)))
-            .ok_or_else(|| {
-                ApiError::validation(ValidationError::new("cursor", "not a cursor of this list"))
-            })?,
-        None => (i64::MAX, i64::MAX),
-    };
+    let (limit, before) = crate::api::log_page(params.limit, params.cursor.as_deref())?;
     let entries = state
         .store
         .access_log(caller.user_id, before, limit)
         .await?;
-    let next_cursor = (entries.len() == limit)
-        .then(|| entries.last().map(|e| format!("{}.{}", e.time_ms, e.id)))
-        .flatten();
+    let next_cursor = crate::api::next_log_cursor(&entries, limit, |e| (e.time_ms, e.id));
     Ok(Json(AccessLogPage {
         items: entries
             .into_iter()

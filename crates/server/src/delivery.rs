@@ -1,0 +1,301 @@
+//! Notifications that reach people whose app is closed: Web Push now (email joins the same
+//! outbox), from the `deliveries` table.
+//!
+//! - **Queued with the change**: when an alert is raised, repeats, resolves or is
+//!   acknowledged, one delivery per recipient device is written in the same transaction as
+//!   the alert book (`Store::save_alert_book`): a crash between the two cannot lose one.
+//! - **Who**: the person (if their `alerts.push` is on) and every caregiver who follows them
+//!   with push on (their choice per person), on each of their subscribed devices. Quiet
+//!   hours: a non-urgent alert is not pushed (the live stream still shows it); resolutions
+//!   and acknowledgements are pushed silently so devices can take the notification down.
+//! - **Sent once**: a replica claims deliveries before sending (held 60 s), right after the
+//!   change (the replica that made it), else by the timers of the person's shard; a push
+//!   service's 404/410 removes the subscription; 429/5xx/network errors retry with backoff
+//!   (5 s doubling, 8 attempts); other refusals fail. Every outcome stays in the log
+//!   (`GET /api/v1/alerts/deliveries`).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use glucosync_domain::alerts::{Alert, AlertKind};
+use glucosync_store::{
+    Delivery, DeliveryChannel, DeliveryOutcome, DeliveryScope, NewDelivery, ShareRole, UserId,
+};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::push::{encrypt_fresh, unb64, Vapid};
+use crate::state::{now_ms, AppState};
+
+const HOLD_MS: i64 = 60_000;
+const BATCH: usize = 200;
+const MAX_ATTEMPTS: i32 = 8;
+const FIRST_RETRY_MS: i64 = 5_000;
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a push service keeps an undelivered message (a phone that is off): an alert
+/// older than this is not worth waking anyone for.
+const TTL_SECONDS: u32 = 1_800;
+const VAPID_SECRET: &str = "vapid_private_key";
+
+pub struct Notifier {
+    vapid: OnceLock<Vapid>,
+    client: reqwest::Client,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Notifier {
+            vapid: OnceLock::new(),
+            client: reqwest::Client::builder()
+                .timeout(SEND_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What one change of an alert tells devices.
+pub struct AlertNews<'a> {
+    pub alert: &'a Alert,
+    /// `raised`, `repeated`, `snooze_ended`, `resolved`, `acknowledged`, `snoozed`.
+    pub reason: &'a str,
+    /// Devices should sound (false: show or clear silently).
+    pub audible: bool,
+    pub value_mgdl: Option<f64>,
+}
+
+impl Notifier {
+    /// The installation's VAPID key: created by whichever replica starts first, shared by
+    /// all through the store.
+    pub async fn vapid(&self, state: &AppState) -> Result<&Vapid, ApiError> {
+        if let Some(v) = self.vapid.get() {
+            return Ok(v);
+        }
+        let candidate = Vapid::encode(&Vapid::generate());
+        let stored = state.store.server_secret(VAPID_SECRET, &candidate).await?;
+        let vapid = Vapid::decode(&stored, &state.config.push_subject)
+            .ok_or_else(|| ApiError::Internal("the stored VAPID key is unreadable".into()))?;
+        Ok(self.vapid.get_or_init(|| vapid))
+    }
+
+    /// The deliveries that announce `news` about `person`'s alerts: to the person's devices
+    /// and their push-following caregivers'.
+    pub async fn deliveries_for(
+        &self,
+        state: &AppState,
+        person: &glucosync_store::User,
+        news: &[AlertNews<'_>],
+    ) -> Result<Vec<NewDelivery>, ApiError> {
+        // Quiet hours: a silent raise is not pushed at all.
+        let news: Vec<&AlertNews> = news
+            .iter()
+            .filter(|n| n.audible || !matches!(n.reason, "raised" | "repeated" | "snooze_ended"))
+            .collect();
+        if news.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut recipients: Vec<(UserId, bool)> = Vec::new();
+        if person.settings.alerts.push {
+            recipients.push((person.id, true));
+        }
+        for share in state.store.shares_of_owner(person.id).await? {
+            if let (true, Some(follower), ShareRole::Caregiver, true) = (
+                share.is_active(),
+                share.follower_id,
+                share.role,
+                share.notify_push,
+            ) {
+                recipients.push((follower, false));
+            }
+        }
+        let name = person
+            .display_name
+            .clone()
+            .unwrap_or_else(|| person.email.split('@').next().unwrap_or("").to_owned());
+        let mut out = Vec::new();
+        for (recipient, own) in recipients {
+            let devices = state.store.push_subscriptions(recipient).await?;
+            for n in &news {
+                let payload = payload(person.id, &name, own, n);
+                out.extend(devices.iter().map(|d| NewDelivery {
+                    recipient_id: recipient,
+                    channel: DeliveryChannel::Push,
+                    target: d.id.to_string(),
+                    payload: payload.clone(),
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends what is queued for `person` now, in the background (right after the change).
+    pub fn deliver_soon(self: &Arc<Self>, state: &AppState, person: UserId) {
+        let (me, state) = (self.clone(), state.clone());
+        tokio::spawn(async move {
+            me.deliver(&state, DeliveryScope::Person(person)).await;
+        });
+    }
+
+    /// Claims and sends the pending deliveries of `scope`.
+    pub async fn deliver(&self, state: &AppState, scope: DeliveryScope<'_>) {
+        let claimed = match state
+            .store
+            .claim_deliveries(scope, now_ms(), HOLD_MS, BATCH)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim deliveries");
+                return;
+            }
+        };
+        for delivery in claimed {
+            let outcome = match delivery.channel {
+                DeliveryChannel::Push => self.push(state, &delivery).await,
+                DeliveryChannel::Email => DeliveryOutcome::Failed {
+                    error: "email is not configured".into(),
+                },
+            };
+            state
+                .metrics
+                .deliveries_total
+                .with_label_values(&[delivery.channel.as_str(), outcome_name(&outcome)])
+                .inc();
+            if let Err(e) = state
+                .store
+                .finish_delivery(&delivery, &outcome, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a delivery");
+            }
+        }
+    }
+
+    async fn push(&self, state: &AppState, delivery: &Delivery) -> DeliveryOutcome {
+        let subscription = match state.store.push_subscriptions(delivery.recipient_id).await {
+            Ok(subs) => subs
+                .into_iter()
+                .find(|s| s.id.to_string() == delivery.target),
+            Err(e) => return retry(delivery, format!("store: {e}")),
+        };
+        let Some(subscription) = subscription else {
+            return DeliveryOutcome::Failed {
+                error: "the device unsubscribed".into(),
+            };
+        };
+        let (Some(p256dh), Some(auth)) = (unb64(&subscription.p256dh), unb64(&subscription.auth))
+        else {
+            return DeliveryOutcome::Failed {
+                error: "the subscription's keys are not base64url".into(),
+            };
+        };
+        let body = match encrypt_fresh(&p256dh, &auth, delivery.payload.as_bytes()) {
+            Ok(b) => b,
+            Err(e) => {
+                return DeliveryOutcome::Failed {
+                    error: e.to_string(),
+                }
+            }
+        };
+        let vapid = match self.vapid(state).await {
+            Ok(v) => v,
+            Err(e) => return retry(delivery, e.to_string()),
+        };
+        let Some(authorization) = vapid.authorization(&subscription.endpoint, now_ms() / 1000)
+        else {
+            return DeliveryOutcome::Failed {
+                error: "the endpoint is not a URL".into(),
+            };
+        };
+        let urgent = delivery.payload.contains("\"urgent\":true");
+        let sent = self
+            .client
+            .post(&subscription.endpoint)
+            .header("TTL", TTL_SECONDS.to_string())
+            .header("Urgency", if urgent { "high" } else { "normal" })
+            .header("Content-Encoding", "aes128gcm")
+            .header("Content-Type", "application/octet-stream")
+            .header("Authorization", authorization)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Err(e) => retry(
+                delivery,
+                format!(
+                    "network: {}",
+                    if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "unreachable"
+                    }
+                ),
+            ),
+            Ok(r) => match r.status().as_u16() {
+                200..=299 => DeliveryOutcome::Sent,
+                404 | 410 => DeliveryOutcome::Expired {
+                    error: format!("{}: the subscription is gone", r.status().as_u16()),
+                },
+                429 | 500..=599 => retry(delivery, format!("{}", r.status().as_u16())),
+                code => DeliveryOutcome::Failed {
+                    error: format!("{code}: refused by the push service"),
+                },
+            },
+        }
+    }
+}
+
+/// Another attempt later (5 s, 10 s, 20 s, …), or failed after the last one.
+fn retry(delivery: &Delivery, error: String) -> DeliveryOutcome {
+    if delivery.attempts >= MAX_ATTEMPTS {
+        return DeliveryOutcome::Failed {
+            error: format!("{error} (after {MAX_ATTEMPTS} attempts)"),
+        };
+    }
+    let backoff = FIRST_RETRY_MS << (delivery.attempts.clamp(1, 16) - 1);
+    DeliveryOutcome::Retry {
+        at_ms: now_ms() + backoff,
+        error,
+    }
+}
+
+fn outcome_name(o: &DeliveryOutcome) -> &'static str {
+    match o {
+        DeliveryOutcome::Sent => "sent",
+        DeliveryOutcome::Retry { .. } => "retry",
+        DeliveryOutcome::Failed { .. } => "failed",
+        DeliveryOutcome::Expired { .. } => "expired",
+    }
+}
+
+/// The push message: what a service worker shows (`title`, `body`), and what it needs to
+/// replace or take down the notification (`tag`, `reason`, `audible`).
+fn payload(person: UserId, name: &str, own: bool, n: &AlertNews) -> String {
+    let kind: AlertKind = n.alert.kind;
+    let title = if own {
+        kind.title().to_owned()
+    } else {
+        format!("{name}: {}", kind.title())
+    };
+    let body = match (n.reason, n.value_mgdl) {
+        ("resolved", _) => "Resolved".to_owned(),
+        ("acknowledged", _) => "Acknowledged".to_owned(),
+        ("snoozed", _) => "Snoozed".to_owned(),
+        (_, Some(v)) => format!("{v:.0} mg/dL"),
+        (_, None) => String::new(),
+    };
+    json!({
+        "type": "alert",
+        "person": person,
+        "kind": kind,
+        "title": title,
+        "body": body,
+        "reason": n.reason,
+        "urgent": kind.is_urgent(),
+        "audible": n.audible,
+        "tag": format!("alert-{person}-{}-{}", kind.as_str(), n.alert.raised_ms),
+        "raised_at": glucosync_domain::Timestamp::from_utc_ms(n.alert.raised_ms).to_rfc3339_utc(),
+    })
+    .to_string()
+}
