@@ -156,8 +156,12 @@ impl Alerting {
                     .zip(points.as_deref())
                     .map(|(f, p)| (f.issued_ms, p)),
             };
+            // Someone who never uploaded a reading has no data to go stale: no alerts at all
+            // (a new account, or one that only logs treatments).
+            let watched =
+                !readings.is_empty() || !state.store.latest_readings(user, 1).await?.is_empty();
             let mut book = record.book.clone();
-            let notifications = if person.disabled {
+            let notifications = if person.disabled || !watched {
                 Vec::new()
             } else {
                 book.update(&rules, &observation)

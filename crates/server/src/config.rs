@@ -82,6 +82,16 @@ pub struct Config {
     /// Accept Web Push endpoints at `http://` loopback addresses (a local push service in
     /// tests and development). Off: endpoints must be `https://`.
     pub push_allow_loopback: bool,
+    /// The mail server for invites and alert emails: `smtp://user:password@host:587`
+    /// (STARTTLS required), `smtps://…:465` (TLS from the start), or `smtp://host:25?tls=none`
+    /// (a local relay, no TLS). Unset: no email.
+    pub smtp_url: Option<SecretUrl>,
+    /// The sender of GlucoSync's emails.
+    pub smtp_from: String,
+    /// An extra certificate authority (PEM) to trust for the mail server (a private CA).
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Where people reach this installation, for links in emails.
+    pub public_url: String,
     /// Unset: `/metrics` on the main listener. Set: only there.
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
@@ -123,6 +133,10 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             push_subject: "mailto:admin@localhost".into(),
             push_allow_loopback: false,
+            smtp_url: None,
+            smtp_from: "GlucoSync <glucosync@localhost>".into(),
+            smtp_ca_file: None,
+            public_url: "http://127.0.0.1:8080".into(),
             metrics_listen: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -160,6 +174,10 @@ struct Layer {
     allowed_origins: Option<String>,
     push_subject: Option<String>,
     push_allow_loopback: Option<bool>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    smtp_ca_file: Option<PathBuf>,
+    public_url: Option<String>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
@@ -194,6 +212,10 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_ALLOWED_ORIGINS",
     "GLUCOSYNC_PUSH_SUBJECT",
     "GLUCOSYNC_PUSH_ALLOW_LOOPBACK",
+    "GLUCOSYNC_SMTP_URL",
+    "GLUCOSYNC_SMTP_FROM",
+    "GLUCOSYNC_SMTP_CA_FILE",
+    "GLUCOSYNC_PUBLIC_URL",
     "GLUCOSYNC_METRICS_LISTEN",
     "GLUCOSYNC_LOG_FORMAT",
     "GLUCOSYNC_LOG_LEVEL",
@@ -307,6 +329,18 @@ impl Config {
         if let Some(v) = l.push_allow_loopback {
             self.push_allow_loopback = v;
         }
+        if let Some(v) = l.smtp_url {
+            self.smtp_url = (!v.is_empty()).then_some(SecretUrl(v));
+        }
+        if let Some(v) = l.smtp_from {
+            self.smtp_from = v;
+        }
+        if let Some(v) = l.smtp_ca_file {
+            self.smtp_ca_file = (!v.as_os_str().is_empty()).then_some(v);
+        }
+        if let Some(v) = l.public_url {
+            self.public_url = v.trim_end_matches('/').to_owned();
+        }
         if let Some(v) = l.metrics_listen {
             self.metrics_listen = if v.is_empty() {
                 None
@@ -391,6 +425,25 @@ impl Config {
                 )));
             }
         }
+        if let Some(u) = &self.smtp_url {
+            if !(u.expose().starts_with("smtp://") || u.expose().starts_with("smtps://")) {
+                return Err(bad(format!(
+                    "smtp_url (GLUCOSYNC_SMTP_URL) is `{u}`; use smtp://user:password@host:587 (STARTTLS), smtps://host:465, or smtp://host:25?tls=none"
+                )));
+            }
+        }
+        if self.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(format!(
+                "smtp_from (GLUCOSYNC_SMTP_FROM) is `{}`; use an address such as GlucoSync <alerts@example.org>",
+                self.smtp_from
+            )));
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(bad(format!(
+                "public_url (GLUCOSYNC_PUBLIC_URL) is `{}`; use the address people open, e.g. https://glucosync.example.org",
+                self.public_url
+            )));
+        }
         if let Some(u) = &self.mlflow_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(bad(format!(
@@ -425,7 +478,7 @@ impl Config {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         format!(
             "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
-             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nmetrics_listen = {:?}\n\
+             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
              api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n",
@@ -439,6 +492,10 @@ impl Config {
             self.allowed_origins.join(","),
             self.push_subject,
             self.push_allow_loopback,
+            opt(&self.smtp_url.as_ref().map(|r| r.redacted())),
+            self.smtp_from,
+            opt(&self.smtp_ca_file.as_ref().map(|p| p.display().to_string())),
+            self.public_url,
             opt(&self.metrics_listen.map(|a| a.to_string())),
             match self.log_format {
                 LogFormat::Text => "text",
@@ -490,6 +547,10 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "TRUSTED_PROXIES" => l.trusted_proxies = Some(value),
             "ALLOWED_ORIGINS" => l.allowed_origins = Some(value),
             "PUSH_SUBJECT" => l.push_subject = Some(value),
+            "SMTP_URL" => l.smtp_url = Some(value),
+            "SMTP_FROM" => l.smtp_from = Some(value),
+            "SMTP_CA_FILE" => l.smtp_ca_file = Some(PathBuf::from(value)),
+            "PUBLIC_URL" => l.public_url = Some(value),
             "PUSH_ALLOW_LOOPBACK" => {
                 l.push_allow_loopback = Some(parse_env(&key, &value, "true or false")?)
             }
@@ -577,6 +638,15 @@ allowed_origins = ""
 # http:// loopback addresses are accepted (a local push service; off in production).
 push_subject = "mailto:admin@localhost"
 push_allow_loopback = false
+
+# Email (invites, and alerts for those who choose it). smtp://user:password@host:587 uses
+# STARTTLS (required), smtps://host:465 TLS from the start, smtp://host:25?tls=none no TLS
+# (a relay on the same machine). Unset: no email; invites are shared by hand.
+# smtp_url = "smtp://alerts:secret@mail.example.org:587"
+smtp_from = "GlucoSync <glucosync@localhost>"
+# smtp_ca_file = "/etc/glucosync/mail-ca.pem"
+# Where people open GlucoSync (links in emails).
+public_url = "http://127.0.0.1:8080"
 
 # Serve /metrics on a separate address (e.g. for a scraper on a private network).
 # Unset: /metrics is on the main listener.

@@ -24,6 +24,7 @@ use glucosync_store::{
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::mail::Mailer;
 use crate::push::{encrypt_fresh, unb64, Vapid};
 use crate::state::{now_ms, AppState};
 
@@ -40,6 +41,8 @@ const VAPID_SECRET: &str = "vapid_private_key";
 pub struct Notifier {
     vapid: OnceLock<Vapid>,
     client: reqwest::Client,
+    /// The mail server, when one is configured (set once at startup).
+    mailer: OnceLock<Option<Arc<Mailer>>>,
 }
 
 impl Default for Notifier {
@@ -51,6 +54,7 @@ impl Default for Notifier {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            mailer: OnceLock::new(),
         }
     }
 }
@@ -66,6 +70,14 @@ pub struct AlertNews<'a> {
 }
 
 impl Notifier {
+    pub fn set_mailer(&self, mailer: Option<Mailer>) {
+        let _ = self.mailer.set(mailer.map(Arc::new));
+    }
+
+    pub fn mailer(&self) -> Option<Arc<Mailer>> {
+        self.mailer.get().cloned().flatten()
+    }
+
     /// The installation's VAPID key: created by whichever replica starts first, shared by
     /// all through the store.
     pub async fn vapid(&self, state: &AppState) -> Result<&Vapid, ApiError> {
@@ -95,27 +107,42 @@ impl Notifier {
         if news.is_empty() {
             return Ok(Vec::new());
         }
-        let mut recipients: Vec<(UserId, bool)> = Vec::new();
-        if person.settings.alerts.push {
-            recipients.push((person.id, true));
-        }
+        // (recipient, is the person themself, push, email)
+        let mut recipients: Vec<(UserId, bool, bool, bool)> = vec![(
+            person.id,
+            true,
+            person.settings.alerts.push,
+            person.settings.alerts.email,
+        )];
         for share in state.store.shares_of_owner(person.id).await? {
-            if let (true, Some(follower), ShareRole::Caregiver, true) = (
-                share.is_active(),
-                share.follower_id,
-                share.role,
-                share.notify_push,
-            ) {
-                recipients.push((follower, false));
+            if let (true, Some(follower), ShareRole::Caregiver) =
+                (share.is_active(), share.follower_id, share.role)
+            {
+                recipients.push((follower, false, share.notify_push, share.notify_email));
             }
         }
         let name = person
             .display_name
             .clone()
             .unwrap_or_else(|| person.email.split('@').next().unwrap_or("").to_owned());
+        let mailing = self.mailer().is_some();
         let mut out = Vec::new();
-        for (recipient, own) in recipients {
-            let devices = state.store.push_subscriptions(recipient).await?;
+        for (recipient, own, push, email) in recipients {
+            let devices = if push {
+                state.store.push_subscriptions(recipient).await?
+            } else {
+                Vec::new()
+            };
+            // Email tells of new alerts only (not of repeats or clearings), one message per
+            // change: the most urgent of what was raised at once.
+            let address = if email && mailing && news.iter().any(|n| n.reason == "raised") {
+                match own {
+                    true => Some(person.email.clone()),
+                    false => state.store.user_by_id(recipient).await?.map(|u| u.email),
+                }
+            } else {
+                None
+            };
             for n in &news {
                 let payload = payload(person.id, &name, own, n);
                 out.extend(devices.iter().map(|d| NewDelivery {
@@ -124,6 +151,18 @@ impl Notifier {
                     target: d.id.to_string(),
                     payload: payload.clone(),
                 }));
+            }
+            let most_urgent = news
+                .iter()
+                .filter(|n| n.reason == "raised")
+                .min_by_key(|n| (!n.alert.kind.is_urgent(), n.alert.kind));
+            if let (Some(address), Some(n)) = (address, most_urgent) {
+                out.push(NewDelivery {
+                    recipient_id: recipient,
+                    channel: DeliveryChannel::Email,
+                    target: address,
+                    payload: payload(person.id, &name, own, n),
+                });
             }
         }
         Ok(out)
@@ -153,9 +192,7 @@ impl Notifier {
         for delivery in claimed {
             let outcome = match delivery.channel {
                 DeliveryChannel::Push => self.push(state, &delivery).await,
-                DeliveryChannel::Email => DeliveryOutcome::Failed {
-                    error: "email is not configured".into(),
-                },
+                DeliveryChannel::Email => self.email(state, &delivery).await,
             };
             state
                 .metrics
@@ -169,6 +206,32 @@ impl Notifier {
             {
                 tracing::warn!(error = %e, "could not record a delivery");
             }
+        }
+    }
+
+    async fn email(&self, state: &AppState, delivery: &Delivery) -> DeliveryOutcome {
+        let Some(mailer) = self.mailer() else {
+            return DeliveryOutcome::Failed {
+                error: "email is not configured".into(),
+            };
+        };
+        let message: serde_json::Value =
+            serde_json::from_str(&delivery.payload).unwrap_or_default();
+        let title = message["title"].as_str().unwrap_or("Alert");
+        let text = format!(
+            "{title}: {}\nRaised at {} (UTC).\n\nOpen GlucoSync to see it and acknowledge it: {}\n\n\
+             You get this email because email alerts are on in your GlucoSync settings.\n",
+            message["body"].as_str().unwrap_or(""),
+            message["raised_at"].as_str().unwrap_or(""),
+            state.config.public_url,
+        );
+        match mailer
+            .send(&delivery.target, &format!("GlucoSync: {title}"), text)
+            .await
+        {
+            Ok(()) => DeliveryOutcome::Sent,
+            Err(e) if e.permanent => DeliveryOutcome::Failed { error: e.message },
+            Err(e) => retry(delivery, e.message),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod forecasting;
 pub mod json;
 pub mod live;
+pub mod mail;
 pub mod mlflow;
 pub mod push;
 pub mod state;
@@ -134,7 +135,9 @@ impl Server {
                 }
             }
         };
+        let mailer = mail::Mailer::from_config(&config).map_err(StartError::Unsupported)?;
         let state = AppState::new(store, shared, Metrics::new()?, Arc::new(config));
+        state.notifier.set_mailer(mailer);
         Ok(Server {
             listener,
             metrics_listener,

@@ -288,7 +288,7 @@ async fn an_upload_no_replica_evaluated_is_alerted_from_durable_state() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_preferences_are_settings_and_are_checked() {
     let s = TestServer::start().await;
     let ana = s.user("ana@example.org").await;
@@ -315,5 +315,9 @@ async fn alert_preferences_are_settings_and_are_checked() {
     assert_eq!(settings["alerts"]["predicted_low_minutes"], 20);
     assert_eq!(settings["alerts"]["renotify_minutes"], 5);
     assert_eq!(settings["alerts"]["quiet_hours"]["start"], "22:00:00");
+    // Settings changes evaluate alerts; someone who never uploaded a reading has none (no
+    // "no data" alarm for a new account).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(alerts(&s, &ana, None).await.is_empty());
     s.stop().await;
 }

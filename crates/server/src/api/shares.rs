@@ -53,6 +53,9 @@ pub struct CreatedInvite {
     pub share: ShareOut,
     /// The invite's secret: shown only now. The follower accepts it with their own account.
     pub invite_token: String,
+    /// Whether an email with the link is on its way to the invitee (a mail server is
+    /// configured); if not, pass the token on yourself.
+    pub emailed: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -119,13 +122,65 @@ pub async fn invite(
             expires_ms: now + INVITE_DAYS * 86_400_000,
         })
         .await?;
+    let emailed = send_invite(&state, caller.user_id, email.as_str(), role, &token).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedInvite {
             share: share.into(),
             invite_token: token,
+            emailed,
         }),
     ))
+}
+
+/// Emails the invite in the background, retrying with backoff (2 s, 4 s, … for about a
+/// minute) while the mail server is unreachable; the response does not wait. False when no
+/// mail server is configured: the person passes the token on themself.
+async fn send_invite(
+    state: &AppState,
+    owner: glucosync_store::UserId,
+    to: &str,
+    role: ShareRole,
+    token: &str,
+) -> bool {
+    let Some(mailer) = state.notifier.mailer() else {
+        return false;
+    };
+    let inviter = match state.store.user_by_id(owner).await {
+        Ok(Some(u)) => u.display_name.unwrap_or(u.email),
+        _ => "Someone".to_owned(),
+    };
+    let what = match role {
+        ShareRole::Caregiver => "their glucose, forecasts and alerts, live",
+        ShareRole::Clinician => "their glucose reports",
+    };
+    // The token travels in the fragment: it never reaches a server log or a Referer.
+    let link = format!("{}/invite#{token}", state.config.public_url);
+    let text = format!(
+        "{inviter} invites you to follow {what} on GlucoSync.\n\n\
+         Accept with your own GlucoSync account (sign up if you have none): {link}\n\n\
+         The link works once and expires in {INVITE_DAYS} days. If you did not expect this, \
+         ignore this email.\n"
+    );
+    let subject = format!("{inviter} invites you to GlucoSync");
+    let to = to.to_owned();
+    tokio::spawn(async move {
+        for attempt in 0..6u32 {
+            match mailer.send(&to, &subject, text.clone()).await {
+                Ok(()) => return,
+                Err(e) if e.permanent => {
+                    tracing::warn!(error = %e.message, "an invite email was refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, attempt, "an invite email will be retried");
+                    tokio::time::sleep(std::time::Duration::from_secs(2u64 << attempt)).await;
+                }
+            }
+        }
+        tracing::warn!("an invite email could not be sent");
+    });
+    true
 }
 
 /// The caller's shares and invites, newest first.
