@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use glucosync_cluster_tests::{session, Cluster};
 use glucosync_store::Store;
 use glucosync_testing::live::{self, CloseCode};
+use glucosync_testing::push::{start_push_service, Device};
+use glucosync_testing::smtp::{SmtpServer, SmtpTls};
 use serde_json::{json, Value};
 
 const MIN: i64 = 60_000;
@@ -113,12 +115,40 @@ async fn urgent_low_raised(socket: &mut live::Socket, person: i64, within: Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the cluster tooling; run by scripts/test"]
 async fn alerts_and_live_events_cross_replicas_and_outlive_the_replica_that_took_the_reading() {
-    let cluster = Cluster::up("live");
+    // The three channels: WebSocket, Web Push (a local push service that decrypts), email
+    // (a local SMTP server).
+    let (push_base, push_service) = start_push_service().await;
+    let smtp = SmtpServer::start(SmtpTls::None);
+    let smtp_url = format!("smtp://127.0.0.1:{}?tls=none", smtp.port);
+    let cluster = Cluster::up_with(
+        "live",
+        &[
+            ("GLUCOSYNC_PUSH_ALLOW_LOOPBACK", "true"),
+            ("GLUCOSYNC_SMTP_URL", &smtp_url),
+        ],
+    );
     let client = reqwest::Client::new();
     let base = cluster.url();
     let ana = session(&client, &base, "ana@example.org").await;
     let ben = session(&client, &base, "ben@example.org").await;
     let ana_id = share(&client, &base, &ana, &ben, "ben@example.org").await;
+    let bens_phone = Device::new("ben-phone");
+    let r = client
+        .post(format!("{base}/api/v1/push/subscriptions"))
+        .bearer_auth(&ben)
+        .json(&bens_phone.subscription(&push_base))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(r.status().as_u16(), 201);
+    let r = client
+        .patch(format!("{base}/api/v1/following/{ana_id}"))
+        .bearer_auth(&ben)
+        .json(&json!({"push": true, "email": true}))
+        .send()
+        .await
+        .expect("channels");
+    assert_eq!(r.status().as_u16(), 200);
 
     // The engine running the alert timers (all shards start on whichever renewed first).
     let (_, holder) =
@@ -167,6 +197,7 @@ async fn alerts_and_live_events_cross_replicas_and_outlive_the_replica_that_took
         .expect("upload");
     assert_eq!(r.status().as_u16(), 201);
     let killed_at = Instant::now();
+    let killed_wall_ms = chrono::Utc::now().timestamp_millis();
     cluster.run(&["kill-engine", &holder.to_string()]);
     urgent_low_raised(&mut follower, ana_id, Duration::from_secs(90)).await;
     let raised_after = killed_at.elapsed();
@@ -184,6 +215,65 @@ async fn alerts_and_live_events_cross_replicas_and_outlive_the_replica_that_took
     }
     assert_eq!(urgent_raises(&mut follower).await, 0);
     assert_eq!(urgent_raises(&mut own).await, 1);
+    // On the caregiver's phone by Web Push, and by email: once each.
+    let pushed = || {
+        bens_phone
+            .messages(&push_service)
+            .iter()
+            .filter(|(_, m)| m["kind"] == "urgent_low" && m["reason"] == "raised")
+            .count()
+    };
+    let emailed = || {
+        smtp.messages()
+            .iter()
+            .filter(|m| m.contains("To: ben@example.org") && m.contains("ana: Urgent low"))
+            .count()
+    };
+    let channels_deadline = killed_at + Duration::from_secs(90);
+    while pushed() == 0 || emailed() == 0 {
+        assert!(
+            Instant::now() < channels_deadline,
+            "pushed {}, emailed {}",
+            pushed(),
+            emailed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // When the last of them went out, by the delivery log (the same machine's clock).
+    let log: Value = client
+        .get(format!("{base}/api/v1/alerts/deliveries"))
+        .bearer_auth(&ana)
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    let last_done_ms = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|d| d["message"]["kind"] == "urgent_low" && d["recipient_id"] != ana_id)
+        .filter_map(|d| chrono::DateTime::parse_from_rfc3339(d["done_at"].as_str()?).ok())
+        .map(|t| t.timestamp_millis())
+        .max()
+        .expect("delivered");
+    let all_channels_after =
+        Duration::from_millis(u64::try_from(last_done_ms - killed_wall_ms).unwrap_or(0));
+    assert!(all_channels_after < Duration::from_secs(60));
+    // One alert. Its notifications are sent at least once: a replica killed between sending
+    // and recording its sends leaves them to be sent again after the claim's hold (15 s) —
+    // a second copy rather than none. Push copies carry the same tag, so a phone replaces
+    // the notification instead of showing it twice.
+    let tags: std::collections::BTreeSet<String> = bens_phone
+        .messages(&push_service)
+        .iter()
+        .filter(|(_, m)| m["kind"] == "urgent_low" && m["reason"] == "raised")
+        .filter_map(|(_, m)| m["tag"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    let (push_copies, email_copies) = (pushed(), emailed());
+    assert!((1..=2).contains(&push_copies) && (1..=2).contains(&email_copies));
     let list: Value = client
         .get(format!("{base}/api/v1/alerts"))
         .bearer_auth(&ana)
@@ -272,10 +362,14 @@ async fn alerts_and_live_events_cross_replicas_and_outlive_the_replica_that_took
     );
     println!(
         "alerts across replicas: the urgent low reached a caregiver's socket on another replica {:.1} s \
-         after its replica was killed (timers handed over within {:.1} s; bound 60 s); an urgent low \
+         after its replica was killed, their phone (Web Push, {} cop(ies)) and inbox (email, {}) {:.1} s after \
+         (timers handed over within {:.1} s; bound 60 s); an urgent low \
          nobody evaluated was raised {:.1} s after the timers' replica was killed (bound 60 s); \
          the revoked follower's socket closed {:.2} s after the revocation",
         raised_after.as_secs_f64(),
+        push_copies,
+        email_copies,
+        all_channels_after.as_secs_f64(),
         handover.as_secs_f64(),
         durable_after.as_secs_f64(),
         revoked_at.elapsed().as_secs_f64()

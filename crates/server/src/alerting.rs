@@ -336,6 +336,18 @@ impl Alerting {
                 self.renew_leases(&state, now).await;
                 last_renewal = Some(now);
             }
+            // Notifications due again (a retry, or a claim whose replica died mid-send), on
+            // any replica: the claim is the lock, so shards do not matter here.
+            state
+                .notifier
+                .deliver(
+                    &state,
+                    DeliveryScope::Shards {
+                        count: 1,
+                        held: &[0],
+                    },
+                )
+                .await;
             let shards = {
                 let held = self.held.lock().expect("lock");
                 if now < held.1 {
@@ -366,17 +378,7 @@ impl Alerting {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not find who is due for alerts"),
             }
-            // Notifications whose first attempt failed, or whose replica died before sending.
-            state
-                .notifier
-                .deliver(
-                    &state,
-                    DeliveryScope::Shards {
-                        count: SHARDS,
-                        held: &shards,
-                    },
-                )
-                .await;
+
             self.record_evaluated(&state).await;
         }
         self.record_evaluated(&state).await;

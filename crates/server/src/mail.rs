@@ -11,7 +11,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::Config;
 
-const TIMEOUT: Duration = Duration::from_secs(15);
+/// Per SMTP command; under the outbox's claim hold (15 s), so that a slow server does not
+/// get a second copy from another replica.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a message was not sent; `permanent` when trying again cannot help (a refused address).
 #[derive(Debug, Clone)]

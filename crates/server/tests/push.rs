@@ -1,126 +1,18 @@
-//! Web Push end to end: a local push service (an HTTP server in this test) stands in for the
-//! browsers' push services; it decrypts every message with the subscribing device's keys,
-//! checks the VAPID signature, and answers as a real one would (201, 410 for a gone device,
-//! 503 once for a flaky one).
+//! Web Push end to end: a local push service (`glucosync_testing::push`) stands in for the
+//! browsers' push services; every message is decrypted with the subscribing device's keys
+//! (by an RFC 8291 implementation of the testing crate's own), the VAPID signature checked,
+//! and the service answers as a real one would (201, 410 for a gone device, 503 once for a
+//! flaky one).
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
 use common::{expect_problem, TestServer};
-use glucosync_server::push::{b64, decrypt, verify_vapid};
-use p256::elliptic_curve::sec1::ToEncodedPoint;
-use reqwest::Method;
+use glucosync_server::push::verify_vapid;
+use glucosync_testing::push::{b64, start_push_service, Device};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone)]
-struct Received {
-    device: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct PushService {
-    received: Mutex<Vec<Received>>,
-    /// Devices that answer 503 the first time.
-    flaky_failed: Mutex<Vec<String>>,
-}
-
-async fn receive(
-    State(service): State<Arc<PushService>>,
-    Path(device): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    if device.starts_with("gone") {
-        return StatusCode::GONE;
-    }
-    if device.starts_with("flaky") {
-        let mut failed = service.flaky_failed.lock().expect("lock");
-        if !failed.contains(&device) {
-            failed.push(device);
-            return StatusCode::SERVICE_UNAVAILABLE;
-        }
-    }
-    service.received.lock().expect("lock").push(Received {
-        device,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect(),
-        body: body.to_vec(),
-    });
-    StatusCode::CREATED
-}
-
-async fn start_push_service() -> (String, Arc<PushService>) {
-    let service = Arc::new(PushService::default());
-    let app = axum::Router::new()
-        .route("/push/{device}", axum::routing::post(receive))
-        .with_state(service.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), service)
-}
-
-/// A device: its keys, as a browser would make them.
-struct Device {
-    name: String,
-    secret: p256::SecretKey,
-    auth: [u8; 16],
-}
-
-impl Device {
-    fn new(name: &str) -> Device {
-        let mut auth = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut auth);
-        Device {
-            name: name.to_owned(),
-            secret: p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng),
-            auth,
-        }
-    }
-
-    fn subscription(&self, push_base: &str) -> Value {
-        json!({
-            "endpoint": format!("{push_base}/push/{}", self.name),
-            "expirationTime": null,
-            "keys": {
-                "p256dh": b64(self.secret.public_key().to_encoded_point(false).as_bytes()),
-                "auth": b64(&self.auth),
-            }
-        })
-    }
-
-    /// The messages this device received, decrypted, in order.
-    fn messages(&self, service: &PushService) -> Vec<(HashMap<String, String>, Value)> {
-        service
-            .received
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|r| r.device == self.name)
-            .map(|r| {
-                let plain = decrypt(&self.secret, &self.auth, &r.body).expect("decrypts");
-                (
-                    r.headers.clone(),
-                    serde_json::from_slice(&plain).expect("json"),
-                )
-            })
-            .collect()
-    }
-}
 
 async fn subscribe(s: &TestServer, token: &str, device: &Device, push_base: &str) -> i64 {
     let r = s
