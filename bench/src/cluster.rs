@@ -43,6 +43,19 @@ fn cluster_cmd(args: &[&str], engine: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+impl Cluster {
+    /// Starts the cluster; its `GS_CLUSTER_*` variables describe it.
+    fn up(engine: &Path) -> Result<Cluster> {
+        let out = cluster_cmd(&["up"], engine)?;
+        Ok(Cluster {
+            env: out
+                .lines()
+                .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect(),
+        })
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("scripts/cluster")
@@ -115,13 +128,7 @@ async fn raw_inserts(
 
 pub async fn run(args: &Args) -> Result<()> {
     println!("\nCluster (PostgreSQL + Redis Sentinel + HAProxy, started by scripts/cluster)\n");
-    let out = cluster_cmd(&["up"], &args.engine)?;
-    let cluster = Cluster {
-        env: out
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect(),
-    };
+    let cluster = Cluster::up(&args.engine)?;
     let haproxy = cluster
         .env
         .get("GS_CLUSTER_URL")
@@ -465,13 +472,7 @@ impl CloneProbe for tokio_postgres::Client {
 pub async fn live(args: &Args) -> Result<()> {
     let limit = crate::live::raise_file_limit(args.sockets as u64 + 2048)?;
     println!("\nLive WebSocket on 3 replicas (PostgreSQL, Redis; open-file limit {limit})\n");
-    let out = cluster_cmd(&["up"], &args.engine)?;
-    let cluster = Cluster {
-        env: out
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect(),
-    };
+    let cluster = Cluster::up(&args.engine)?;
     let haproxy = cluster
         .env
         .get("GS_CLUSTER_URL")

@@ -274,6 +274,17 @@ async fn alerts_and_live_events_cross_replicas_and_outlive_the_replica_that_took
     assert_eq!(tags.len(), 1, "{tags:?}");
     let (push_copies, email_copies) = (pushed(), emailed());
     assert!((1..=2).contains(&push_copies) && (1..=2).contains(&email_copies));
+    let message_ids: std::collections::BTreeSet<String> = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.contains("To: ben@example.org") && m.contains("ana: Urgent low"))
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(message_ids.len(), 1, "{message_ids:?}");
     let list: Value = client
         .get(format!("{base}/api/v1/alerts"))
         .bearer_auth(&ana)

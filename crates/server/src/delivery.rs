@@ -24,6 +24,7 @@ use glucosync_store::{
     Delivery, DeliveryChannel, DeliveryOutcome, DeliveryScope, NewDelivery, ShareRole, UserId,
 };
 use serde_json::json;
+use sha2::Digest;
 
 use crate::error::ApiError;
 use crate::mail::Mailer;
@@ -232,7 +233,17 @@ impl Notifier {
             state.config.public_url,
         );
         match mailer
-            .send(&delivery.target, &format!("GlucoSync: {title}"), text)
+            .send(
+                &delivery.target,
+                &format!("GlucoSync: {title}"),
+                text,
+                Some(format!(
+                    "alert-{}-{}@{}",
+                    delivery.person_id,
+                    delivery.id,
+                    mail_domain(&state.config.public_url)
+                )),
+            )
             .await
         {
             Ok(()) => DeliveryOutcome::Sent,
@@ -278,11 +289,18 @@ impl Notifier {
             };
         };
         let urgent = delivery.payload.contains("\"urgent\":true");
+        // RFC 8030 Topic: a later message of the same delivery replaces one the push service
+        // still holds (32 characters of the URL-safe alphabet).
+        let topic = hex::encode(
+            &sha2::Sha256::digest(format!("{}:{}", delivery.person_id, delivery.id).as_bytes())
+                [..16],
+        );
         let sent = self
             .client
             .post(&subscription.endpoint)
             .header("TTL", TTL_SECONDS.to_string())
             .header("Urgency", if urgent { "high" } else { "normal" })
+            .header("Topic", topic)
             .header("Content-Encoding", "aes128gcm")
             .header("Content-Type", "application/octet-stream")
             .header("Authorization", authorization)
@@ -313,6 +331,14 @@ impl Notifier {
             },
         }
     }
+}
+
+/// The host of `public_url`, for message ids.
+fn mail_domain(public_url: &str) -> String {
+    reqwest::Url::parse(public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "glucosync.invalid".into())
 }
 
 /// Another attempt later (5 s, 10 s, 20 s, …), or failed after the last one.

@@ -78,8 +78,16 @@ impl Mailer {
         }))
     }
 
-    /// Sends a plain-text message to `to`.
-    pub async fn send(&self, to: &str, subject: &str, text: String) -> Result<(), MailError> {
+    /// Sends a plain-text message to `to`. `message_id` (without angle brackets), when given,
+    /// names the message: a copy sent again (after a crash between sending and recording)
+    /// carries the same id, so mail software can tell it is the same message.
+    pub async fn send(
+        &self,
+        to: &str,
+        subject: &str,
+        text: String,
+        message_id: Option<String>,
+    ) -> Result<(), MailError> {
         let to: Mailbox = to.parse().map_err(|_| MailError {
             permanent: true,
             message: "not a mailbox address".into(),
@@ -88,6 +96,7 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(subject)
+            .message_id(message_id.map(|id| format!("<{id}>")))
             .header(ContentType::TEXT_PLAIN)
             .body(text)
             .map_err(|e| MailError {

@@ -124,6 +124,14 @@ async fn invites_and_alerts_are_emailed_over_starttls() {
         })
         .await;
     assert!(own.contains("50 mg/dL"), "{own}");
+    // Named by its delivery, so that a copy sent again is recognisably the same message.
+    assert!(
+        own.lines().any(
+            |l| l.to_ascii_lowercase().starts_with("message-id: <alert-")
+                && l.ends_with("@gs.example>")
+        ),
+        "{own}"
+    );
     smtp.wait_for(Duration::from_secs(15), |m| {
         m.contains("To: ben@example.org") && m.contains("Subject: GlucoSync: ana: Urgent low")
     })

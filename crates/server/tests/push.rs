@@ -103,6 +103,9 @@ async fn alerts_are_pushed_encrypted_to_the_person_and_caregivers_devices() {
     assert_eq!(headers["urgency"], "high");
     assert_eq!(headers["content-encoding"], "aes128gcm");
     assert_eq!(headers["ttl"], "1800");
+    // RFC 8030 Topic: 32 characters of the URL-safe alphabet.
+    assert_eq!(headers["topic"].len(), 32);
+    assert!(headers["topic"].bytes().all(|b| b.is_ascii_alphanumeric()));
     // The VAPID header verifies, names this push service, and carries the server's key.
     let claims = verify_vapid(&headers["authorization"]).expect("VAPID verifies");
     assert_eq!(claims["aud"], push_base);

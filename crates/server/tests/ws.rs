@@ -210,6 +210,22 @@ async fn the_handshake_checks_credentials_origin_and_protocol() {
         let r = handshake(origin, &ana).await.expect("send");
         assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS, "{origin:?}");
     }
+    // A browser: the session cookie, and the page's origin — ours, not another site's.
+    let with_cookie = |origin: &str| {
+        s.client
+            .get(s.url("/api/v1/ws"))
+            .header("cookie", format!("glucosync_session={ana}"))
+            .header("origin", origin)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    let r = with_cookie(&own_origin).await.expect("send");
+    assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let r = with_cookie("https://evil.example").await.expect("send");
+    expect_problem(r, StatusCode::FORBIDDEN, "origin_not_allowed").await;
     // Plain HTTP is refused with a problem.
     let r = s
         .req(Method::GET, "/api/v1/ws", &ana)

@@ -166,7 +166,7 @@ async fn send_invite(
     let to = to.to_owned();
     tokio::spawn(async move {
         for attempt in 0..6u32 {
-            match mailer.send(&to, &subject, text.clone()).await {
+            match mailer.send(&to, &subject, text.clone(), None).await {
                 Ok(()) => return,
                 Err(e) if e.permanent => {
                     tracing::warn!(error = %e.message, "an invite email was refused");
