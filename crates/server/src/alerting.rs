@@ -134,14 +134,16 @@ impl Alerting {
                 return Ok(());
             };
             let rules = AlertRules::from_settings(&person.settings);
-            let readings = state
-                .store
-                .cgm_values(
-                    user,
-                    now - HISTORY_MS,
-                    now + glucosync_domain::limits::MAX_FUTURE_SKEW_MS + 1,
-                )
-                .await?;
+            let (from, to) = (
+                now - HISTORY_MS,
+                now + glucosync_domain::limits::MAX_FUTURE_SKEW_MS + 1,
+            );
+            let kept = state.forecaster.kept_cgm(state, user, from, to);
+            let held = kept.is_some();
+            let readings = match kept {
+                Some(points) => points,
+                None => state.store.cgm_values(user, from, to).await?,
+            };
             let forecast = state.forecaster.latest(state, user).await?;
             let points = forecast
                 .as_ref()
@@ -158,8 +160,9 @@ impl Alerting {
             };
             // Someone who never uploaded a reading has no data to go stale: no alerts at all
             // (a new account, or one that only logs treatments).
-            let watched =
-                !readings.is_empty() || !state.store.latest_readings(user, 1).await?.is_empty();
+            let watched = !readings.is_empty()
+                || held
+                || !state.store.latest_readings(user, 1).await?.is_empty();
             let mut book = record.book.clone();
             let notifications = if person.disabled || !watched {
                 Vec::new()

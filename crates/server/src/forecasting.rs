@@ -89,6 +89,9 @@ pub struct Forecaster {
     last_issued: Mutex<HashMap<UserId, i64>>,
     /// Embedded mode: the latest forecast made per person (in a cluster: the shared cache).
     latest_made: Mutex<HashMap<UserId, StoredForecast>>,
+    /// People whose entry in `latest_made` also accounts for the store's latest (read once
+    /// per process): their latest forecast needs no read.
+    latest_seeded: Mutex<std::collections::HashSet<UserId>>,
     /// Recent history per person (embedded mode only; see `remember`).
     histories: Mutex<Histories>,
 }
@@ -134,6 +137,7 @@ impl Forecaster {
             pending: Mutex::default(),
             flusher_running: Mutex::default(),
             latest_made: Mutex::default(),
+            latest_seeded: Mutex::default(),
             last_issued: Mutex::default(),
         }
     }
@@ -321,6 +325,32 @@ impl Forecaster {
         }
     }
 
+    /// The CGM values of `[from, to)` from this process's kept history, when it holds every
+    /// one of them (embedded mode, after a forecast read them): the alert evaluation of an
+    /// upload then needs no read. `None`: read the store.
+    pub fn kept_cgm(
+        &self,
+        state: &AppState,
+        user: UserId,
+        from: i64,
+        to: i64,
+    ) -> Option<Vec<GlucosePoint>> {
+        if !self.sole_writer(state) {
+            return None;
+        }
+        let histories = self.histories.lock().expect("lock");
+        let h = histories.kept.get(&user)?;
+        if h.complete_from > from {
+            return None;
+        }
+        Some(
+            h.points
+                .range(from..to)
+                .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl })
+                .collect(),
+        )
+    }
+
     pub fn forget_history(&self, user: UserId) {
         let mut histories = self.histories.lock().expect("lock");
         *histories.generation.entry(user).or_default() += 1;
@@ -395,6 +425,7 @@ impl Forecaster {
             let mut latest = self.latest_made.lock().expect("lock");
             if latest.len() >= MAX_HISTORIES {
                 latest.clear();
+                self.latest_seeded.lock().expect("lock").clear();
             }
             let newer = latest
                 .get(&user)
@@ -466,7 +497,11 @@ impl Forecaster {
         state: &AppState,
         user: UserId,
     ) -> Result<Option<StoredForecast>, ApiError> {
-        let cached = if self.sole_writer(state) {
+        let sole_writer = self.sole_writer(state);
+        if sole_writer && self.latest_seeded.lock().expect("lock").contains(&user) {
+            return Ok(self.latest_made.lock().expect("lock").get(&user).cloned());
+        }
+        let cached = if sole_writer {
             self.latest_made.lock().expect("lock").get(&user).cloned()
         } else {
             match state.cache.get(&latest_key(user)).await {
@@ -475,7 +510,7 @@ impl Forecaster {
             }
         };
         let stored = state.store.latest_forecast(user).await?;
-        Ok(match (cached, stored) {
+        let newest = match (cached, stored) {
             (Some(c), Some(s)) => Some(
                 if (c.issued_ms, c.created_ms) >= (s.issued_ms, s.created_ms) {
                     c
@@ -484,7 +519,22 @@ impl Forecaster {
                 },
             ),
             (c, s) => c.or(s),
-        })
+        };
+        if sole_writer {
+            // Embedded: this process makes every forecast from now on; remember the newest.
+            let mut latest = self.latest_made.lock().expect("lock");
+            if let Some(f) = &newest {
+                let newer = latest
+                    .get(&user)
+                    .is_none_or(|c| (f.issued_ms, f.created_ms) >= (c.issued_ms, c.created_ms));
+                if newer {
+                    latest.insert(user, f.clone());
+                }
+            }
+            self.latest_seeded.lock().expect("lock").insert(user);
+            return Ok(latest.get(&user).cloned());
+        }
+        Ok(newest)
     }
 
     /// Starts fitting a personal model in the background when one is due in data time: none
