@@ -426,16 +426,6 @@ impl Alerting {
             tracing::warn!(error = %e, "could not record alert evaluations");
         }
     }
-
-    /// The shards this process holds now (for tests and metrics).
-    pub fn held_shards(&self) -> Vec<u32> {
-        let held = self.held.lock().expect("lock");
-        if now_ms() < held.1 {
-            held.0.clone()
-        } else {
-            Vec::new()
-        }
-    }
 }
 
 /// The alert a notification is about: the open one of its kind, or the one just resolved.
