@@ -422,17 +422,7 @@ impl Forecaster {
     async fn publish(self: &Arc<Self>, state: &AppState, user: UserId, f: &StoredForecast) {
         if self.sole_writer(state) {
             // Embedded mode: this process makes every forecast, so it knows the latest.
-            let mut latest = self.latest_made.lock().expect("lock");
-            if latest.len() >= MAX_HISTORIES {
-                latest.clear();
-                self.latest_seeded.lock().expect("lock").clear();
-            }
-            let newer = latest
-                .get(&user)
-                .is_none_or(|c| (f.issued_ms, f.created_ms) >= (c.issued_ms, c.created_ms));
-            if newer {
-                latest.insert(user, f.clone());
-            }
+            self.remember_made(user, f);
         } else {
             self.publish_shared(state, user, f).await;
         }
@@ -442,10 +432,9 @@ impl Forecaster {
     /// With replicas: the latest forecast goes into the shared cache (Redis), for all of them,
     /// unless a later one is there (a backfilled reading's forecast is not the latest).
     async fn publish_shared(&self, state: &AppState, user: UserId, f: &StoredForecast) {
-        let rank = (f.issued_ms, f.created_ms);
         if let Err(e) = state
             .cache
-            .put_ranked(&latest_key(user), rank, &to_cached(f), LATEST_TTL)
+            .put_ranked(&latest_key(user), rank(f), &to_cached(f), LATEST_TTL)
             .await
         {
             tracing::warn!(error = %e, "could not cache the latest forecast");
@@ -497,44 +486,36 @@ impl Forecaster {
         state: &AppState,
         user: UserId,
     ) -> Result<Option<StoredForecast>, ApiError> {
-        let sole_writer = self.sole_writer(state);
-        if sole_writer && self.latest_seeded.lock().expect("lock").contains(&user) {
+        if self.sole_writer(state) {
+            // Embedded: this process makes every forecast; the store is read once per person
+            // for what was made before it started.
+            if !self.latest_seeded.lock().expect("lock").contains(&user) {
+                if let Some(stored) = state.store.latest_forecast(user).await? {
+                    self.remember_made(user, &stored);
+                }
+                self.latest_seeded.lock().expect("lock").insert(user);
+            }
             return Ok(self.latest_made.lock().expect("lock").get(&user).cloned());
         }
-        let cached = if sole_writer {
-            self.latest_made.lock().expect("lock").get(&user).cloned()
-        } else {
-            match state.cache.get(&latest_key(user)).await {
-                Ok(Some(text)) => from_cached(&text),
-                _ => None,
-            }
+        let cached = match state.cache.get(&latest_key(user)).await {
+            Ok(Some(text)) => from_cached(&text),
+            _ => None,
         };
         let stored = state.store.latest_forecast(user).await?;
-        let newest = match (cached, stored) {
-            (Some(c), Some(s)) => Some(
-                if (c.issued_ms, c.created_ms) >= (s.issued_ms, s.created_ms) {
-                    c
-                } else {
-                    s
-                },
-            ),
-            (c, s) => c.or(s),
-        };
-        if sole_writer {
-            // Embedded: this process makes every forecast from now on; remember the newest.
-            let mut latest = self.latest_made.lock().expect("lock");
-            if let Some(f) = &newest {
-                let newer = latest
-                    .get(&user)
-                    .is_none_or(|c| (f.issued_ms, f.created_ms) >= (c.issued_ms, c.created_ms));
-                if newer {
-                    latest.insert(user, f.clone());
-                }
-            }
-            self.latest_seeded.lock().expect("lock").insert(user);
-            return Ok(latest.get(&user).cloned());
+        Ok([cached, stored].into_iter().flatten().max_by_key(rank))
+    }
+
+    /// Keeps `f` as the person's latest forecast in this process unless a later one is
+    /// there (a backfilled reading's forecast is not the latest).
+    fn remember_made(&self, user: UserId, f: &StoredForecast) {
+        let mut latest = self.latest_made.lock().expect("lock");
+        if latest.len() >= MAX_HISTORIES {
+            latest.clear();
+            self.latest_seeded.lock().expect("lock").clear();
         }
-        Ok(newest)
+        if latest.get(&user).is_none_or(|c| rank(f) >= rank(c)) {
+            latest.insert(user, f.clone());
+        }
     }
 
     /// Starts fitting a personal model in the background when one is due in data time: none
@@ -701,6 +682,12 @@ pub fn points_out(issued_ms: i64, encoded: &[u8]) -> Result<Vec<ForecastPointOut
             upper: p.upper,
         })
         .collect())
+}
+
+/// Which of two forecasts is the later: by the reading it was issued from, then when it was
+/// made.
+fn rank(f: &StoredForecast) -> (i64, i64) {
+    (f.issued_ms, f.created_ms)
 }
 
 fn latest_key(user: UserId) -> String {

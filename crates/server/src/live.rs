@@ -40,13 +40,23 @@ pub fn reading_event(person: UserId, uploaded: &[NewReading], inserted: u64) -> 
         "inserted": inserted,
         "truncated": truncated,
         "cursor": cursor,
-        "readings": newest.iter().map(|r| json!({
-            "time": r.time.to_rfc3339_utc(),
-            "value": r.value.mgdl(),
-            "unit": "mg/dL",
-            "kind": r.kind,
-            "trend": r.trend,
-        })).collect::<Vec<_>>(),
+        "readings": newest.iter().map(|r| reading_json(&r.time, r.value, r.kind, r.trend)).collect::<Vec<_>>(),
+    })
+}
+
+/// One reading in an event, mg/dL.
+fn reading_json(
+    time: &Timestamp,
+    value: glucosync_domain::GlucoseMgdl,
+    kind: glucosync_domain::readings::ReadingKind,
+    trend: Option<glucosync_domain::readings::TrendDirection>,
+) -> Value {
+    json!({
+        "time": time.to_rfc3339_utc(),
+        "value": value.mgdl(),
+        "unit": "mg/dL",
+        "kind": kind,
+        "trend": trend,
     })
 }
 
@@ -62,13 +72,7 @@ pub fn replayed_readings_event(
         "replay": true,
         "truncated": truncated,
         "cursor": readings.last().map(|r| r.time.utc_ms),
-        "readings": readings.iter().map(|r| json!({
-            "time": r.time.to_rfc3339_utc(),
-            "value": r.value.mgdl(),
-            "unit": "mg/dL",
-            "kind": r.kind,
-            "trend": r.trend,
-        })).collect::<Vec<_>>(),
+        "readings": readings.iter().map(|r| reading_json(&r.time, r.value, r.kind, r.trend)).collect::<Vec<_>>(),
     })
 }
 

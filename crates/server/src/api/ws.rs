@@ -246,8 +246,7 @@ impl Session {
                     }
                     Some(Outgoing::Revoked(person)) => {
                         if self.feeds.contains_key(&person) {
-                            let _ = send(&mut sink, text(&live::share_revoked_event(person))).await;
-                            let _ = send(&mut sink, close(CLOSE_REVOKED, "share revoked")).await;
+                            tell_revoked(&mut sink, person).await;
                             break;
                         }
                     }
@@ -276,8 +275,7 @@ impl Session {
                 }
                 _ = recheck.tick() => {
                     if let Some(person) = self.lost_share().await {
-                        let _ = send(&mut sink, text(&live::share_revoked_event(person))).await;
-                        let _ = send(&mut sink, close(CLOSE_REVOKED, "share revoked")).await;
+                        tell_revoked(&mut sink, person).await;
                         break;
                     }
                 }
@@ -420,6 +418,19 @@ async fn send(
         Ok(Ok(())) => Some(()),
         _ => None,
     }
+}
+
+/// Tells the client that `person` stopped sharing with it, and closes the socket (4403).
+async fn tell_revoked(sink: &mut futures::stream::SplitSink<WebSocket, Message>, person: UserId) {
+    let _ = send(sink, text(&live::share_revoked_event(person))).await;
+    let _ = send(
+        sink,
+        Message::Close(Some(CloseFrame {
+            code: CLOSE_REVOKED,
+            reason: Utf8Bytes::from_static("share revoked"),
+        })),
+    )
+    .await;
 }
 
 fn text(v: &Value) -> Message {
