@@ -140,6 +140,7 @@ impl Alerting {
             );
             let kept = state.forecaster.kept_cgm(state, user, from, to);
             let held = kept.is_some();
+            let generation = state.forecaster.generation(user);
             let readings = match kept {
                 Some(points) => points,
                 None => state.store.cgm_values(user, from, to).await?,
@@ -163,6 +164,11 @@ impl Alerting {
             let watched = !readings.is_empty()
                 || held
                 || !state.store.latest_readings(user, 1).await?.is_empty();
+            if watched && !held {
+                state
+                    .forecaster
+                    .remember_cgm(state, user, generation, from, &readings);
+            }
             let mut book = record.book.clone();
             let notifications = if person.disabled || !watched {
                 Vec::new()

@@ -351,13 +351,52 @@ impl Forecaster {
         )
     }
 
+    /// Keeps the CGM values of `[from, ..)` that the alert evaluation read from the store, so
+    /// the next upload's evaluation needs no read (also with forecasts off). `generation` is
+    /// the person's from before the read; nothing is kept if their data changed since, or if a
+    /// history is kept already (a forecast's, which also holds treatments).
+    pub fn remember_cgm(
+        &self,
+        state: &AppState,
+        user: UserId,
+        generation: u64,
+        from: i64,
+        points: &[GlucosePoint],
+    ) {
+        if !self.sole_writer(state) {
+            return;
+        }
+        let mut histories = self.histories.lock().expect("lock");
+        if histories.generation.get(&user).copied().unwrap_or(0) != generation
+            || histories.kept.contains_key(&user)
+        {
+            return;
+        }
+        if histories.kept.len() >= MAX_HISTORIES {
+            histories.kept.clear();
+        }
+        histories.kept.insert(
+            user,
+            History {
+                complete_from: from,
+                newest_ms: points.last().map_or(from, |p| p.utc_ms.max(from)),
+                points: points.iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
+                // No treatments: a forecast reads its own history.
+                treatments: Vec::new(),
+                treatments_from: from,
+                treatments_until: from,
+            },
+        );
+    }
+
     pub fn forget_history(&self, user: UserId) {
         let mut histories = self.histories.lock().expect("lock");
         *histories.generation.entry(user).or_default() += 1;
         histories.kept.remove(&user);
     }
 
-    fn generation(&self, user: UserId) -> u64 {
+    /// How often the person's readings or treatments changed (in this process).
+    pub fn generation(&self, user: UserId) -> u64 {
         let histories = self.histories.lock().expect("lock");
         histories.generation.get(&user).copied().unwrap_or(0)
     }

@@ -5,7 +5,8 @@
 //! own savepoint of one transaction, and commits them together: one fsync acknowledges many
 //! writes (group commit). A write's caller is answered only after the commit returned, so an
 //! `Ok` is durable. Reads run on a small pool of read-only connections, which WAL mode lets
-//! proceed while the writer works.
+//! proceed while the writer works: small reads on the calling thread, reads that may scan many
+//! rows on the blocking thread pool.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -137,8 +138,51 @@ impl Engine {
             .map_err(|_| StoreError::Internal("a write failed without an answer".into()))?
     }
 
-    /// Runs `f` on a pooled read-only connection on the blocking thread pool.
+    /// Runs a small read (a lookup by key, a bounded number of rows) on a pooled read-only
+    /// connection, on the caller's thread when a connection is free: such a read takes
+    /// microseconds, less than handing it to another thread and waking the caller again costs
+    /// (two context switches, more on a loaded machine). Reads that may scan many rows use
+    /// `read_large`.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        // No permit: a small read takes an idle connection or none. (Waiting for a permit
+        // would queue it behind large reads, and tokio's semaphore is fair: while anyone
+        // waits, no permit is handed out to `try_acquire`, so one queued read would send every
+        // later one to the thread pool.)
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let Some(conn) = pooled else {
+            return self.read_large(f).await;
+        };
+        self.readers_busy.fetch_add(1, Ordering::Relaxed);
+        let out = catch_unwind(AssertUnwindSafe(|| f(&conn)));
+        self.readers_busy.fetch_sub(1, Ordering::Relaxed);
+        match out {
+            Ok(out) => {
+                self.put_back(conn);
+                out
+            }
+            // The connection is dropped; `read_large` opens a new one when needed.
+            Err(_) => Err(StoreError::Internal("a read panicked".into())),
+        }
+    }
+
+    /// Returns a reader to the pool, unless the pool is full (`read_large` opened one more
+    /// while small reads held the others).
+    fn put_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < self.reader_count {
+                pool.push(conn);
+            }
+        }
+    }
+
+    /// Runs `f` on a pooled read-only connection on the blocking thread pool: for reads that
+    /// may scan many rows (ranges of readings, report periods, logs), which would otherwise
+    /// hold up every other request on the caller's worker thread.
+    pub(crate) async fn read_large<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -155,7 +199,7 @@ impl Engine {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            // A reader lost to a panic is replaced.
+            // Small reads hold the others for the moment, or a reader was lost to a panic.
             None => open_reader(&self.path).map_err(sql_err)?,
         };
         self.readers_busy.fetch_add(1, Ordering::Relaxed);
@@ -167,9 +211,7 @@ impl Engine {
         self.readers_busy.fetch_sub(1, Ordering::Relaxed);
         let (conn, out) =
             joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?;
-        if let Ok(mut pool) = self.readers.lock() {
-            pool.push(conn);
-        }
+        self.put_back(conn);
         out
     }
 

@@ -511,7 +511,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Reading>, StoreError> {
         let q = query.clone();
         self.engine
-            .read(move |conn| {
+            .read_large(move |conn| {
                 let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
                 let (after_t, after_id) = match &q.after {
                     Some(c) => (
@@ -543,19 +543,23 @@ impl Store for SqliteStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<GlucosePoint>, StoreError> {
-        self.engine
-            .read(move |conn| {
-                conn.prepare_cached(
-                    "SELECT time_ms, value_mgdl FROM readings WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3 \
-                     AND kind = 'cgm' ORDER BY time_ms",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![user_id, from_ms, to_ms], |r| Ok(GlucosePoint { utc_ms: r.get(0)?, mgdl: r.get(1)? }))?
-                        .collect()
-                })
-                .map_err(sql_err)
+        let read = move |conn: &Connection| {
+            conn.prepare_cached(
+                "SELECT time_ms, value_mgdl FROM readings WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3 \
+                 AND kind = 'cgm' ORDER BY time_ms",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![user_id, from_ms, to_ms], |r| Ok(GlucosePoint { utc_ms: r.get(0)?, mgdl: r.get(1)? }))?
+                    .collect()
             })
-            .await
+            .map_err(sql_err)
+        };
+        // A day holds at most a few hundred CGM readings per person: a small read.
+        if to_ms.saturating_sub(from_ms) <= 86_400_000 {
+            self.engine.read(read).await
+        } else {
+            self.engine.read_large(read).await
+        }
     }
 
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError> {
@@ -640,7 +644,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Treatment>, StoreError> {
         let q = query.clone();
         self.engine
-            .read(move |conn| {
+            .read_large(move |conn| {
                 let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
                 let (after_t, after_id) = match &q.after {
                     Some(c) => (c.time_ms, c.key.clone()),
@@ -1049,7 +1053,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.engine
-            .read(move |conn| {
+            .read_large(move |conn| {
                 let list = shards
                     .iter()
                     .map(i64::to_string)
@@ -1259,7 +1263,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.engine
-            .read(move |conn| {
+            .read_large(move |conn| {
                 let sql = format!(
                     "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE person_id = ?1 \
                      AND (created_ms, id) < (?2, ?3) ORDER BY created_ms DESC, id DESC LIMIT ?4"
@@ -1345,7 +1349,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<AccessRecord>, StoreError> {
         self.engine
-            .read(move |conn| {
+            .read_large(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT a.time_ms, a.follower_id, u.email, a.what, a.id FROM access_log a \
