@@ -103,7 +103,7 @@ pub fn share_revoked_event(person: UserId) -> Value {
 /// Publishes events on `topic` in one bus message. Best effort: a failure is logged (without
 /// the events) and the caller carries on; the data is already stored.
 pub async fn publish_to(state: &AppState, topic: &str, events: &[Value]) {
-    if events.is_empty() {
+    if events.is_empty() || !state.bus.listened(topic) {
         return;
     }
     let payload = events
@@ -118,6 +118,12 @@ pub async fn publish_to(state: &AppState, topic: &str, events: &[Value]) {
 
 pub async fn publish(state: &AppState, person: UserId, events: &[Value]) {
     publish_to(state, &topic(person), events).await;
+}
+
+/// Whether events about `person` could reach anyone now (see `EventBus::listened`): when
+/// not, an upload builds none.
+pub fn listened(state: &AppState, person: UserId) -> bool {
+    state.bus.listened(&topic(person))
 }
 
 /// The events of one bus message.

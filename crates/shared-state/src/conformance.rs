@@ -147,6 +147,12 @@ pub async fn bus_delivers_to_subscribers_of_the_topic(
         .subscribe(&format!("{prefix}:user:2"))
         .await
         .expect("subscribe");
+    // Publishers skip building messages nobody could receive; a subscriber on another
+    // process must never be taken for nobody.
+    assert!(
+        publisher.listened(&topic),
+        "a topic with a subscriber was said to have none"
+    );
     publisher.publish(&topic, "hello").await.expect("publish");
     let got = tokio::time::timeout(Duration::from_secs(5), mine.next())
         .await
@@ -183,5 +189,16 @@ mod tests {
     async fn memory_bus() {
         let bus = MemoryBus::new();
         bus_delivers_to_subscribers_of_the_topic(&bus, &bus, "t").await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_bus_knows_when_nobody_listens() {
+        let bus = MemoryBus::new();
+        assert!(!bus.listened("user:1"));
+        let subscription = bus.subscribe("user:1").await.expect("subscribe");
+        assert!(bus.listened("user:1"));
+        assert!(!bus.listened("user:2"));
+        drop(subscription);
+        assert!(!bus.listened("user:1"));
     }
 }

@@ -108,6 +108,13 @@ pub trait Cache: Send + Sync + 'static {
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
     async fn publish(&self, topic: &str, payload: &str) -> Result<(), SharedStateError>;
+    /// Whether a message published on `topic` now could reach anyone: false only where the
+    /// bus knows that nobody listens (in process, without a subscriber), so that publishers
+    /// skip building the message. A subscriber that arrives just after is no worse off than
+    /// one arriving just after the publish: it replays from storage.
+    fn listened(&self, _topic: &str) -> bool {
+        true
+    }
     /// Messages published on `topic` after this call returns.
     async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError>;
 }

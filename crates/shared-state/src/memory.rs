@@ -178,6 +178,12 @@ impl EventBus for MemoryBus {
         Ok(())
     }
 
+    fn listened(&self, topic: &str) -> bool {
+        self.topics.lock().map_or(true, |topics| {
+            topics.get(topic).is_some_and(|s| s.receiver_count() > 0)
+        })
+    }
+
     async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError> {
         let mut topics = self.topics.lock().map_err(|_| poisoned())?;
         let sender = topics

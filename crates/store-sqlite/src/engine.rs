@@ -259,8 +259,14 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
     tracing::debug!("sqlite writer stopped");
 }
 
+/// Runs one statement without parameters from the statement cache: the transaction and
+/// savepoint statements run for every write, and parsing them each time showed in profiles.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_group(conn: &Connection, group: &mut Vec<WriteJob>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         let err = sql_err(e);
         for job in group.drain(..) {
             let (_, reply) = job(Err(err.clone()));
@@ -270,14 +276,14 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteJob>) {
     }
     let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
     for job in group.drain(..) {
-        if let Err(e) = conn.execute_batch("SAVEPOINT write_job") {
+        if let Err(e) = run_cached(conn, "SAVEPOINT write_job") {
             let (_, reply) = job(Err(sql_err(e)));
             replies.push(reply);
             continue;
         }
         match catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
             Ok((true, reply)) => {
-                let _ = conn.execute_batch("RELEASE write_job");
+                let _ = run_cached(conn, "RELEASE write_job");
                 replies.push(reply);
             }
             Ok((false, reply)) => {
@@ -291,7 +297,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteJob>) {
             }
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(sql_err);
+    let commit = run_cached(conn, "COMMIT").map_err(sql_err);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }

@@ -151,7 +151,8 @@ pub async fn upload(
         .collect();
     let newest_cgm = cgm.iter().map(|r| r.0).max();
     // Built before the readings move into the store; sent only if something was new.
-    let event = crate::live::reading_event(caller.user_id, &readings, 0);
+    let event = crate::live::listened(&state, caller.user_id)
+        .then(|| crate::live::reading_event(caller.user_id, &readings, 0));
     let outcome = state
         .store
         .insert_readings(caller.user_id, readings, now)
@@ -174,15 +175,25 @@ pub async fn upload(
             // upload made the person due for the timers.
             state.alerts.evaluate_soon(&state, caller.user_id);
         }
-        let mut event = event;
-        event["inserted"] = outcome.inserted.into();
-        let mut events = vec![event];
-        events.extend(
-            forecast
+        let events = match event {
+            Some(mut event) => {
+                event["inserted"] = outcome.inserted.into();
+                vec![event]
+            }
+            // Someone subscribed since the upload began (their replay from storage may have
+            // missed these readings): they reload them.
+            None if crate::live::listened(&state, caller.user_id) => {
+                vec![crate::live::data_changed_event(caller.user_id, "readings")]
+            }
+            None => Vec::new(),
+        };
+        if !events.is_empty() {
+            let forecast = forecast
                 .as_ref()
-                .map(|f| crate::live::forecast_event(caller.user_id, f)),
-        );
-        crate::live::publish(&state, caller.user_id, &events).await;
+                .map(|f| crate::live::forecast_event(caller.user_id, f));
+            let events: Vec<_> = events.into_iter().chain(forecast).collect();
+            crate::live::publish(&state, caller.user_id, &events).await;
+        }
     }
     Ok(upload_response(outcome))
 }
