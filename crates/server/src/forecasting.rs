@@ -276,27 +276,40 @@ impl Forecaster {
         points: Vec<GlucosePoint>,
         treatments: Vec<glucosync_domain::treatments::Treatment>,
     ) {
+        let history = History {
+            complete_from: to - CGM_WINDOW_MS,
+            newest_ms: to,
+            points: points.into_iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
+            treatments,
+            treatments_from: from,
+            treatments_until: to + TREATMENTS_AHEAD_MS,
+        };
+        self.keep(state, user, generation, history, true);
+    }
+
+    /// Keeps `history` for `user` unless their data changed since `generation` was taken (or,
+    /// without `replace`, a history is kept already).
+    fn keep(
+        &self,
+        state: &AppState,
+        user: UserId,
+        generation: u64,
+        history: History,
+        replace: bool,
+    ) {
         if !self.sole_writer(state) {
             return;
         }
         let mut histories = self.histories.lock().expect("lock");
-        if histories.generation.get(&user).copied().unwrap_or(0) != generation {
+        if histories.generation.get(&user).copied().unwrap_or(0) != generation
+            || (!replace && histories.kept.contains_key(&user))
+        {
             return;
         }
         if histories.kept.len() >= MAX_HISTORIES {
             histories.kept.clear();
         }
-        histories.kept.insert(
-            user,
-            History {
-                complete_from: to - CGM_WINDOW_MS,
-                newest_ms: to,
-                points: points.into_iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
-                treatments,
-                treatments_from: from,
-                treatments_until: to + TREATMENTS_AHEAD_MS,
-            },
-        );
+        histories.kept.insert(user, history);
     }
 
     fn sole_writer(&self, state: &AppState) -> bool {
@@ -363,30 +376,16 @@ impl Forecaster {
         from: i64,
         points: &[GlucosePoint],
     ) {
-        if !self.sole_writer(state) {
-            return;
-        }
-        let mut histories = self.histories.lock().expect("lock");
-        if histories.generation.get(&user).copied().unwrap_or(0) != generation
-            || histories.kept.contains_key(&user)
-        {
-            return;
-        }
-        if histories.kept.len() >= MAX_HISTORIES {
-            histories.kept.clear();
-        }
-        histories.kept.insert(
-            user,
-            History {
-                complete_from: from,
-                newest_ms: points.last().map_or(from, |p| p.utc_ms.max(from)),
-                points: points.iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
-                // No treatments: a forecast reads its own history.
-                treatments: Vec::new(),
-                treatments_from: from,
-                treatments_until: from,
-            },
-        );
+        let history = History {
+            complete_from: from,
+            newest_ms: points.last().map_or(from, |p| p.utc_ms.max(from)),
+            points: points.iter().map(|p| (p.utc_ms, p.mgdl)).collect(),
+            // No treatments: a forecast reads its own history.
+            treatments: Vec::new(),
+            treatments_from: from,
+            treatments_until: from,
+        };
+        self.keep(state, user, generation, history, false);
     }
 
     pub fn forget_history(&self, user: UserId) {
