@@ -112,8 +112,8 @@ pub fn run() -> Result<()> {
 
 /// The cost of forecasting each reading as it arrives, relative to parsing and storing it:
 /// single-reading POSTs from 64 people at once (a connection each, every person's readings
-/// 5 minutes apart in data time, as an uploader sends them), with forecasts on and off,
-/// alternated (A B B A).
+/// 5 minutes apart in data time, as an uploader sends them), with forecasts on and off in
+/// alternating pairs of windows, saturated and at a fixed rate.
 pub async fn serving(args: &Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (on, _) = start_engine_with(

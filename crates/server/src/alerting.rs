@@ -138,13 +138,8 @@ impl Alerting {
                 now - HISTORY_MS,
                 now + glucosync_domain::limits::MAX_FUTURE_SKEW_MS + 1,
             );
-            let kept = state.forecaster.kept_cgm(state, user, from, to);
-            let held = kept.is_some();
-            let generation = state.forecaster.generation(user);
-            let readings = match kept {
-                Some(points) => points,
-                None => state.store.cgm_values(user, from, to).await?,
-            };
+            let (readings, read_at) = state.forecaster.recent_cgm(state, user, from, to).await?;
+            let held = read_at.is_none();
             let forecast = state.forecaster.latest(state, user).await?;
             let points = forecast
                 .as_ref()
@@ -164,7 +159,7 @@ impl Alerting {
             let watched = !readings.is_empty()
                 || held
                 || !state.store.latest_readings(user, 1).await?.is_empty();
-            if watched && !held {
+            if let (true, Some(generation)) = (watched, read_at) {
                 state
                     .forecaster
                     .remember_cgm(state, user, generation, from, &readings);

@@ -338,30 +338,33 @@ impl Forecaster {
         }
     }
 
-    /// The CGM values of `[from, to)` from this process's kept history, when it holds every
-    /// one of them (embedded mode, after a forecast read them): the alert evaluation of an
-    /// upload then needs no read. `None`: read the store.
-    pub fn kept_cgm(
+    /// The CGM values of `[from, to)`: from this process's kept history when it holds every
+    /// one of them (embedded mode, after a forecast or an earlier evaluation read them), else
+    /// from the store. With the values comes the person's generation before a store read
+    /// (`None`: they came from the kept history), for `remember_cgm`.
+    pub async fn recent_cgm(
         &self,
         state: &AppState,
         user: UserId,
         from: i64,
         to: i64,
-    ) -> Option<Vec<GlucosePoint>> {
-        if !self.sole_writer(state) {
-            return None;
-        }
-        let histories = self.histories.lock().expect("lock");
-        let h = histories.kept.get(&user)?;
-        if h.complete_from > from {
-            return None;
-        }
-        Some(
-            h.points
-                .range(from..to)
-                .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl })
-                .collect(),
-        )
+    ) -> Result<(Vec<GlucosePoint>, Option<u64>), ApiError> {
+        let generation = {
+            let histories = self.histories.lock().expect("lock");
+            match histories.kept.get(&user) {
+                Some(h) if self.sole_writer(state) && h.complete_from <= from => {
+                    let kept = h
+                        .points
+                        .range(from..to)
+                        .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl })
+                        .collect();
+                    return Ok((kept, None));
+                }
+                _ => histories.generation.get(&user).copied().unwrap_or(0),
+            }
+        };
+        let read = state.store.cgm_values(user, from, to).await?;
+        Ok((read, Some(generation)))
     }
 
     /// Keeps the CGM values of `[from, ..)` that the alert evaluation read from the store, so
@@ -394,8 +397,7 @@ impl Forecaster {
         histories.kept.remove(&user);
     }
 
-    /// How often the person's readings or treatments changed (in this process).
-    pub fn generation(&self, user: UserId) -> u64 {
+    fn generation(&self, user: UserId) -> u64 {
         let histories = self.histories.lock().expect("lock");
         histories.generation.get(&user).copied().unwrap_or(0)
     }

@@ -175,23 +175,21 @@ pub async fn upload(
             // upload made the person due for the timers.
             state.alerts.evaluate_soon(&state, caller.user_id);
         }
-        let events = match event {
+        let first = match event {
             Some(mut event) => {
                 event["inserted"] = outcome.inserted.into();
-                vec![event]
+                Some(event)
             }
             // Someone subscribed since the upload began (their replay from storage may have
             // missed these readings): they reload them.
-            None if crate::live::listened(&state, caller.user_id) => {
-                vec![crate::live::data_changed_event(caller.user_id, "readings")]
-            }
-            None => Vec::new(),
+            None => crate::live::listened(&state, caller.user_id)
+                .then(|| crate::live::data_changed_event(caller.user_id, "readings")),
         };
-        if !events.is_empty() {
+        if let Some(first) = first {
             let forecast = forecast
                 .as_ref()
                 .map(|f| crate::live::forecast_event(caller.user_id, f));
-            let events: Vec<_> = events.into_iter().chain(forecast).collect();
+            let events: Vec<_> = std::iter::once(first).chain(forecast).collect();
             crate::live::publish(&state, caller.user_id, &events).await;
         }
     }
