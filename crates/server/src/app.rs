@@ -21,9 +21,10 @@ use utoipa_axum::routes;
 use crate::api::{
     accounts, alerts, events, forecast, push, readings, reports, shares, tokens, treatments, ws,
 };
-use crate::error::{problem_response, ApiError};
+use crate::error::problem_response;
 use crate::state::AppState;
 use crate::telemetry::{metrics_handler, observe};
+use crate::web;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -161,15 +162,16 @@ pub fn router(state: AppState) -> Router {
             "/api/docs/style.css",
             get(|| async { asset("text/css", include_str!("../assets/api-docs.css")) }),
         )
-        .route(
-            "/",
-            get(|| async { Html(include_str!("../assets/index.html")) }),
-        );
+        .route("/", get(web::site))
+        .route("/app", get(web::app_redirect))
+        .route("/app/", get(web::app))
+        .route("/app/{*path}", get(web::app));
     if state.config.metrics_listen.is_none() {
         router = router.route("/metrics", get(metrics_handler));
     }
     router
-        .fallback(|| async { ApiError::NotFound("route") })
+        // The site answers GETs outside the API; the rest keeps the API's 404.
+        .fallback(web::site)
         .method_not_allowed_fallback(|| async {
             problem_response(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -198,8 +200,14 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
+            // The PWA's needs, spelled out although default-src covers most: icons and
+            // charts as data:/blob: images, its service worker, manifest and API calls (the
+            // live WebSocket to the same origin is 'self' too). Scripts and styles stay
+            // 'self' only: no inline code.
             HeaderValue::from_static(
-                "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                "default-src 'self'; img-src 'self' data: blob:; worker-src 'self'; \
+                 manifest-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+                 base-uri 'none'; form-action 'self'",
             ),
         ))
         .with_state(state)

@@ -61,6 +61,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Embedded database and generated keys live here.
     pub data_dir: PathBuf,
+    /// The built PWA (`scripts/web build` writes it), served at `/app/`. Read from disk at each
+    /// request, so a rebuild needs neither a new binary nor a restart. A relative path is
+    /// relative to the working directory; a directory that does not exist yet is no error.
+    pub web_dir: PathBuf,
+    /// The static site, served at `/` and every other path outside the API. Same rules as
+    /// `web_dir`; without its `index.html`, `/` shows a built-in page.
+    pub site_dir: PathBuf,
     /// `sqlite://…` (default: a file in the data directory) or, in a cluster, `postgres://…`.
     pub database_url: SecretUrl,
     /// PostgreSQL only: a read replica for range listings (unset: the primary serves them).
@@ -126,6 +133,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: default_database_url(&data_dir),
             data_dir,
+            web_dir: PathBuf::from("web/dist"),
+            site_dir: PathBuf::from("site"),
             database_read_url: None,
             database_pool_size: 16,
             redis_url: None,
@@ -166,6 +175,8 @@ fn default_database_url(data_dir: &Path) -> SecretUrl {
 struct Layer {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    web_dir: Option<PathBuf>,
+    site_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_read_url: Option<String>,
     database_pool_size: Option<usize>,
@@ -204,6 +215,8 @@ fn bad(msg: impl Into<String>) -> ConfigError {
 pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_LISTEN",
     "GLUCOSYNC_DATA_DIR",
+    "GLUCOSYNC_WEB_DIR",
+    "GLUCOSYNC_SITE_DIR",
     "GLUCOSYNC_DATABASE_URL",
     "GLUCOSYNC_DATABASE_READ_URL",
     "GLUCOSYNC_DATABASE_POOL_SIZE",
@@ -273,6 +286,12 @@ impl Config {
         }
         if let Some(v) = l.data_dir {
             self.data_dir = v;
+        }
+        if let Some(v) = l.web_dir {
+            self.web_dir = v;
+        }
+        if let Some(v) = l.site_dir {
+            self.site_dir = v;
         }
         if let Some(v) = l.database_url {
             self.database_url = SecretUrl(v);
@@ -412,6 +431,24 @@ impl Config {
                 )));
             }
         }
+        for (dir, key, example) in [
+            (&self.web_dir, "web_dir (GLUCOSYNC_WEB_DIR)", "web/dist"),
+            (&self.site_dir, "site_dir (GLUCOSYNC_SITE_DIR)", "site"),
+        ] {
+            if dir.as_os_str().is_empty() {
+                return Err(bad(format!(
+                    "{key} is empty; name a directory such as `{example}` (it may not exist yet)"
+                )));
+            }
+            // Missing is fine (not built yet); a file where a directory belongs is a mistake
+            // that would otherwise only show as 404s.
+            if dir.exists() && !dir.is_dir() {
+                return Err(bad(format!(
+                    "{key} is `{}`, which is not a directory; name the directory the files are built into, such as `{example}`",
+                    dir.display()
+                )));
+            }
+        }
         if !(1..=1000).contains(&self.database_pool_size) {
             return Err(bad(
                 "database_pool_size (GLUCOSYNC_DATABASE_POOL_SIZE) must be between 1 and 1000",
@@ -477,13 +514,15 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         format!(
-            "listen = {:?}\ndata_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
+            "listen = {:?}\ndata_dir = {:?}\nweb_dir = {:?}\nsite_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
              redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
              api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
+            self.web_dir.display().to_string(),
+            self.site_dir.display().to_string(),
             self.database_url.redacted(),
             opt(&self.database_read_url.as_ref().map(|r| r.redacted())),
             self.database_pool_size,
@@ -538,6 +577,8 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
         match name {
             "LISTEN" => l.listen = Some(value),
             "DATA_DIR" => l.data_dir = Some(PathBuf::from(value)),
+            "WEB_DIR" => l.web_dir = Some(PathBuf::from(value)),
+            "SITE_DIR" => l.site_dir = Some(PathBuf::from(value)),
             "DATABASE_URL" => l.database_url = Some(value),
             "DATABASE_READ_URL" => l.database_read_url = Some(value),
             "DATABASE_POOL_SIZE" => {
@@ -611,6 +652,13 @@ listen = "127.0.0.1:8080"
 
 # Directory for the embedded database and generated keys.
 data_dir = "data"
+
+# The built web app, served at /app/ (scripts/web build writes web/dist), and the static site,
+# served at /. Read from disk at each request; relative paths are relative to the working
+# directory. A directory that does not exist yet is fine: /app/ then says how to build it, and
+# / shows a built-in page. In a cluster, an nginx container serves both instead.
+web_dir = "web/dist"
+site_dir = "site"
 
 # Storage. Default: an SQLite file in data_dir. In a cluster: postgres://user:password@host/db
 # SQLite options: ?synchronous=full (default, survives power loss) or normal (survives a crash
@@ -705,6 +753,22 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database_url.expose(), "sqlite://data/glucosync.db");
         assert!(c.redis_url.is_none() && c.metrics_listen.is_none());
+        assert_eq!(c.web_dir, PathBuf::from("web/dist"));
+        assert_eq!(c.site_dir, PathBuf::from("site"));
+    }
+
+    #[test]
+    fn web_and_site_directories_come_from_the_environment_and_may_not_exist_yet() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("GLUCOSYNC_WEB_DIR", "/srv/glucosync/not-built-yet"),
+                ("GLUCOSYNC_SITE_DIR", "public"),
+            ]),
+        )
+        .expect("a missing directory is not an error");
+        assert_eq!(c.web_dir, PathBuf::from("/srv/glucosync/not-built-yet"));
+        assert_eq!(c.site_dir, PathBuf::from("public"));
     }
 
     #[test]
@@ -752,6 +816,11 @@ mod tests {
             (vec![("GLUCOSYNC_REDIS_URL", "http://x")], "redis://"),
             (vec![("GLUCOSYNC_LOG_FORMAT", "xml")], "`json`"),
             (vec![("GLUCOSYNC_DEMO", "maybe")], "true or false"),
+            (vec![("GLUCOSYNC_WEB_DIR", "")], "web/dist"),
+            (
+                vec![("GLUCOSYNC_SITE_DIR", "Cargo.toml")],
+                "not a directory",
+            ),
             (
                 vec![("GLUCOSYNC_LISTN", "x")],
                 "unknown environment variable GLUCOSYNC_LISTN",

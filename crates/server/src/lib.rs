@@ -20,6 +20,7 @@ pub mod mlflow;
 pub mod push;
 pub mod state;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -214,6 +215,7 @@ impl Server {
         }
         let timers = tokio::spawn(state.alerts.clone().run_timers(state.clone()));
         let router = app::router(state.clone());
+        web::log_missing_builds(&state.config);
         tracing::info!(
             listen = %addr,
             backend = state.store.backend(),
