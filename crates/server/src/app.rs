@@ -131,7 +131,32 @@ fn registry() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = registry().split_for_parts().1;
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    qualify_operation_ids(&mut doc);
     doc
+}
+
+/// utoipa names an operation after its handler function, and several modules have a `list`
+/// or a `revoke`: OpenAPI requires operation ids to be unique, and client generators (the
+/// PWA's types) silently merge operations that share one. Each id becomes `<tag>_<handler>`.
+fn qualify_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let (Some(id), Some(tag)) =
+                (&op.operation_id, op.tags.as_ref().and_then(|t| t.first()))
+            {
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -84,7 +84,7 @@ async fn invites_and_alerts_are_emailed_over_starttls() {
     );
     assert!(mail.contains("invites you to GlucoSync"), "{mail}");
     assert!(
-        mail.contains(&format!("https://gs.example/invite#{token}")),
+        mail.contains(&format!("https://gs.example/app/invite#{token}")),
         "{mail}"
     );
     assert!(

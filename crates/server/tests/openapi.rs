@@ -37,3 +37,50 @@ fn openapi_document_matches_the_snapshot() {
         "the API changed: review the difference and run UPDATE_SNAPSHOTS=1 cargo test -p glucosync-server --test openapi"
     );
 }
+
+/// What client generators rely on (the PWA's types are generated from this document):
+/// every operation id unique, and every `$ref` pointing at a schema that exists.
+#[test]
+fn openapi_document_is_well_formed_for_client_generators() {
+    let doc = glucosync_server::app::openapi();
+    let value: serde_json::Value =
+        serde_json::from_str(&doc.to_pretty_json().expect("serializes")).expect("valid json");
+    let mut ids = std::collections::BTreeMap::<String, String>::new();
+    for (path, item) in value["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let Some(id) = op.get("operationId").and_then(|v| v.as_str()) else {
+                panic!("{method} {path} has no operationId");
+            };
+            if let Some(other) = ids.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("operationId {id} is used by {other} and {method} {path}");
+            }
+        }
+    }
+    let mut refs = Vec::new();
+    collect_refs(&value, &mut refs);
+    assert!(!refs.is_empty(), "the document uses $refs");
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(
+            value["components"]["schemas"].get(name).is_some(),
+            "$ref {r} points at no schema"
+        );
+    }
+}
+
+fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push(r.to_owned()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}

@@ -45,6 +45,7 @@ pub struct RangeParams {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// `asc` (default) or `desc` by time.
+    #[param(inline)]
     pub order: Option<Order>,
     /// Unit of returned glucose values: `mg/dL` (default) or `mmol/L`.
     pub unit: Option<String>,

@@ -155,7 +155,8 @@ async fn send_invite(
         ShareRole::Clinician => "their glucose reports",
     };
     // The token travels in the fragment: it never reaches a server log or a Referer.
-    let link = format!("{}/invite#{token}", state.config.public_url);
+    // The web app's invite screen; the site has no page of its own for it.
+    let link = format!("{}/app/invite#{token}", state.config.public_url);
     let text = format!(
         "{inviter} invites you to follow {what} on GlucoSync.\n\n\
          Accept with your own GlucoSync account (sign up if you have none): {link}\n\n\
@@ -249,16 +250,37 @@ pub async fn accept(
     Ok(Json(share.into()))
 }
 
+/// A share seen from the follower's side: with who the person is, for a caregiver switching
+/// between the people they follow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FollowedOut {
+    #[serde(flatten)]
+    pub share: ShareOut,
+    /// The person's email (the follower accepted their invite, so they know it).
+    pub owner_email: String,
+    pub owner_name: Option<String>,
+}
+
 /// The people the caller follows.
 #[utoipa::path(get, path = "/following", tag = "sharing",
-    responses((status = 200, body = Vec<ShareOut>)))]
+    responses((status = 200, body = Vec<FollowedOut>)))]
 pub async fn following(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<Vec<ShareOut>>> {
+) -> ApiResult<Json<Vec<FollowedOut>>> {
     caller.require_session()?;
     let shares = state.store.shares_followed(caller.user_id).await?;
-    Ok(Json(shares.into_iter().map(ShareOut::from).collect()))
+    let mut out = Vec::with_capacity(shares.len());
+    // A follower follows a handful of people: one lookup each is fine.
+    for share in shares {
+        let owner = state.store.user_by_id(share.owner_id).await?;
+        out.push(FollowedOut {
+            owner_email: owner.as_ref().map(|u| u.email.clone()).unwrap_or_default(),
+            owner_name: owner.and_then(|u| u.display_name),
+            share: share.into(),
+        });
+    }
+    Ok(Json(out))
 }
 
 /// How the caller, a follower, wants to hear of one person's alerts.

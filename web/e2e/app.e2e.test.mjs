@@ -1,0 +1,178 @@
+// The issue's end-to-end story in real headless Chromium against a real GlucoEngine:
+// sign up → uploader token → readings through the API → dashboard shows value and trend →
+// a new reading arrives live → offline: log carbs → online: the entry is on the server
+// exactly once → an urgent low raises an alert that is acknowledged → the reports page shows
+// the API's time in range. Every main screen is checked with axe-core (WCAG 2.1 AA) and
+// photographed at phone and desktop widths into web/test-results/screenshots/.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { apiClient, axeViolations, cgmTrace, DESKTOP, launchBrowser, MOBILE, screenshot, startEngine } from "./harness.mjs";
+
+const EMAIL = "e2e-person@example.test";
+const PASSWORD = "violet tractor harbour sings";
+
+let engine;
+let browser;
+let context;
+let page;
+let api;
+
+before(async () => {
+  engine = await startEngine();
+  browser = await launchBrowser();
+  context = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
+  page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+});
+
+after(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+async function expectAccessible(name) {
+  const violations = await axeViolations(page);
+  assert.deepEqual(violations, [], `${name}: accessibility violations`);
+}
+
+/** Photographs the current screen at both widths (the phone one first: the app is used on phones). */
+async function photograph(name) {
+  await page.setViewportSize(MOBILE);
+  await page.waitForTimeout(150);
+  await screenshot(page, `${name}-mobile`);
+  await page.setViewportSize(DESKTOP);
+  await page.waitForTimeout(150);
+  await screenshot(page, `${name}-desktop`);
+}
+
+async function go(label) {
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: label }).click();
+  await page.getByRole("heading", { level: 1, name: label }).waitFor();
+}
+
+test("the marketing site is served at / and links to the app", async () => {
+  await page.goto("/");
+  await page.getByRole("link", { name: /open the app/i }).first().waitFor();
+  await expectAccessible("site");
+  await screenshot(page, "site-desktop");
+});
+
+test("sign up, then create an uploader token", async () => {
+  await page.goto("/app/");
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  await expectAccessible("login");
+  await photograph("login");
+  await page.getByRole("link", { name: "Create an account" }).click();
+  await page.getByLabel("Email").fill(EMAIL);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+  await page.getByTestId("current-empty").waitFor();
+
+  await go("Settings");
+  await page.getByLabel("Name", { exact: true }).fill("E2E uploader");
+  await page.getByLabel("Read my data").check();
+  await page.getByRole("button", { name: "Create token" }).click();
+  const token = await page.getByTestId("token-value").inputValue();
+  assert.match(token, /^\S{20,}$/);
+  api = apiClient(engine.base, token);
+  await expectAccessible("settings");
+  await photograph("settings");
+});
+
+test("readings posted through the API show on the dashboard with value and trend", async () => {
+  const now = Date.now();
+  // Three hours: steady around 140, then falling 2 mg/dL per minute for the last 15 minutes.
+  const readings = cgmTrace(now - 60_000, 36, (minutesAgo) => (minutesAgo > 15 ? 140 + 8 * Math.sin(minutesAgo / 20) : 110 + 2 * minutesAgo));
+  readings[readings.length - 1].trend = "SingleDown";
+  const r = await api("POST", "/api/v1/readings", readings);
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  await go("Dashboard");
+  await page.reload();
+  const value = page.getByTestId("current-value");
+  await value.filter({ hasText: "110" }).waitFor();
+  assert.equal(await page.getByTestId("current-trend").getAttribute("aria-label"), "falling");
+  assert.match(await page.getByTestId("current-delta").innerText(), /−10 mg\/dL/);
+  assert.equal((await page.getByTestId("current-band").innerText()).toLowerCase(), "in range");
+  await expectAccessible("dashboard");
+  await photograph("dashboard");
+});
+
+test("a new reading arrives live, without a reload", async () => {
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+  const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 104, trend: "SingleDown", device: "e2e-uploader" });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  await page.getByTestId("current-value").filter({ hasText: "104" }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+});
+
+test("carbs logged offline sync once when back online", async () => {
+  // The service worker must control the page before the network goes.
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener("controllerchange", r, { once: true }));
+  });
+  await context.setOffline(true);
+  await page.getByTestId("connection-banner").filter({ hasText: "offline" }).waitFor();
+  await go("Logbook");
+  await page.getByText("Carbs", { exact: true }).click();
+  await page.getByLabel("Grams of carbohydrate").fill("45");
+  await page.getByRole("button", { name: "Add entry" }).click();
+  await page.getByRole("status").filter({ hasText: "will sync" }).waitFor();
+  await page.getByTestId("pending-count").filter({ hasText: "1 entry" }).waitFor();
+  await expectAccessible("logbook offline");
+  await photograph("logbook-offline");
+  await context.setOffline(false);
+  await page.getByTestId("pending-count").waitFor({ state: "detached", timeout: 15_000 });
+  const from = new Date(Date.now() - 3_600_000).toISOString();
+  const list = await api("GET", `/api/v1/treatments?from=${encodeURIComponent(from)}`);
+  assert.equal(list.status, 200, JSON.stringify(list.json));
+  const carbs = list.json.items.filter((t) => t.kind === "carbs" && t.grams === 45);
+  assert.equal(carbs.length, 1, `carbs on the server: ${JSON.stringify(list.json.items)}`);
+  // The logbook lists it once too.
+  await page.getByTestId("treatment-list").getByText("45 g").waitFor();
+  assert.equal(await page.getByTestId("treatment-list").getByText("45 g").count(), 1);
+});
+
+test("an urgent low posted through the API shows an alert that can be acknowledged", async () => {
+  await go("Dashboard");
+  const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 48, trend: "DoubleDown", device: "e2e-uploader" });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  await page.getByTestId("current-value").filter({ hasText: "48" }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.getByTestId("current-band").innerText().then((t) => t.toLowerCase()), "urgent low");
+  await go("Alerts");
+  const alert = page.getByTestId("alert-urgent_low");
+  await alert.waitFor({ timeout: 15_000 });
+  await expectAccessible("alerts");
+  await photograph("alerts");
+  await alert.getByRole("button", { name: "Acknowledge" }).click();
+  await alert.filter({ hasText: "acknowledged" }).waitFor();
+  const alerts = await api("GET", "/api/v1/alerts");
+  const urgent = alerts.json.alerts.find((a) => a.kind === "urgent_low");
+  assert.equal(urgent?.state, "acknowledged");
+});
+
+test("the reports page shows the same time in range as the API", async () => {
+  await go("Reports");
+  const row = page.getByTestId("tir-in-range");
+  await row.waitFor();
+  const summary = await api("GET", "/api/v1/reports/summary");
+  assert.equal(summary.status, 200);
+  const shown = await row.locator("td").first().innerText();
+  assert.equal(shown, `${summary.json.tir.toFixed(1)} %`);
+  const veryLow = await page.getByTestId("tir-very-low").locator("td").first().innerText();
+  assert.equal(veryLow, `${summary.json.tbr_54.toFixed(1)} %`);
+  await page.getByTestId("agp-chart").waitFor();
+  await expectAccessible("reports");
+  await photograph("reports");
+});
+
+test("sharing and following screens are accessible", async () => {
+  await go("Sharing");
+  await expectAccessible("sharing");
+  await photograph("sharing");
+  await go("Following");
+  await expectAccessible("following");
+});

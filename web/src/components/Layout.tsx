@@ -1,0 +1,98 @@
+import { useEffect, useState } from "react";
+import { Link, useRoute } from "../lib/router";
+import { useSession } from "../lib/session";
+
+const NAV = [
+  { to: "/", label: "Dashboard", icon: "◉" },
+  { to: "/logbook", label: "Logbook", icon: "✎" },
+  { to: "/reports", label: "Reports", icon: "▤" },
+  { to: "/alerts", label: "Alerts", icon: "⚠" },
+  { to: "/following", label: "Following", icon: "♥" },
+  { to: "/sharing", label: "Sharing", icon: "⇄" },
+  { to: "/settings", label: "Settings", icon: "⚙" },
+];
+
+/** The frame of every signed-in screen: navigation, the connection banner, the content. */
+export function Layout({ title, children }: { title: string; children: React.ReactNode }) {
+  const { path } = useRoute();
+  const { profile, logout } = useSession();
+  useEffect(() => {
+    document.title = `${title} · GlucoSync`;
+  }, [title]);
+  return (
+    <div className="shell">
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <Link to="/" className="brand" aria-label="GlucoSync dashboard">
+          <span aria-hidden="true" className="brand-mark">
+            ◆
+          </span>{" "}
+          GlucoSync
+        </Link>
+        <span className="who">{profile?.display_name || profile?.email}</span>
+        <button type="button" className="link-button" onClick={() => void logout()}>
+          Log out
+        </button>
+      </header>
+      <nav className="nav" aria-label="Main">
+        <ul>
+          {NAV.map((n) => (
+            <li key={n.to}>
+              <Link to={n.to} aria-current={path === n.to ? "page" : undefined}>
+                <span aria-hidden="true" className="nav-icon">
+                  {n.icon}
+                </span>
+                <span className="nav-label">{n.label}</span>
+              </Link>
+            </li>
+          ))}
+        </ul>
+      </nav>
+      <ConnectionBanner />
+      <main id="main" tabIndex={-1}>
+        <h1 className="screen-title">{title}</h1>
+        {children}
+      </main>
+      <footer className="footnote">
+        Forecasts and alerts are informational and are not dosing advice. GlucoSync is not a medical device.
+      </footer>
+    </div>
+  );
+}
+
+/** An unmistakable banner while offline or while the live connection is down. */
+export function ConnectionBanner() {
+  const { online, liveState, retryInMs, pending, live } = useSession();
+  const [, tick] = useState(0);
+  useEffect(() => {
+    const t = setInterval(() => tick((n) => n + 1), 5_000);
+    return () => clearInterval(t);
+  }, []);
+  const waiting = pending.filter((p) => !p.rejected).length;
+  let message: string | null = null;
+  if (!online) message = "You are offline. Showing the last data this device received.";
+  else if (liveState !== "open")
+    message =
+      liveState === "connecting"
+        ? "Connecting to live updates…"
+        : `Live updates are disconnected${retryInMs != null ? `; retrying in ${Math.ceil(retryInMs / 1000)} s` : ""}.`;
+  if (!message && waiting === 0) return null;
+  return (
+    <div className={`banner ${message ? "banner-warn" : "banner-info"}`} role="status" aria-live="polite" data-testid="connection-banner">
+      {message && <strong>{message}</strong>}
+      {message && online && liveState === "closed" && (
+        <button type="button" className="link-button" onClick={() => live.retryNow()}>
+          Reconnect now
+        </button>
+      )}
+      {waiting > 0 && (
+        <span data-testid="pending-count">
+          {" "}
+          {waiting} {waiting === 1 ? "entry is" : "entries are"} waiting to sync.
+        </span>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,149 @@
+/**
+ * Who is logged in, the live connection and the offline outbox: the app-wide state. The
+ * profile is read from `/api/v1/me` (the session cookie authenticates); offline, the service
+ * worker's cached copy keeps the app usable.
+ */
+import { createContext, useCallback, useContext, useEffect, useMemo, useState } from "react";
+import { api, onUnauthorized, type Schemas } from "../api/client";
+import { LiveConnection, liveUrl, type LiveState } from "./live";
+import { Outbox, type OutboxEntry, type SendOutcome } from "./outbox";
+import type { GlucoseUnit, Targets } from "./glucose";
+
+export type Profile = Schemas["Profile"];
+
+interface SessionValue {
+  profile: Profile | null;
+  /** Still finding out whether someone is logged in. */
+  checking: boolean;
+  setProfile: (p: Profile | null) => void;
+  logout: () => Promise<void>;
+  live: LiveConnection;
+  liveState: LiveState;
+  retryInMs: number | null;
+  online: boolean;
+  outbox: Outbox;
+  pending: OutboxEntry[];
+  syncNow: () => Promise<void>;
+  unit: GlucoseUnit;
+  targets: Targets;
+}
+
+const SessionContext = createContext<SessionValue | null>(null);
+
+export function useSession(): SessionValue {
+  const s = useContext(SessionContext);
+  if (!s) throw new Error("useSession outside SessionProvider");
+  return s;
+}
+
+/** Sends one outbox entry to the API. */
+async function sendEntry(e: OutboxEntry): Promise<SendOutcome> {
+  const { response, error } =
+    e.kind === "treatment"
+      ? await api.POST("/api/v1/treatments", { body: e.body as Schemas["TreatmentInput"] })
+      : await api.POST("/api/v1/readings", { body: e.body as Schemas["ReadingInput"] });
+  if (response.ok) return { ok: true };
+  const retry = response.status >= 500 || response.status === 429 || response.status === 401;
+  const message = error && typeof error === "object" && "detail" in error ? String(error.detail) : `HTTP ${response.status}`;
+  return { ok: false, retry, message };
+}
+
+export function SessionProvider({ children }: { children: React.ReactNode }) {
+  const [profile, setProfile] = useState<Profile | null>(null);
+  const [checking, setChecking] = useState(true);
+  const [liveState, setLiveState] = useState<LiveState>("closed");
+  const [retryInMs, setRetryInMs] = useState<number | null>(null);
+  const [online, setOnline] = useState(navigator.onLine);
+  const [pending, setPending] = useState<OutboxEntry[]>([]);
+  const live = useMemo(() => new LiveConnection({ url: liveUrl }), []);
+  const outbox = useMemo(() => new Outbox(), []);
+
+  useEffect(() => {
+    api
+      .GET("/api/v1/me")
+      .then(({ data }) => setProfile(data ?? null))
+      .catch(() => setProfile(null))
+      .finally(() => setChecking(false));
+    return onUnauthorized(() => setProfile(null));
+  }, []);
+
+  useEffect(
+    () =>
+      live.onState((s, retry) => {
+        setLiveState(s);
+        setRetryInMs(retry);
+      }),
+    [live],
+  );
+
+  useEffect(() => {
+    if (profile) live.start();
+    else live.stop();
+  }, [profile, live]);
+
+  const syncNow = useCallback(async () => {
+    await outbox.flush(sendEntry);
+    setPending(await outbox.list());
+  }, [outbox]);
+
+  useEffect(() => {
+    const refresh = () => void outbox.list().then(setPending);
+    refresh();
+    return outbox.onChange(refresh);
+  }, [outbox]);
+
+  useEffect(() => {
+    const up = () => {
+      setOnline(true);
+      live.retryNow();
+      if (profile) void syncNow();
+    };
+    const down = () => setOnline(false);
+    addEventListener("online", up);
+    addEventListener("offline", down);
+    const visible = () => {
+      if (document.visibilityState === "visible") up();
+    };
+    document.addEventListener("visibilitychange", visible);
+    if (profile && navigator.onLine) void syncNow();
+    // A failed sync (server briefly down) is retried every 30 s while entries wait.
+    const timer = setInterval(() => {
+      if (profile && navigator.onLine) void syncNow();
+    }, 30_000);
+    return () => {
+      removeEventListener("online", up);
+      removeEventListener("offline", down);
+      document.removeEventListener("visibilitychange", visible);
+      clearInterval(timer);
+    };
+  }, [live, profile, syncNow]);
+
+  const logout = useCallback(async () => {
+    await api.POST("/api/v1/auth/logout").catch(() => undefined);
+    navigator.serviceWorker?.controller?.postMessage("logout");
+    setProfile(null);
+  }, []);
+
+  const settings = profile?.settings;
+  const value: SessionValue = {
+    profile,
+    checking,
+    setProfile,
+    logout,
+    live,
+    liveState,
+    retryInMs,
+    online,
+    outbox,
+    pending,
+    syncNow,
+    unit: (settings?.display_unit as GlucoseUnit | undefined) ?? "mg/dL",
+    targets: {
+      urgentLow: settings?.urgent_low_mgdl ?? 54,
+      low: settings?.target_low_mgdl ?? 70,
+      high: settings?.target_high_mgdl ?? 180,
+      veryHigh: 250,
+    },
+  };
+  return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>;
+}

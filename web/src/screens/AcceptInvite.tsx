@@ -1,0 +1,38 @@
+import { useState } from "react";
+import { api, problemMessage } from "../api/client";
+import { Layout } from "../components/Layout";
+import { navigate } from "../lib/router";
+
+/** Accepting an invite: the token arrives in the URL fragment (never sent to a server log). */
+export default function AcceptInvite() {
+  const token = location.hash.slice(1);
+  const [error, setError] = useState<string | null>(null);
+  const accept = async () => {
+    const r = await api.POST("/api/v1/shares/accept", { body: { invite_token: token } }).catch(() => null);
+    if (!r) return setError("You are offline: accepting needs a connection.");
+    if (!r.response.ok) return setError(problemMessage(r.error));
+    history.replaceState(null, "", location.pathname);
+    navigate("/following", true);
+  };
+  return (
+    <Layout title="Accept an invite">
+      <section className="card">
+        {token ? (
+          <>
+            <p>Someone invited you to follow their glucose data. Accept to see it under Following.</p>
+            <button type="button" className="primary" onClick={() => void accept()}>
+              Accept invite
+            </button>
+          </>
+        ) : (
+          <p>This invite link is incomplete. Ask for a new one.</p>
+        )}
+        {error && (
+          <p className="form-error" role="alert">
+            {error}
+          </p>
+        )}
+      </section>
+    </Layout>
+  );
+}

@@ -1,0 +1,130 @@
+import { useEffect, useState, type FormEvent } from "react";
+import { api, problemMessage } from "../api/client";
+import { Link, navigate, useRoute } from "../lib/router";
+import { useSession } from "../lib/session";
+
+function AuthFrame({ title, children }: { title: string; children: React.ReactNode }) {
+  useEffect(() => {
+    document.title = `${title} · GlucoSync`;
+  }, [title]);
+  return (
+    <main id="main" className="auth">
+      <div className="auth-card">
+        <p className="brand brand-large">
+          <span aria-hidden="true" className="brand-mark">
+            ◆
+          </span>{" "}
+          GlucoSync
+        </p>
+        <h1>{title}</h1>
+        {children}
+      </div>
+    </main>
+  );
+}
+
+function useAuthForm(after: () => Promise<void>) {
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = (fn: () => Promise<{ error?: unknown; response: Response }>) => async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await fn();
+      if (r.error !== undefined || !r.response.ok) setError(problemMessage(r.error));
+      else await after();
+    } catch {
+      setError("The server cannot be reached. Check your connection.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { error, busy, submit };
+}
+
+export function Login() {
+  const { setProfile } = useSession();
+  const { search } = useRoute();
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const form = useAuthForm(async () => {
+    const me = await api.GET("/api/v1/me");
+    setProfile(me.data ?? null);
+    const next = search.get("next");
+    navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/", true);
+  });
+  return (
+    <AuthFrame title="Log in">
+      <form onSubmit={form.submit(() => api.POST("/api/v1/auth/login", { body: { email, password } }))} noValidate>
+        <label htmlFor="email">Email</label>
+        <input id="email" type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
+        <label htmlFor="password">Password</label>
+        <input
+          id="password"
+          type="password"
+          autoComplete="current-password"
+          required
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+        />
+        {form.error && (
+          <p className="form-error" role="alert">
+            {form.error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={form.busy}>
+          {form.busy ? "Logging in…" : "Log in"}
+        </button>
+      </form>
+      <p>
+        New here? <Link to="/signup">Create an account</Link>
+      </p>
+    </AuthFrame>
+  );
+}
+
+export function Signup() {
+  const { setProfile } = useSession();
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const form = useAuthForm(async () => {
+    await api.POST("/api/v1/auth/login", { body: { email, password } });
+    const me = await api.GET("/api/v1/me");
+    setProfile(me.data ?? null);
+    navigate("/", true);
+  });
+  return (
+    <AuthFrame title="Create your account">
+      <form onSubmit={form.submit(() => api.POST("/api/v1/auth/signup", { body: { email, password } }))} noValidate>
+        <label htmlFor="email">Email</label>
+        <input id="email" type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
+        <label htmlFor="password">Password</label>
+        <input
+          id="password"
+          type="password"
+          autoComplete="new-password"
+          required
+          minLength={10}
+          aria-describedby="password-hint"
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+        />
+        <p id="password-hint" className="hint">
+          At least 10 characters. A passphrase of a few words is easy to remember and hard to guess.
+        </p>
+        {form.error && (
+          <p className="form-error" role="alert">
+            {form.error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={form.busy}>
+          {form.busy ? "Creating…" : "Create account"}
+        </button>
+      </form>
+      <p>
+        Have an account? <Link to="/login">Log in</Link>
+      </p>
+    </AuthFrame>
+  );
+}

@@ -1,0 +1,87 @@
+import { useEffect, useState } from "react";
+import { api, type Schemas } from "../api/client";
+import { Layout } from "../components/Layout";
+import { Link } from "../lib/router";
+import { useSession } from "../lib/session";
+import { useResource } from "../lib/useResource";
+import { PersonGlucose } from "./Dashboard";
+
+/** A followed person's name as the caregiver knows them. */
+export function followedName(s: Schemas["FollowedOut"]): string {
+  return s.owner_name || s.owner_email || `Person ${s.owner_id}`;
+}
+
+/** The caregiver view: the people one follows, each live, one at a time. */
+export default function Following() {
+  const { live } = useSession();
+  const following = useResource(() => api.GET("/api/v1/following"), []);
+  const people = (following.data ?? []).filter((s) => s.status === "active" && s.role === "caregiver");
+  const [chosen, setChosen] = useState<number | null>(null);
+  const current = chosen ?? people[0]?.owner_id ?? null;
+
+  useEffect(() => {
+    if (current == null) return;
+    live.follow(current);
+    return () => live.unfollow(current);
+  }, [current, live]);
+
+  useEffect(
+    () =>
+      live.onEvent((e) => {
+        if (e.type === "share_revoked") following.reload();
+      }),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [live],
+  );
+
+  const person = people.find((p) => p.owner_id === current);
+  return (
+    <Layout title="Following">
+      {following.data && people.length === 0 && (
+        <section className="card">
+          <p>You don’t follow anyone yet. When someone invites you as a caregiver, open their invite link while logged in.</p>
+        </section>
+      )}
+      {people.length > 1 && (
+        <div className="segmented" role="group" aria-label="Whom to show">
+          {people.map((p) => (
+            <button key={p.owner_id} type="button" aria-pressed={p.owner_id === current} onClick={() => setChosen(p.owner_id)}>
+              {followedName(p)}
+            </button>
+          ))}
+        </div>
+      )}
+      {person && (
+        <>
+          <h2>{followedName(person)}</h2>
+          <PersonGlucose key={person.owner_id} person={person.owner_id} />
+          <p>
+            <Link to={`/alerts?person=${person.owner_id}`}>Alerts of {followedName(person)}</Link>
+          </p>
+          <FollowChannels share={person} />
+        </>
+      )}
+    </Layout>
+  );
+}
+
+function FollowChannels({ share }: { share: Schemas["FollowedOut"] }) {
+  const [push, setPush] = useState(share.notify_push);
+  const [email, setEmail] = useState(share.notify_email);
+  const save = (next: { push: boolean; email: boolean }) => {
+    setPush(next.push);
+    setEmail(next.email);
+    void api.PATCH("/api/v1/following/{owner_id}", { params: { path: { owner_id: share.owner_id } }, body: next });
+  };
+  return (
+    <fieldset className="card">
+      <legend>Notify me of {followedName(share)}’s alerts</legend>
+      <label className="check">
+        <input type="checkbox" checked={push} onChange={(e) => save({ push: e.target.checked, email })} /> Push notifications on my devices
+      </label>
+      <label className="check">
+        <input type="checkbox" checked={email} onChange={(e) => save({ push, email: e.target.checked })} /> Email
+      </label>
+    </fieldset>
+  );
+}

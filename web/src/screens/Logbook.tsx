@@ -1,0 +1,239 @@
+import { useState, type FormEvent } from "react";
+import { api, problemMessage, type Schemas } from "../api/client";
+import { Layout } from "../components/Layout";
+import { treatmentLabel } from "../lib/chartData";
+import { formatGlucose, fromUnit } from "../lib/glucose";
+import { newId } from "../lib/outbox";
+import { useSession } from "../lib/session";
+import { fromInputValue, localIso, shortTime, toInputValue } from "../lib/time";
+import { useResource } from "../lib/useResource";
+
+type EntryKind = "insulin" | "carbs" | "exercise" | "fingerstick" | "note";
+
+const KINDS: { kind: EntryKind; label: string }[] = [
+  { kind: "insulin", label: "Insulin" },
+  { kind: "carbs", label: "Carbs" },
+  { kind: "exercise", label: "Exercise" },
+  { kind: "fingerstick", label: "Fingerstick" },
+  { kind: "note", label: "Note" },
+];
+
+const DAYS = 7;
+
+export default function Logbook() {
+  const { outbox, syncNow, pending, unit } = useSession();
+  const [kind, setKind] = useState<EntryKind>("carbs");
+  const [amount, setAmount] = useState("");
+  const [insulinType, setInsulinType] = useState<"bolus" | "basal">("bolus");
+  const [intensity, setIntensity] = useState<"low" | "moderate" | "high">("moderate");
+  const [text, setText] = useState("");
+  const [when, setWhen] = useState(() => toInputValue(new Date()));
+  const [error, setError] = useState<string | null>(null);
+  const [saved, setSaved] = useState<string | null>(null);
+  const [editing, setEditing] = useState<Schemas["TreatmentOut"] | null>(null);
+  const range = { from: new Date(Date.now() - DAYS * 86_400_000).toISOString(), to: new Date(Date.now() + 86_400_000).toISOString() };
+  const treatments = useResource(() => api.GET("/api/v1/treatments", { params: { query: { ...range, order: "desc", limit: 500 } } }), [pending.length]);
+  const meters = useResource(
+    () => api.GET("/api/v1/readings", { params: { query: { ...range, order: "desc", limit: 10000 } } }),
+    [pending.length],
+  );
+
+  const reset = () => {
+    setAmount("");
+    setText("");
+    setWhen(toInputValue(new Date()));
+    setEditing(null);
+  };
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    setSaved(null);
+    const at = fromInputValue(when);
+    if (!at) return setError("Enter when it happened.");
+    const value = Number(amount.replace(",", "."));
+    const needsAmount = kind !== "note";
+    if (needsAmount && (!amount || !Number.isFinite(value) || value <= 0)) return setError("Enter an amount greater than zero.");
+    if (kind === "note" && !text.trim()) return setError("Write the note.");
+    const time = localIso(at);
+    if (kind === "fingerstick") {
+      const body = { time, value: Math.round(fromUnit(value, unit) * 10) / 10, unit: "mg/dL", kind: "meter", device: "GlucoSync web" };
+      await outbox.add("reading", body, `meter-${time}`);
+    } else {
+      const body: Record<string, unknown> = { time, kind };
+      if (kind === "insulin") Object.assign(body, { units: value, insulin_type: insulinType });
+      if (kind === "carbs") body.grams = value;
+      if (kind === "exercise") Object.assign(body, { minutes: value, intensity });
+      if (text.trim()) body.text = text.trim();
+      if (editing) {
+        const r = await api
+          .PUT("/api/v1/treatments/{id}", { params: { path: { id: editing.id } }, body: body as Schemas["TreatmentReplace"] })
+          .catch(() => null);
+        if (!r) return setError("You are offline: changes to saved entries need a connection.");
+        if (!r.response.ok) return setError(problemMessage(r.error));
+        reset();
+        setSaved("Entry updated.");
+        treatments.reload();
+        return;
+      }
+      await outbox.add("treatment", body, newId());
+    }
+    reset();
+    await syncNow();
+    setSaved(navigator.onLine ? "Saved." : "Saved on this device; it will sync when you are back online.");
+  };
+
+  const remove = async (t: Schemas["TreatmentOut"]) => {
+    if (!confirm(`Delete ${t.kind} ${treatmentLabel(t)} at ${shortTime(t.time)}?`)) return;
+    const r = await api.DELETE("/api/v1/treatments/{id}", { params: { path: { id: t.id } } }).catch(() => null);
+    if (!r?.response.ok) setError(r ? problemMessage(r.error) : "You are offline: deleting needs a connection.");
+    treatments.reload();
+  };
+
+  const edit = (t: Schemas["TreatmentOut"]) => {
+    setEditing(t);
+    setKind(t.kind as EntryKind);
+    setAmount(String(t.units ?? t.grams ?? t.minutes ?? ""));
+    if (t.insulin_type) setInsulinType(t.insulin_type);
+    if (t.intensity) setIntensity(t.intensity);
+    setText(t.text ?? "");
+    setWhen(toInputValue(new Date(t.time)));
+    document.getElementById("amount")?.focus();
+  };
+
+  const amountLabel = { insulin: "Units", carbs: "Grams of carbohydrate", exercise: "Minutes", fingerstick: `Glucose (${unit})`, note: "" }[kind];
+
+  return (
+    <Layout title="Logbook">
+      <section className="card" aria-labelledby="entry-title">
+        <h2 id="entry-title">{editing ? "Edit entry" : "New entry"}</h2>
+        <form onSubmit={(e) => void submit(e)} className="entry-form" noValidate>
+          <fieldset className="segmented" disabled={!!editing}>
+            <legend>What</legend>
+            {KINDS.map((k) => (
+              <label key={k.kind} className={kind === k.kind ? "checked" : ""}>
+                <input type="radio" name="kind" value={k.kind} checked={kind === k.kind} onChange={() => setKind(k.kind)} />
+                {k.label}
+              </label>
+            ))}
+          </fieldset>
+          {kind !== "note" && (
+            <div>
+              <label htmlFor="amount">{amountLabel}</label>
+              <input id="amount" inputMode="decimal" autoComplete="off" value={amount} onChange={(e) => setAmount(e.target.value)} />
+            </div>
+          )}
+          {kind === "insulin" && (
+            <div>
+              <label htmlFor="insulin-type">Type</label>
+              <select id="insulin-type" value={insulinType} onChange={(e) => setInsulinType(e.target.value as "bolus" | "basal")}>
+                <option value="bolus">Bolus (rapid-acting)</option>
+                <option value="basal">Basal (long-acting)</option>
+              </select>
+            </div>
+          )}
+          {kind === "exercise" && (
+            <div>
+              <label htmlFor="intensity">Intensity</label>
+              <select id="intensity" value={intensity} onChange={(e) => setIntensity(e.target.value as "low" | "moderate" | "high")}>
+                <option value="low">Low</option>
+                <option value="moderate">Moderate</option>
+                <option value="high">High</option>
+              </select>
+            </div>
+          )}
+          {kind !== "fingerstick" && (
+            <div>
+              <label htmlFor="note-text">{kind === "note" ? "Note" : "Note (optional)"}</label>
+              <input id="note-text" value={text} maxLength={1000} onChange={(e) => setText(e.target.value)} />
+            </div>
+          )}
+          <div>
+            <label htmlFor="when">When</label>
+            <input id="when" type="datetime-local" value={when} onChange={(e) => setWhen(e.target.value)} />
+          </div>
+          {error && (
+            <p className="form-error" role="alert">
+              {error}
+            </p>
+          )}
+          {saved && (
+            <p className="form-ok" role="status">
+              {saved}
+            </p>
+          )}
+          <div className="actions">
+            <button type="submit" className="primary">
+              {editing ? "Save changes" : "Add entry"}
+            </button>
+            {editing && (
+              <button type="button" onClick={reset}>
+                Cancel
+              </button>
+            )}
+          </div>
+        </form>
+      </section>
+
+      {pending.length > 0 && (
+        <section className="card" aria-labelledby="pending-title">
+          <h2 id="pending-title">Waiting to sync</h2>
+          <ul className="entries" data-testid="pending-list">
+            {pending.map((p) => (
+              <li key={p.id}>
+                <span>{p.kind === "reading" ? "Fingerstick" : String(p.body.kind)}</span>{" "}
+                <span>{p.kind === "reading" ? `${formatGlucose(Number(p.body.value), unit)} ${unit}` : treatmentLabel(p.body as never)}</span>{" "}
+                <span className="muted">{shortTime(String(p.body.time))}</span>{" "}
+                {p.rejected ? (
+                  <>
+                    <span className="tag tag-error">Refused: {p.rejected}</span>
+                    <button type="button" onClick={() => void outbox.remove(p.id)}>
+                      Discard
+                    </button>
+                  </>
+                ) : (
+                  <span className="tag">Pending</span>
+                )}
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
+
+      <section className="card" aria-labelledby="recent-title">
+        <h2 id="recent-title">Last {DAYS} days</h2>
+        {treatments.error && <p className="form-error">{treatments.error}</p>}
+        <ul className="entries" data-testid="treatment-list">
+          {(treatments.data?.items ?? []).map((t) => (
+            <li key={t.id}>
+              <span className="entry-kind">{t.kind.replace("_", " ")}</span> <strong>{treatmentLabel(t)}</strong>
+              {t.text && <span> · {t.text}</span>} <span className="muted">{shortTime(t.time)}</span>
+              {t.kind !== "basal_rate" && (
+                <span className="entry-actions">
+                  <button type="button" onClick={() => edit(t)} aria-label={`Edit ${t.kind} at ${shortTime(t.time)}`}>
+                    Edit
+                  </button>
+                  <button type="button" onClick={() => void remove(t)} aria-label={`Delete ${t.kind} at ${shortTime(t.time)}`}>
+                    Delete
+                  </button>
+                </span>
+              )}
+            </li>
+          ))}
+          {(meters.data?.items ?? [])
+            .filter((r) => r.kind === "meter")
+            .map((r) => (
+              <li key={`m${r.id}`}>
+                <span className="entry-kind">fingerstick</span>{" "}
+                <strong>
+                  {formatGlucose(r.value, unit)} {unit}
+                </strong>{" "}
+                <span className="muted">{shortTime(r.time)}</span>
+              </li>
+            ))}
+          {treatments.data && treatments.data.items.length === 0 && <li className="muted">Nothing logged in the last {DAYS} days.</li>}
+        </ul>
+      </section>
+    </Layout>
+  );
+}

@@ -1,0 +1,192 @@
+import { useState, type FormEvent } from "react";
+import { api, problemMessage, type Schemas } from "../api/client";
+import { Layout } from "../components/Layout";
+import { fromUnit, toUnit, type GlucoseUnit } from "../lib/glucose";
+import { useSession } from "../lib/session";
+import { shortTime } from "../lib/time";
+import { useResource } from "../lib/useResource";
+
+function timeZones(): string[] {
+  const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
+  return intl.supportedValuesOf?.("timeZone") ?? ["UTC"];
+}
+
+export default function Settings() {
+  return (
+    <Layout title="Settings">
+      <GeneralSettings />
+      <Uploaders />
+    </Layout>
+  );
+}
+
+function GeneralSettings() {
+  const { profile, setProfile } = useSession();
+  const s = profile!.settings;
+  const [unit, setUnit] = useState<GlucoseUnit>((s.display_unit as GlucoseUnit) ?? "mg/dL");
+  const [zone, setZone] = useState(s.time_zone ?? "UTC");
+  const [low, setLow] = useState(String(toUnit(s.target_low_mgdl ?? 70, unit)));
+  const [high, setHigh] = useState(String(toUnit(s.target_high_mgdl ?? 180, unit)));
+  const [name, setName] = useState(profile!.display_name ?? "");
+  const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
+
+  const changeUnit = (u: GlucoseUnit) => {
+    // Keep the targets' meaning when the unit changes.
+    setLow(String(toUnit(fromUnit(Number(low), unit), u)));
+    setHigh(String(toUnit(fromUnit(Number(high), unit), u)));
+    setUnit(u);
+  };
+
+  const save = async (e: FormEvent) => {
+    e.preventDefault();
+    setMessage(null);
+    try {
+      const settings = await api.PATCH("/api/v1/me/settings", {
+        body: { display_unit: unit, time_zone: zone, target_low_mgdl: fromUnit(Number(low), unit), target_high_mgdl: fromUnit(Number(high), unit) },
+      });
+      if (!settings.response.ok || !settings.data) return setMessage({ ok: false, text: problemMessage(settings.error) });
+      const me = await api.PATCH("/api/v1/me", { body: { display_name: name.trim() || null } });
+      if (!me.response.ok || !me.data) return setMessage({ ok: false, text: problemMessage(me.error) });
+      setProfile({ ...me.data, settings: settings.data });
+      setMessage({ ok: true, text: "Settings saved." });
+    } catch {
+      setMessage({ ok: false, text: "You are offline: settings need a connection." });
+    }
+  };
+
+  return (
+    <section className="card" aria-labelledby="general-title">
+      <h2 id="general-title">You</h2>
+      <form onSubmit={(e) => void save(e)} className="settings-form">
+        <label htmlFor="display-name">Display name (shown to the people you share with)</label>
+        <input id="display-name" value={name} maxLength={100} onChange={(e) => setName(e.target.value)} />
+        <fieldset className="segmented">
+          <legend>Glucose unit</legend>
+          {(["mg/dL", "mmol/L"] as const).map((u) => (
+            <label key={u} className={unit === u ? "checked" : ""}>
+              <input type="radio" name="unit" value={u} checked={unit === u} onChange={() => changeUnit(u)} /> {u}
+            </label>
+          ))}
+        </fieldset>
+        <label htmlFor="zone">Time zone (where “today” and “night” are in reports)</label>
+        <select id="zone" value={zone} onChange={(e) => setZone(e.target.value)}>
+          {timeZones().map((z) => (
+            <option key={z} value={z}>
+              {z}
+            </option>
+          ))}
+        </select>
+        <fieldset>
+          <legend>Target range ({unit})</legend>
+          <div className="row">
+            <div>
+              <label htmlFor="target-low">From</label>
+              <input id="target-low" inputMode="decimal" value={low} onChange={(e) => setLow(e.target.value)} />
+            </div>
+            <div>
+              <label htmlFor="target-high">To</label>
+              <input id="target-high" inputMode="decimal" value={high} onChange={(e) => setHigh(e.target.value)} />
+            </div>
+          </div>
+          <p className="hint">The consensus range is 70–180 mg/dL (3.9–10.0 mmol/L).</p>
+        </fieldset>
+        {message && (
+          <p className={message.ok ? "form-ok" : "form-error"} role={message.ok ? "status" : "alert"}>
+            {message.text}
+          </p>
+        )}
+        <button type="submit" className="primary">
+          Save settings
+        </button>
+      </form>
+    </section>
+  );
+}
+
+const SCOPES: { scope: Schemas["Scope"]; label: string }[] = [
+  { scope: "readings:write", label: "Upload readings" },
+  { scope: "treatments:write", label: "Upload treatments" },
+  { scope: "read", label: "Read my data" },
+];
+
+function Uploaders() {
+  const tokens = useResource(() => api.GET("/api/v1/tokens"), []);
+  const [name, setName] = useState("");
+  const [scopes, setScopes] = useState<Schemas["Scope"][]>(["readings:write", "treatments:write"]);
+  const [created, setCreated] = useState<Schemas["CreatedToken"] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  const create = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    const r = await api.POST("/api/v1/tokens", { body: { name: name.trim(), scopes } }).catch(() => null);
+    if (!r) return setError("You are offline: creating a token needs a connection.");
+    if (!r.response.ok || !r.data) return setError(problemMessage(r.error));
+    setCreated(r.data);
+    setName("");
+    tokens.reload();
+  };
+  const revoke = async (t: Schemas["TokenInfo"]) => {
+    if (!confirm(`Revoke “${t.name}”? Uploaders using it stop working at once.`)) return;
+    await api.DELETE("/api/v1/tokens/{id}", { params: { path: { id: t.id } } }).catch(() => null);
+    tokens.reload();
+  };
+  const toggle = (s: Schemas["Scope"]) => setScopes((old) => (old.includes(s) ? old.filter((x) => x !== s) : [...old, s]));
+
+  return (
+    <section className="card" aria-labelledby="uploaders-title">
+      <h2 id="uploaders-title">Uploaders and API tokens</h2>
+      <p className="hint">
+        An uploader (a phone app reading your sensor, a script) sends readings with a token of its own. Give each one its own token, so you can
+        revoke it alone.
+      </p>
+      <form onSubmit={(e) => void create(e)} className="settings-form">
+        <label htmlFor="token-name">Name</label>
+        <input id="token-name" required maxLength={100} placeholder="e.g. Phone uploader" value={name} onChange={(e) => setName(e.target.value)} />
+        <fieldset>
+          <legend>It may</legend>
+          {SCOPES.map((s) => (
+            <label key={s.scope} className="check">
+              <input type="checkbox" checked={scopes.includes(s.scope)} onChange={() => toggle(s.scope)} /> {s.label}
+            </label>
+          ))}
+        </fieldset>
+        {error && (
+          <p className="form-error" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={!name.trim() || scopes.length === 0}>
+          Create token
+        </button>
+      </form>
+      {created && (
+        <div className="secret" role="status" data-testid="created-token">
+          <p>
+            <strong>Copy this token now:</strong> it is shown only once.
+          </p>
+          <label htmlFor="uploader-url">Server URL</label>
+          <input id="uploader-url" readOnly value={`${location.origin}/api/v1`} onFocus={(e) => e.target.select()} />
+          <label htmlFor="uploader-token">Token</label>
+          <input id="uploader-token" readOnly value={created.token} onFocus={(e) => e.target.select()} data-testid="token-value" />
+          <p className="hint">
+            Uploaders send <code>POST /api/v1/readings</code> with the header <code>Authorization: Bearer &lt;token&gt;</code>.
+          </p>
+        </div>
+      )}
+      <ul className="entries" data-testid="token-list">
+        {(tokens.data ?? []).map((t) => (
+          <li key={t.id}>
+            <strong>{t.name}</strong> <span className="muted">{t.scopes.join(", ")}</span>{" "}
+            <span className="muted">{t.last_used_at ? `last used ${shortTime(t.last_used_at)}` : "never used"}</span>
+            <span className="entry-actions">
+              <button type="button" onClick={() => void revoke(t)} aria-label={`Revoke ${t.name}`}>
+                Revoke
+              </button>
+            </span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
