@@ -29,12 +29,13 @@ async function freePort() {
   });
 }
 
-export async function startEngine(extraEnv = {}) {
+/** Starts GlucoEngine; `args` go after `serve` (e.g. `--demo`). What it prints is in `output()`. */
+export async function startEngine(extraEnv = {}, args = []) {
   const binary = process.env.GLUCOENGINE ?? join(ROOT, "target", "debug", "glucoengine");
   const dataDir = mkdtempSync(join(tmpdir(), "gs-e2e-"));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const child = spawn(binary, ["serve"], {
+  const child = spawn(binary, ["serve", ...args], {
     env: {
       ...process.env,
       GLUCOSYNC_LISTEN: `127.0.0.1:${port}`,
@@ -45,7 +46,11 @@ export async function startEngine(extraEnv = {}) {
       GLUCOSYNC_LOG_LEVEL: "warn",
       ...extraEnv,
     },
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let printed = "";
+  child.stdout.on("data", (chunk) => {
+    printed += chunk;
   });
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -61,6 +66,7 @@ export async function startEngine(extraEnv = {}) {
   }
   return {
     base,
+    output: () => printed,
     async stop() {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));

@@ -419,8 +419,9 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(demo) = &server.demo {
         println!();
         println!(
-            "  GlucoSync is running at http://{addr}/  (API reference: http://{addr}/api/docs)"
+            "  GlucoSync is running: the app at http://{addr}/app/ , the site at http://{addr}/"
         );
+        println!("  (API reference: http://{addr}/api/docs)");
         println!(
             "  Demo account: {}  password: {}",
             demo.email, demo.password

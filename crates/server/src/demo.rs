@@ -16,6 +16,9 @@ const FIVE_MIN_MS: i64 = 300_000;
 
 #[derive(Debug)]
 pub struct DemoAccount {
+    pub user_id: glucosync_store::UserId,
+    /// The newest simulated reading ("now" at start).
+    pub last_reading_ms: i64,
     pub email: String,
     pub password: String,
     pub readings: usize,
@@ -152,9 +155,12 @@ pub async fn refresh(store: &dyn Store, now_ms: i64) -> Result<DemoAccount, Stor
         }
     }
     let counts = (readings.len(), treatments.len());
+    let last_reading_ms = readings.last().map_or(end, |r| r.time.utc_ms);
     store.insert_readings(user_id, readings, now_ms).await?;
     store.insert_treatments(user_id, treatments, now_ms).await?;
     Ok(DemoAccount {
+        user_id,
+        last_reading_ms,
         email: DEMO_EMAIL.into(),
         password,
         readings: counts.0,

@@ -139,6 +139,17 @@ impl Server {
         let mailer = mail::Mailer::from_config(&config).map_err(StartError::Unsupported)?;
         let state = AppState::new(store, shared, Metrics::new()?, Arc::new(config));
         state.notifier.set_mailer(mailer);
+        if let Some(demo) = &demo {
+            // The seeded data arrived without uploads: fit the demo person's model and forecast
+            // their newest reading, so the dashboard shows a forecast from the first look.
+            if let Err(e) = state
+                .forecaster
+                .fit(&state, demo.user_id, demo.last_reading_ms)
+                .await
+            {
+                tracing::warn!(error = %e, "could not forecast for the demo account");
+            }
+        }
         Ok(Server {
             listener,
             metrics_listener,
