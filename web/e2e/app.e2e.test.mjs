@@ -16,6 +16,7 @@ let browser;
 let context;
 let page;
 let api;
+const foreignRequests = [];
 
 before(async () => {
   engine = await startEngine();
@@ -23,6 +24,10 @@ before(async () => {
   context = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
   page = await context.newPage();
   page.on("pageerror", (e) => console.error("page error:", e.message));
+  // Nothing may come from anywhere but the server itself (no CDN, no tracking).
+  context.on("request", (r) => {
+    if (!r.url().startsWith(engine.base) && !r.url().startsWith("data:") && !r.url().startsWith("blob:")) foreignRequests.push(r.url());
+  });
 });
 
 after(async () => {
@@ -98,6 +103,24 @@ test("readings posted through the API show on the dashboard with value and trend
   await photograph("dashboard");
 });
 
+test("the app is installable: the browser reports no installability errors", async () => {
+  const cdp = await context.newCDPSession(page);
+  const { installabilityErrors } = await cdp.send("Page.getInstallabilityErrors");
+  // Test contexts are incognito, where nothing installs: that one is the harness's, not the app's.
+  assert.deepEqual(installabilityErrors.filter((e) => e.errorId !== "in-incognito"), []);
+  const manifest = await (await fetch(`${engine.base}/app/manifest.webmanifest`)).json();
+  assert.ok(manifest.icons.some((i) => i.purpose === "maskable"), "a maskable icon");
+  await cdp.detach();
+});
+
+test("dark mode passes the same accessibility checks", async () => {
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.getByTestId("current-value").waitFor();
+  await expectAccessible("dashboard (dark)");
+  await screenshot(page, "dashboard-dark-desktop");
+  await page.emulateMedia({ colorScheme: "light" });
+});
+
 test("a new reading arrives live, without a reload", async () => {
   await page.evaluate(() => {
     window.__noReload = true;
@@ -105,6 +128,16 @@ test("a new reading arrives live, without a reload", async () => {
   const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 104, trend: "SingleDown", device: "e2e-uploader" });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   await page.getByTestId("current-value").filter({ hasText: "104" }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+});
+
+test("readings uploaded while the browser was offline are replayed when it reconnects", async () => {
+  await context.setOffline(true);
+  await page.getByTestId("connection-banner").filter({ hasText: "offline" }).waitFor();
+  const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 101, trend: "FortyFiveDown", device: "e2e-uploader" });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  await context.setOffline(false);
+  await page.getByTestId("current-value").filter({ hasText: "101" }).waitFor({ timeout: 20_000 });
   assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
 });
 
@@ -165,8 +198,15 @@ test("the reports page shows the same time in range as the API", async () => {
   const veryLow = await page.getByTestId("tir-very-low").locator("td").first().innerText();
   assert.equal(veryLow, `${summary.json.tbr_54.toFixed(1)} %`);
   await page.getByTestId("agp-chart").waitFor();
+  await page.getByTestId("history-chart").waitFor();
   await expectAccessible("reports");
   await photograph("reports");
+  // The printed AGP report is one page for the clinic visit.
+  await page.emulateMedia({ media: "print" });
+  const pdf = await page.pdf({ format: "A4", printBackground: true, path: "test-results/agp-report.pdf" });
+  await page.emulateMedia({ media: "screen" });
+  const pages = pdf.toString("latin1").match(/\/Type\s*\/Page[^s]/g) ?? [];
+  assert.equal(pages.length, 1, "the printed report fits one page");
 });
 
 test("sharing and following screens are accessible", async () => {
@@ -175,4 +215,8 @@ test("sharing and following screens are accessible", async () => {
   await photograph("sharing");
   await go("Following");
   await expectAccessible("following");
+});
+
+test("nothing was loaded from another origin", () => {
+  assert.deepEqual(foreignRequests, []);
 });

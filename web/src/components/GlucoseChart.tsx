@@ -9,6 +9,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { glucoseColumns, type ForecastPoint, type GlucosePoint, type TreatmentMark } from "../lib/chartData";
 import { toUnit, type GlucoseUnit, type Targets } from "../lib/glucose";
+import { panned, panZoomPlugin, zoomed } from "./panZoom";
 
 export interface GlucoseChartProps {
   readings: GlucosePoint[];
@@ -60,7 +61,8 @@ export function GlucoseChart(props: GlucoseChartProps) {
       width: el.clientWidth || 320,
       height,
       legend: { show: false },
-      cursor: { drag: { x: !!props.pannable, y: false }, points: { size: 6 } },
+      cursor: { drag: { x: false, y: false }, points: { size: 6 } },
+      plugins: props.pannable ? [panZoomPlugin(() => ({ min: from / 1000, max: to / 1000 }), 3600)] : [],
       scales: {
         x: { time: true, min: from / 1000, max: to / 1000 },
         y: { range: [unit === "mmol/L" ? 2 : 40, yMax] },
@@ -133,9 +135,44 @@ export function GlucoseChart(props: GlucoseChartProps) {
     };
   }, [props.readings, props.forecast, props.treatments, props.from, props.to, props.unit, props.targets.low, props.targets.high, props.height, props.pannable]);
 
+  /** Keyboard (and button) control of a pannable chart: the same moves as dragging and the wheel. */
+  const move = (kind: "earlier" | "later" | "in" | "out") => {
+    const u = plot.current;
+    if (!u) return;
+    const range = { min: u.scales.x!.min!, max: u.scales.x!.max! };
+    const bounds = { min: props.from / 1000, max: props.to / 1000 };
+    const middle = (range.min + range.max) / 2;
+    const next =
+      kind === "earlier"
+        ? panned(range, -0.5, bounds)
+        : kind === "later"
+          ? panned(range, 0.5, bounds)
+          : zoomed(range, kind === "in" ? 0.5 : 2, middle, bounds, 3600);
+    u.setScale("x", next);
+  };
+
   return (
     <figure className="chart">
-      <div ref={host} className="chart-canvas" role="img" aria-label={props.label} data-testid="glucose-chart" />
+      {props.pannable && (
+        <div className="chart-controls" role="group" aria-label="Move the chart">
+          <button type="button" onClick={() => move("earlier")}>
+            ← Earlier
+          </button>
+          <button type="button" onClick={() => move("later")}>
+            Later →
+          </button>
+          <button type="button" onClick={() => move("in")}>
+            Zoom in
+          </button>
+          <button type="button" onClick={() => move("out")}>
+            Zoom out
+          </button>
+          <span className="hint">or drag the chart, and zoom with the mouse wheel</span>
+        </div>
+      )}
+      <div ref={host} className="chart-canvas" role="img" aria-label={props.label} data-testid={props.pannable ? "history-chart" : "glucose-chart"}
+        data-points={props.readings.length}
+      />
       <figcaption className="chart-legend">
         <span className="legend-line">Glucose</span>
         <span className="legend-band">Target range</span>

@@ -1,8 +1,9 @@
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { api, type Schemas } from "../api/client";
 import { AgpChart, DailyOverlay } from "../components/AgpChart";
+import { GlucoseChart } from "../components/GlucoseChart";
 import { Layout } from "../components/Layout";
-import { tirSegments } from "../lib/chartData";
+import { tirSegments, type GlucosePoint } from "../lib/chartData";
 import { formatGlucose } from "../lib/glucose";
 import { useSession } from "../lib/session";
 import { useResource } from "../lib/useResource";
@@ -77,7 +78,54 @@ export default function Reports() {
           </section>
         </>
       )}
+      <History from={from.getTime()} to={to.getTime()} days={days} />
     </Layout>
+  );
+}
+
+/** Every reading of the period (paged through: 90 days are ~26,000), to pan and zoom. */
+async function allReadings(from: number, to: number) {
+  const items: Schemas["ReadingOut"][] = [];
+  let cursor: string | undefined;
+  let response: Response | undefined;
+  do {
+    const page = await api.GET("/api/v1/readings", {
+      params: { query: { from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit: 10000, cursor } },
+    });
+    response = page.response;
+    if (!page.data) return { error: page.error, response };
+    items.push(...page.data.items);
+    cursor = page.data.next_cursor ?? undefined;
+  } while (cursor);
+  return { data: items, response };
+}
+
+function History({ from, to, days }: { from: number; to: number; days: number }) {
+  const { unit, targets } = useSession();
+  const readings = useResource(() => allReadings(from, to), [from, to]);
+  const points = useMemo<GlucosePoint[]>(
+    () => (readings.data ?? []).filter((r) => r.kind === "cgm").map((r) => ({ t: Date.parse(r.time), mgdl: r.value })),
+    [readings.data],
+  );
+  return (
+    <section className="card no-print" aria-labelledby="history-title">
+      <h2 id="history-title">Glucose over {days} days</h2>
+      {readings.error && <p className="form-error">{readings.error}</p>}
+      {readings.data && (
+        <GlucoseChart
+          readings={points}
+          forecast={null}
+          treatments={[]}
+          from={from}
+          to={to}
+          unit={unit}
+          targets={targets}
+          label={`All ${points.length} glucose readings of the last ${days} days; drag or use the buttons to move through them.`}
+          height={280}
+          pannable
+        />
+      )}
+    </section>
   );
 }
 

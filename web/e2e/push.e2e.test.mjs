@@ -1,0 +1,94 @@
+// The service worker's side of push notifications, in real Chromium: a pushed alert becomes
+// a notification with Acknowledge and Snooze actions, and the push that says it was
+// acknowledged (on another device) takes it down. Pushes are delivered through the DevTools
+// protocol (ServiceWorker.deliverPushMessage): a real push service is on the internet, which
+// this machine cannot reach. The server's encryption and delivery are tested in Rust
+// (crates/server/tests/push.rs, against a local push service).
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { DESKTOP, launchBrowser, startEngine } from "./harness.mjs";
+
+let engine;
+let browser;
+let context;
+let page;
+
+before(async () => {
+  engine = await startEngine();
+  browser = await launchBrowser();
+  context = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
+  await context.grantPermissions(["notifications"], { origin: engine.base });
+  page = await context.newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  await engine?.stop();
+});
+
+test("a pushed alert is shown with actions and taken down when acknowledged elsewhere", async () => {
+  const email = "push@example.test";
+  const password = "violet tractor harbour sings";
+  const signup = await fetch(`${engine.base}/api/v1/auth/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  assert.equal(signup.status, 201);
+  await page.goto("/app/login");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+
+  const cdp = await context.newCDPSession(page);
+  const registrations = [];
+  cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
+  await cdp.send("ServiceWorker.enable");
+  await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  const deadline = Date.now() + 10_000;
+  let registration;
+  while (!(registration = registrations.find((r) => r.scopeURL === `${engine.base}/app/` && !r.isDeleted)) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(registration, "the app's service worker is registered with scope /app/");
+
+  const push = (message) =>
+    cdp.send("ServiceWorker.deliverPushMessage", { origin: engine.base, registrationId: registration.registrationId, data: JSON.stringify(message) });
+  const alert = {
+    type: "alert",
+    person: 1,
+    kind: "urgent_low",
+    title: "Urgent low",
+    body: "48 mg/dL",
+    reason: "raised",
+    urgent: true,
+    audible: true,
+    tag: "alert-1-urgent_low-1700000000000",
+    raised_at: "2026-11-27T05:00:00Z",
+  };
+  await push(alert);
+  const notifications = async () =>
+    page.evaluate(async () => {
+      const list = await (await navigator.serviceWorker.ready).getNotifications();
+      return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, actions: n.actions.map((a) => a.action), requireInteraction: n.requireInteraction }));
+    });
+  let shown = [];
+  for (let i = 0; i < 100 && shown.length === 0; i++) {
+    shown = await notifications();
+    if (shown.length === 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  const [notification] = shown;
+  assert.deepEqual(notification, {
+    title: "Urgent low",
+    body: "48 mg/dL",
+    tag: alert.tag,
+    actions: ["acknowledge", "snooze"],
+    requireInteraction: true,
+  });
+
+  await push({ ...alert, reason: "acknowledged", body: "Acknowledged", audible: false });
+  for (let i = 0; i < 100 && (await notifications()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(await notifications(), []);
+  await cdp.detach();
+});
