@@ -187,6 +187,18 @@ test("an urgent low posted through the API shows an alert that can be acknowledg
   assert.equal(urgent?.state, "acknowledged");
 });
 
+test("the last data stays viewable offline, even after a reload", async () => {
+  await go("Dashboard");
+  const shown = await page.getByTestId("current-value").innerText();
+  await context.setOffline(true);
+  await page.reload();
+  await page.getByTestId("connection-banner").filter({ hasText: "offline" }).waitFor();
+  assert.equal(await page.getByTestId("current-value").innerText(), shown);
+  await page.getByTestId("glucose-chart").waitFor();
+  await context.setOffline(false);
+  await page.getByTestId("connection-banner").filter({ hasText: "offline" }).waitFor({ state: "detached" });
+});
+
 test("the reports page shows the same time in range as the API", async () => {
   await go("Reports");
   const row = page.getByTestId("tir-in-range");
@@ -215,6 +227,43 @@ test("sharing and following screens are accessible", async () => {
   await photograph("sharing");
   await go("Following");
   await expectAccessible("following");
+});
+
+test("a caregiver accepts an invite and follows the person live", async () => {
+  await go("Sharing");
+  await page.getByLabel("Their email").fill("e2e-caregiver@example.test");
+  await page.getByRole("button", { name: "Send invite" }).click();
+  const link = await page.getByLabel("Invite link").inputValue();
+  assert.match(link, /\/app\/invite#\S+$/);
+
+  const signup = await fetch(`${engine.base}/api/v1/auth/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: "e2e-caregiver@example.test", password: PASSWORD }),
+  });
+  assert.equal(signup.status, 201);
+  const caregiverContext = await browser.newContext({ viewport: MOBILE, baseURL: engine.base });
+  const caregiver = await caregiverContext.newPage();
+  // Opening the link logged out goes through the login and comes back to the invite.
+  await caregiver.goto(link);
+  await caregiver.getByLabel("Email").fill("e2e-caregiver@example.test");
+  await caregiver.getByLabel("Password").fill(PASSWORD);
+  await caregiver.getByRole("button", { name: "Log in" }).click();
+  await caregiver.getByRole("button", { name: "Accept invite" }).click();
+  await caregiver.getByRole("heading", { level: 1, name: "Following" }).waitFor();
+  await caregiver.getByRole("heading", { level: 2, name: EMAIL }).waitFor();
+  await caregiver.getByTestId("current-value").waitFor();
+  assert.deepEqual(await axeViolations(caregiver), []);
+  await screenshot(caregiver, "following-mobile");
+
+  const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 97, trend: "Flat", device: "e2e-uploader" });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  await caregiver.getByTestId("current-value").filter({ hasText: "97" }).waitFor({ timeout: 10_000 });
+  await caregiverContext.close();
+
+  // The person sees the caregiver's reads in the access log.
+  await page.reload();
+  await page.getByRole("cell", { name: "e2e-caregiver@example.test" }).first().waitFor();
 });
 
 test("nothing was loaded from another origin", () => {

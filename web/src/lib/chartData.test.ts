@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agpColumns, decimate, GAP_MS, glucoseColumns, tirSegments, treatmentLabel } from "./chartData";
+import { agpColumns, GAP_MS, glucoseColumns, tirSegments, treatmentLabel } from "./chartData";
 
 const T0 = 1_700_000_000_000;
 const at = (min: number) => T0 + min * 60_000;
@@ -51,21 +51,6 @@ describe("glucoseColumns", () => {
     const cols = glucoseColumns(readings, null, at(0), at(n * 5));
     expect(cols.x).toHaveLength(n);
     expect(cols.glucose.every((v) => v !== null)).toBe(true);
-  });
-});
-
-describe("decimate", () => {
-  it("keeps each bucket's extremes, so a short low stays visible", () => {
-    const x = Array.from({ length: 10_000 }, (_, i) => i);
-    const y: (number | null)[] = x.map(() => 150);
-    y[5_001] = 45;
-    const [dx, dy] = decimate(x, y, 500);
-    expect(dx.length).toBeLessThan(1_100);
-    expect(Math.min(...(dy.filter((v) => v != null) as number[]))).toBe(45);
-  });
-  it("leaves short series alone", () => {
-    const [dx] = decimate([1, 2, 3], [1, 2, 3], 100);
-    expect(dx).toEqual([1, 2, 3]);
   });
 });
 

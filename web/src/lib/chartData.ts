@@ -104,47 +104,6 @@ function trimNumber(n: number): string {
   return Number.isInteger(n) ? n.toString() : n.toFixed(1).replace(/\.0$/, "");
 }
 
-/** Thins columns for drawing when there are more points than pixels: min/max per bucket keeps lows visible. */
-export function decimate(x: number[], y: (number | null)[], buckets: number): [number[], (number | null)[]] {
-  if (x.length <= buckets * 2) return [x, y];
-  const size = x.length / buckets;
-  const ox: number[] = [];
-  const oy: (number | null)[] = [];
-  for (let b = 0; b < buckets; b++) {
-    const start = Math.floor(b * size);
-    const end = Math.min(x.length, Math.floor((b + 1) * size));
-    let lo = -1;
-    let hi = -1;
-    let sawGap = false;
-    for (let i = start; i < end; i++) {
-      const v = y[i];
-      if (v == null) {
-        sawGap = true;
-        continue;
-      }
-      if (lo < 0 || v < (y[lo] as number)) lo = i;
-      if (hi < 0 || v > (y[hi] as number)) hi = i;
-    }
-    if (lo < 0) {
-      ox.push(x[start]!);
-      oy.push(null);
-      continue;
-    }
-    const [a, c] = lo < hi ? [lo, hi] : [hi, lo];
-    ox.push(x[a]!);
-    oy.push(y[a]!);
-    if (c !== a) {
-      ox.push(x[c]!);
-      oy.push(y[c]!);
-    }
-    if (sawGap) {
-      ox.push(x[c]! + 1e-3);
-      oy.push(null);
-    }
-  }
-  return [ox, oy];
-}
-
 /** The AGP's percentile bands as columns over one day (x = seconds from local midnight). */
 export function agpColumns(bins: { time: string; p5?: number | null; p25?: number | null; p50?: number | null; p75?: number | null; p95?: number | null }[]) {
   const x: number[] = [];
