@@ -26,7 +26,7 @@ after(async () => {
   await engine?.stop();
 });
 
-test("a pushed alert is shown with actions and taken down when acknowledged elsewhere", async () => {
+test("stale data is flagged; a pushed alert is shown with actions and taken down when acknowledged elsewhere", async () => {
   const email = "push@example.test";
   const password = "violet tractor harbour sings";
   const signup = await fetch(`${engine.base}/api/v1/auth/signup`, {
@@ -40,6 +40,21 @@ test("a pushed alert is shown with actions and taken down when acknowledged else
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+
+  // An old reading: the dashboard says the data is stale instead of showing it as current.
+  const token = (await (await fetch(`${engine.base}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  })).json()).token;
+  const old = await fetch(`${engine.base}/api/v1/readings`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ time: new Date(Date.now() - 25 * 60_000).toISOString(), value: 150 }),
+  });
+  assert.equal(old.status, 201);
+  await page.reload();
+  await page.getByTestId("stale-data").filter({ hasText: "No new reading for 25 minutes" }).waitFor();
 
   const cdp = await context.newCDPSession(page);
   const registrations = [];

@@ -33,8 +33,12 @@ export default function Logbook() {
   const [editing, setEditing] = useState<Schemas["TreatmentOut"] | null>(null);
   const range = { from: new Date(Date.now() - DAYS * 86_400_000).toISOString(), to: new Date(Date.now() + 86_400_000).toISOString() };
   const treatments = useResource(() => api.GET("/api/v1/treatments", { params: { query: { ...range, order: "desc", limit: 500 } } }), [pending.length]);
+  // Fingersticks are among the CGM readings (~288 a day): the last two days are read for them.
   const meters = useResource(
-    () => api.GET("/api/v1/readings", { params: { query: { ...range, order: "desc", limit: 10000 } } }),
+    () =>
+      api.GET("/api/v1/readings", {
+        params: { query: { from: new Date(Date.now() - 2 * 86_400_000).toISOString(), to: range.to, order: "desc", limit: 10000 } },
+      }),
     [pending.length],
   );
 
@@ -88,6 +92,13 @@ export default function Logbook() {
     const r = await api.DELETE("/api/v1/treatments/{id}", { params: { path: { id: t.id } } }).catch(() => null);
     if (!r?.response.ok) setError(r ? problemMessage(r.error) : "You are offline: deleting needs a connection.");
     treatments.reload();
+  };
+
+  const removeMeter = async (r: Schemas["ReadingOut"]) => {
+    if (!confirm(`Delete the fingerstick of ${formatGlucose(r.value, unit)} ${unit} at ${shortTime(r.time)}?`)) return;
+    const res = await api.DELETE("/api/v1/readings/{id}", { params: { path: { id: r.id } } }).catch(() => null);
+    if (!res?.response.ok) setError(res ? problemMessage(res.error) : "You are offline: deleting needs a connection.");
+    meters.reload();
   };
 
   const edit = (t: Schemas["TreatmentOut"]) => {
@@ -229,6 +240,11 @@ export default function Logbook() {
                   {formatGlucose(r.value, unit)} {unit}
                 </strong>{" "}
                 <span className="muted">{shortTime(r.time)}</span>
+                <span className="entry-actions">
+                  <button type="button" onClick={() => void removeMeter(r)} aria-label={`Delete fingerstick at ${shortTime(r.time)}`}>
+                    Delete
+                  </button>
+                </span>
               </li>
             ))}
           {treatments.data && treatments.data.items.length === 0 && <li className="muted">Nothing logged in the last {DAYS} days.</li>}
