@@ -1,5 +1,5 @@
-import { lazy, Suspense, useEffect } from "react";
-import { navigate, RouterProvider, useRoute } from "./lib/router";
+import { Component, lazy, Suspense, useEffect, type ReactNode } from "react";
+import { INVITE_KEY, navigate, RouterProvider, useRoute } from "./lib/router";
 import { SessionProvider, useSession } from "./lib/session";
 import { Login, Signup } from "./screens/Auth";
 import { Dashboard } from "./screens/Dashboard";
@@ -15,13 +15,17 @@ const AcceptInvite = lazy(() => import("./screens/AcceptInvite"));
 
 const PUBLIC = new Set(["/login", "/signup"]);
 
+
 function Screens() {
   const { path } = useRoute();
   const { profile, checking } = useSession();
   useEffect(() => {
     if (checking) return;
     if (!profile && !PUBLIC.has(path)) {
-      const back = path === "/" ? "" : `?next=${encodeURIComponent(path + location.search + location.hash)}`;
+      // An invite's token is in the fragment so that it never reaches a server: it waits in
+      // this tab's storage, not in the login URL's query.
+      if (path === "/invite" && location.hash.length > 1) sessionStorage.setItem(INVITE_KEY, location.hash.slice(1));
+      const back = path === "/" ? "" : `?next=${encodeURIComponent(path + location.search)}`;
       navigate(`/login${back}`, true);
     } else if (profile && PUBLIC.has(path)) {
       navigate("/", true);
@@ -53,7 +57,35 @@ function Screens() {
         return <Dashboard />;
     }
   })();
-  return <Suspense fallback={<p className="loading-page">Loading…</p>}>{screen}</Suspense>;
+  return (
+    <ScreenErrorBoundary key={path}>
+      <Suspense fallback={<p className="loading-page">Loading…</p>}>{screen}</Suspense>
+    </ScreenErrorBoundary>
+  );
+}
+
+/**
+ * A screen that fails to load (its chunk gone after an update, no network for it) says so and
+ * offers a reload, instead of blanking the whole app.
+ */
+class ScreenErrorBoundary extends Component<{ children: ReactNode }, { failed: boolean }> {
+  state = { failed: false };
+  static getDerivedStateFromError() {
+    return { failed: true };
+  }
+  render() {
+    if (!this.state.failed) return this.props.children;
+    return (
+      <main id="main" className="loading-page">
+        <h1>This screen could not be loaded</h1>
+        <p>GlucoSync may have been updated, or the connection dropped.</p>
+        <button type="button" className="primary" onClick={() => location.reload()}>
+          Reload
+        </button>{" "}
+        <a href="/app/">Go to the dashboard</a>
+      </main>
+    );
+  }
 }
 
 export function App() {

@@ -52,7 +52,7 @@ function cacheableApi(url: URL): boolean {
  */
 function dataKey(url: URL): string {
   const key = new URL(url);
-  for (const p of ["from", "to", "cursor"]) key.searchParams.delete(p);
+  for (const p of ["from", "to"]) key.searchParams.delete(p);
   const from = url.searchParams.get("from");
   const to = url.searchParams.get("to");
   if (from && to) key.searchParams.set("span", String(Math.round((Date.parse(to) - Date.parse(from)) / 60_000)));
@@ -78,10 +78,16 @@ self.addEventListener("fetch", (event) => {
   event.respondWith((async () => (await caches.match(request)) ?? fetch(request))());
 });
 
+/** A request the network has not answered in this long is answered from the cache (a dead Wi-Fi that never errors). */
+const NETWORK_TIMEOUT_MS = 8_000;
+
 async function networkFirst(request: Request, key: string): Promise<Response> {
   const cache = await caches.open(DATA_CACHE);
   try {
-    const response = await fetch(request);
+    const response = await Promise.race([
+      fetch(request),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new TypeError("network timeout")), NETWORK_TIMEOUT_MS)),
+    ]);
     if (response.ok) await cache.put(key, response.clone());
     else if (response.status === 401) await cache.delete(key);
     return response;
@@ -97,8 +103,9 @@ async function networkFirst(request: Request, key: string): Promise<Response> {
 }
 
 self.addEventListener("message", (event) => {
-  // Logging out forgets the cached data of the account.
-  if (event.data === "logout") event.waitUntil(caches.delete(DATA_CACHE));
+  // Logging in or out forgets the cached data: the next person on this device must never see
+  // the previous one's.
+  if (event.data === "forget-data") event.waitUntil(caches.delete(DATA_CACHE));
 });
 
 interface AlertPush {
@@ -135,6 +142,8 @@ self.addEventListener("push", (event) => {
         icon: new URL("icons/icon-192.png", SCOPE).toString(),
         badge: new URL("icons/icon-192.png", SCOPE).toString(),
         requireInteraction: push.urgent,
+        // A repeat of an alert replaces its notification (same tag) and must sound again.
+        renotify: push.audible,
         silent: !push.audible,
         data: { person: push.person, kind: push.kind },
         actions: [
@@ -181,3 +190,26 @@ async function actOnAlert(action: "acknowledge" | "snooze", kind: string, person
   }).catch(() => null);
   return response?.ok ?? false;
 }
+
+/** The push service replaced the subscription (expiry, key rotation): register the new one, or alerts would silently stop. */
+self.addEventListener("pushsubscriptionchange", (event) => {
+  const change = event as Event & { oldSubscription?: PushSubscription; newSubscription?: PushSubscription; waitUntil(p: Promise<unknown>): void };
+  change.waitUntil(
+    (async () => {
+      const options = change.oldSubscription?.options;
+      const subscription =
+        change.newSubscription ?? (options ? await self.registration.pushManager.subscribe(options) : null);
+      if (!subscription) return;
+      const store = (self as unknown as { cookieStore?: { get(name: string): Promise<{ value: string } | null> } }).cookieStore;
+      const csrf = store ? (await store.get("glucosync_csrf"))?.value : undefined;
+      if (!csrf) return;
+      const json = subscription.toJSON();
+      await fetch("/api/v1/push/subscriptions", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": csrf, "Content-Type": "application/json" },
+        body: JSON.stringify({ endpoint: json.endpoint, keys: json.keys }),
+      });
+    })(),
+  );
+});

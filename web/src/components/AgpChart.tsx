@@ -7,6 +7,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Schemas } from "../api/client";
 import { agpColumns } from "../lib/chartData";
+import { useColorScheme } from "./GlucoseChart";
 import { toUnit, type GlucoseUnit, type Targets } from "../lib/glucose";
 
 function css(name: string, fallback: string) {
@@ -33,8 +34,17 @@ function targetBand(targets: Targets, unit: GlucoseUnit) {
   };
 }
 
+/** The y range: the usual 40–400 mg/dL, widened to include every value (a 25 mg/dL low shows). */
+function yRange(unit: GlucoseUnit, columns: (number | null)[][]): [number, number] {
+  let lo = unit === "mmol/L" ? 2.2 : 40;
+  let hi = unit === "mmol/L" ? 22.2 : 400;
+  for (const c of columns) for (const v of c) if (v != null) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+  return [Math.floor(lo), Math.ceil(hi)];
+}
+
 function usePlot(build: (width: number) => { opts: uPlot.Options; data: uPlot.AlignedData }, deps: unknown[]) {
   const host = useRef<HTMLDivElement>(null);
+  const scheme = useColorScheme();
   useEffect(() => {
     const el = host.current;
     if (!el) return;
@@ -47,7 +57,7 @@ function usePlot(build: (width: number) => { opts: uPlot.Options; data: uPlot.Al
       plot.destroy();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, deps);
+  }, [...deps, scheme]);
   return host;
 }
 
@@ -57,14 +67,15 @@ export function AgpChart({ report, unit, targets }: { report: Schemas["AgpReport
       const c = agpColumns(report.bins);
       const conv = (a: (number | null)[]) => a.map((v) => (v == null ? null : toUnit(v, unit)));
       const line = css("--chart-line", "#0b6e69");
+      const columns = [conv(c.p5), conv(c.p25), conv(c.p50), conv(c.p75), conv(c.p95)];
       return {
-        data: [c.x, conv(c.p5), conv(c.p25), conv(c.p50), conv(c.p75), conv(c.p95)],
+        data: [c.x, ...columns],
         opts: {
           width,
           height: 280,
           legend: { show: false },
           cursor: { show: false },
-          scales: { x: { time: false, min: 0, max: 86_400 }, y: { range: [unit === "mmol/L" ? 2 : 40, unit === "mmol/L" ? 22 : 400] } },
+          scales: { x: { time: false, min: 0, max: 86_400 }, y: { range: yRange(unit, columns) } },
           axes: [dayAxis(), { stroke: css("--text-muted", "#555"), grid: { stroke: css("--chart-grid", "rgba(0,0,0,.08)") }, size: 44 }],
           series: [
             {},
@@ -122,7 +133,7 @@ export function DailyOverlay({ days, unit, targets }: { days: Schemas["DayProfil
           height: 240,
           legend: { show: false },
           cursor: { show: false },
-          scales: { x: { time: false, min: 0, max: 86_400 }, y: { range: [unit === "mmol/L" ? 2 : 40, unit === "mmol/L" ? 22 : 400] } },
+          scales: { x: { time: false, min: 0, max: 86_400 }, y: { range: yRange(unit, series) } },
           axes: [dayAxis(), { stroke: css("--text-muted", "#555"), grid: { stroke: css("--chart-grid", "rgba(0,0,0,.08)") }, size: 44 }],
           series: [{}, ...days.map((d) => ({ label: d.date, stroke, width: 1, points: { show: false } }))],
           hooks: { drawClear: [targetBand(targets, unit)] },

@@ -13,15 +13,28 @@ const NAV = [
 ];
 
 /** The frame of every signed-in screen: navigation, the connection banner, the content. */
+let firstScreen = true;
+
 export function Layout({ title, children }: { title: string; children: React.ReactNode }) {
   const { path } = useRoute();
   const { profile, logout } = useSession();
   useEffect(() => {
     document.title = `${title} · GlucoSync`;
+    // After a move to another screen, a screen reader starts at its heading (not on the first load).
+    if (firstScreen) firstScreen = false;
+    else document.getElementById("main")?.focus({ preventScroll: true });
   }, [title]);
   return (
     <div className="shell">
-      <a className="skip-link" href="#main">
+      <a
+        className="skip-link"
+        href="#main"
+        onClick={(e) => {
+          // Focus without touching the URL's fragment (an invite's token lives there).
+          e.preventDefault();
+          document.getElementById("main")?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header className="topbar">

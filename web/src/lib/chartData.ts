@@ -4,6 +4,8 @@
  * 90 days of 5-minute readings (~26,000 points) are shaped in one linear pass.
  */
 
+import type { GlucoseUnit } from "./glucose";
+
 export interface GlucosePoint {
   /** Epoch milliseconds. */
   t: number;
@@ -121,7 +123,11 @@ export function agpColumns(bins: { time: string; p5?: number | null; p25?: numbe
  * consensus ranges always sum to 100 (the in-range share absorbs rounding), so the bar is
  * always full and the labels agree with the API's `tir`.
  */
-export function tirSegments(s: { tbr_54?: number | null; tbr_70?: number | null; tir?: number | null; tar_180?: number | null; tar_250?: number | null }) {
+export function tirSegments(
+  s: { tbr_54?: number | null; tbr_70?: number | null; tir?: number | null; tar_180?: number | null; tar_250?: number | null },
+  unit: GlucoseUnit = "mg/dL",
+) {
+  const mmol = unit === "mmol/L";
   const veryLow = s.tbr_54 ?? 0;
   const round1 = (n: number) => Math.round(n * 10) / 10;
   const low = Math.max(0, round1((s.tbr_70 ?? 0) - veryLow));
@@ -129,10 +135,10 @@ export function tirSegments(s: { tbr_54?: number | null; tbr_70?: number | null;
   const high = Math.max(0, round1((s.tar_180 ?? 0) - veryHigh));
   const inRange = s.tir ?? Math.max(0, 100 - veryLow - low - high - veryHigh);
   return [
-    { key: "very-high", label: "Very high (>250)", percent: veryHigh, target: "<5%" },
-    { key: "high", label: "High (181–250)", percent: high, target: "<25% incl. very high" },
-    { key: "in-range", label: "In range (70–180)", percent: inRange, target: ">70%" },
-    { key: "low", label: "Low (54–69)", percent: low, target: "<4% incl. very low" },
-    { key: "very-low", label: "Very low (<54)", percent: veryLow, target: "<1%" },
+    { key: "very-high", label: `Very high (>${mmol ? "13.9" : "250"})`, percent: veryHigh, target: "<5%" },
+    { key: "high", label: `High (${mmol ? "10.1–13.9" : "181–250"})`, percent: high, target: "<25% incl. very high" },
+    { key: "in-range", label: `In range (${mmol ? "3.9–10.0" : "70–180"})`, percent: inRange, target: ">70%" },
+    { key: "low", label: `Low (${mmol ? "3.0–3.8" : "54–69"})`, percent: low, target: "<4% incl. very low" },
+    { key: "very-low", label: `Very low (<${mmol ? "3.0" : "54"})`, percent: veryLow, target: "<1%" },
   ] as const;
 }

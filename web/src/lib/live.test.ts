@@ -61,17 +61,20 @@ describe("LiveConnection", () => {
     const { conn, sockets, timers } = harness();
     const events: string[] = [];
     conn.onEvent((e) => events.push(e.type));
-    conn.start();
+    conn.start(7);
     sockets[0]!.open();
-    sockets[0]!.message({ type: "reading", cursor: 1_000, readings: [] });
-    sockets[0]!.message({ type: "reading", cursor: 3_000, readings: [] });
-    sockets[0]!.message({ type: "reading", cursor: 2_000, readings: [], replay: true });
+    sockets[0]!.message({ type: "reading", person: 7, cursor: 1_000, readings: [] });
+    sockets[0]!.message({ type: "reading", person: 7, cursor: 3_000, readings: [] });
+    sockets[0]!.message({ type: "reading", person: 7, cursor: 2_000, readings: [], replay: true });
+    sockets[0]!.message({ type: "reading", person: 42, cursor: 9_000, readings: [] });
     sockets[0]!.drop();
     expect(conn.state).toBe("closed");
     expect(timers).toHaveLength(1);
     timers[0]!.fn();
     expect(sockets[1]!.url).toBe("ws://test/api/v1/ws?since=3000");
-    expect(events).toEqual(["reading", "reading", "reading"]);
+    sockets[1]!.open();
+    // Screens are told to reload what replay does not cover.
+    expect(events).toEqual(["reading", "reading", "reading", "reading", "reconnected"]);
   });
 
   it("backs off further with each failed attempt and resets once connected", () => {
@@ -89,14 +92,29 @@ describe("LiveConnection", () => {
 
   it("re-subscribes to followed people after a reconnect", () => {
     const { conn, sockets, timers } = harness();
-    conn.start();
+    conn.start(7);
     conn.follow(42);
     sockets[0]!.open();
     expect(sockets[0]!.sent.map((s) => JSON.parse(s))).toEqual([{ type: "subscribe", person: 42 }]);
+    sockets[0]!.message({ type: "reading", person: 42, cursor: 5_000, readings: [] });
     sockets[0]!.drop();
     timers[0]!.fn();
     sockets[1]!.open();
-    expect(JSON.parse(sockets[1]!.sent[0]!)).toMatchObject({ type: "subscribe", person: 42 });
+    // Each person resumes from their own cursor; the own stream has none yet.
+    expect(sockets[1]!.url).toBe("ws://test/api/v1/ws");
+    expect(JSON.parse(sockets[1]!.sent[0]!)).toEqual({ type: "subscribe", person: 42, since: 5_000 });
+  });
+
+  it("stops following someone whose share was revoked", () => {
+    const { conn, sockets, timers } = harness();
+    conn.start(7);
+    conn.follow(42);
+    sockets[0]!.open();
+    sockets[0]!.message({ type: "share_revoked", person: 42 });
+    sockets[0]!.drop(4403);
+    timers[0]!.fn();
+    sockets[1]!.open();
+    expect(sockets[1]!.sent).toEqual([]);
   });
 
   it("stays closed after stop, and ignores garbage frames", () => {

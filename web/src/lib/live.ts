@@ -45,7 +45,11 @@ export class LiveConnection {
   private attempt = 0;
   private timer: unknown = null;
   private stopped = true;
-  private cursor: number | null = null;
+  /** Per person, the greatest reading cursor seen (replay after a reconnect starts there). */
+  private cursors = new Map<number, number>();
+  /** Whose stream the socket carries by itself (the logged-in person); `since` in the URL is theirs. */
+  private self: number | null = null;
+  private opened = false;
   private subscriptions = new Set<number>();
   private listeners = new Set<(e: LiveEvent) => void>();
   private stateListeners = new Set<(s: LiveState, retryInMs: number | null) => void>();
@@ -55,7 +59,11 @@ export class LiveConnection {
 
   constructor(private readonly opts: LiveOptions) {}
 
-  start(): void {
+  start(self?: number): void {
+    if (self !== undefined && self !== this.self) {
+      this.self = self;
+      this.cursors.clear();
+    }
     if (!this.stopped) return;
     this.stopped = false;
     this.connect();
@@ -63,6 +71,7 @@ export class LiveConnection {
 
   stop(): void {
     this.stopped = true;
+    this.opened = false;
     if (this.timer != null) (this.opts.clearTimer ?? clearTimeout)(this.timer as number);
     this.timer = null;
     this.socket?.close(1000);
@@ -73,7 +82,7 @@ export class LiveConnection {
   /** Follow a person one shares with (caregiver view); re-sent after every reconnect. */
   follow(person: number): void {
     this.subscriptions.add(person);
-    if (this.state === "open") this.socket?.send(JSON.stringify({ type: "subscribe", person, since: this.cursor ?? undefined }));
+    if (this.state === "open") this.socket?.send(JSON.stringify({ type: "subscribe", person, since: this.cursors.get(person) }));
   }
 
   unfollow(person: number): void {
@@ -102,15 +111,19 @@ export class LiveConnection {
   private connect(): void {
     this.setState("connecting", null);
     const open = this.opts.open ?? ((url: string) => new WebSocket(url) as unknown as SocketLike);
-    const socket = open(this.opts.url(this.cursor));
+    const socket = open(this.opts.url(this.self != null ? (this.cursors.get(this.self) ?? null) : null));
     this.socket = socket;
     socket.onopen = () => {
       this.attempt = 0;
       this.lastMessageAt = Date.now();
       this.setState("open", null);
       for (const person of this.subscriptions) {
-        socket.send(JSON.stringify({ type: "subscribe", person, since: this.cursor ?? undefined }));
+        socket.send(JSON.stringify({ type: "subscribe", person, since: this.cursors.get(person) }));
       }
+      // Replay covers readings after a cursor; whatever else changed while away (or everything,
+      // when no reading had been seen yet) screens reload over REST on this.
+      if (this.opened) for (const l of this.listeners) l({ type: "reconnected" });
+      this.opened = true;
     };
     socket.onmessage = (ev) => {
       this.lastMessageAt = Date.now();
@@ -121,9 +134,10 @@ export class LiveConnection {
       } catch {
         return;
       }
-      if (event.type === "reading" && typeof event.cursor === "number") {
-        this.cursor = Math.max(this.cursor ?? 0, event.cursor);
+      if (event.type === "reading" && typeof event.cursor === "number" && typeof event.person === "number") {
+        this.cursors.set(event.person, Math.max(this.cursors.get(event.person) ?? 0, event.cursor));
       }
+      if (event.type === "share_revoked" && typeof event.person === "number") this.subscriptions.delete(event.person);
       for (const l of this.listeners) l(event);
     };
     socket.onerror = () => {};

@@ -10,6 +10,8 @@ export type OutboxKind = "treatment" | "reading";
 export interface OutboxEntry {
   /** Client id: the treatment's `id`, or a key for a reading. */
   id: string;
+  /** Whose entry (user id): on a shared device, one person's entries never go to another's account. */
+  owner: number;
   kind: OutboxKind;
   body: Record<string, unknown>;
   createdAt: number;
@@ -56,18 +58,19 @@ export class Outbox {
     for (const l of this.listeners) l();
   }
 
-  async add(kind: OutboxKind, body: Record<string, unknown>, id: string = newId()): Promise<OutboxEntry> {
-    const entry: OutboxEntry = { id, kind, body: kind === "treatment" ? { ...body, id } : body, createdAt: Date.now(), attempts: 0 };
+  async add(owner: number, kind: OutboxKind, body: Record<string, unknown>, id: string = newId()): Promise<OutboxEntry> {
+    const entry: OutboxEntry = { id, owner, kind, body: kind === "treatment" ? { ...body, id } : body, createdAt: Date.now(), attempts: 0 };
     const db = await this.db;
     await request(db.transaction(STORE, "readwrite").objectStore(STORE).put(entry));
     this.changed();
     return entry;
   }
 
-  async list(): Promise<OutboxEntry[]> {
+  /** `owner`'s entries, oldest first. */
+  async list(owner: number): Promise<OutboxEntry[]> {
     const db = await this.db;
     const all = await request(db.transaction(STORE).objectStore(STORE).getAll() as IDBRequest<OutboxEntry[]>);
-    return all.sort((a, b) => a.createdAt - b.createdAt);
+    return all.filter((e) => e.owner === owner).sort((a, b) => a.createdAt - b.createdAt);
   }
 
   async remove(id: string): Promise<void> {
@@ -84,15 +87,16 @@ export class Outbox {
   /**
    * Sends the pending entries oldest first; returns how many were delivered. Stops at the
    * first entry that should be retried (offline, server unavailable), so entries keep their
-   * order; an entry the server refuses is marked rejected and skipped from then on. One flush
-   * at a time: a second call while one runs joins it.
+   * order; an entry the server refuses is marked rejected and skipped from then on. Only
+   * `owner`'s entries go (the logged-in person's). One flush at a time: a second call while
+   * one runs joins it.
    */
-  flush(send: (e: OutboxEntry) => Promise<SendOutcome>): Promise<number> {
+  flush(owner: number, send: (e: OutboxEntry) => Promise<SendOutcome>): Promise<number> {
     if (this.flushing) return this.flushing;
     this.flushing = (async () => {
       let delivered = 0;
       try {
-        for (const entry of await this.list()) {
+        for (const entry of await this.list(owner)) {
           if (entry.rejected) continue;
           const outcome = await send(entry).catch((e: unknown): SendOutcome => ({ ok: false, retry: true, message: String(e) }));
           if (outcome.ok) {

@@ -15,7 +15,12 @@ export async function pushStatus(): Promise<PushStatus> {
   if (Notification.permission === "denied") return "denied";
   const reg = await navigator.serviceWorker.getRegistration("/app/");
   const sub = await reg?.pushManager.getSubscription();
-  if (sub) return "subscribed";
+  if (sub) {
+    // The browser's subscription may belong to whoever used this device before: it counts
+    // only if the server has it for the person logged in now.
+    const mine = await api.GET("/api/v1/push/subscriptions");
+    if (mine.data?.some((s) => s.endpoint === sub.endpoint)) return "subscribed";
+  }
   return Notification.permission === "default" ? "default" : "not-subscribed";
 }
 

@@ -7,6 +7,9 @@ import { createContext, useContext, useEffect, useState, type AnchorHTMLAttribut
 
 export const BASE = "/app";
 
+/** Where an invite's token waits (this tab only) while its recipient logs in or signs up. */
+export const INVITE_KEY = "glucosync-invite";
+
 function current(): { path: string; search: URLSearchParams } {
   const raw = location.pathname.startsWith(BASE) ? location.pathname.slice(BASE.length) : location.pathname;
   const path = raw === "" ? "/" : raw.replace(/\/+$/, "") || "/";

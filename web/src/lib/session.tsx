@@ -8,8 +8,19 @@ import { api, onUnauthorized, type Schemas } from "../api/client";
 import { LiveConnection, liveUrl, type LiveState } from "./live";
 import { Outbox, type OutboxEntry, type SendOutcome } from "./outbox";
 import type { GlucoseUnit, Targets } from "./glucose";
+import { disablePush } from "./push";
+
+/** The next person on this device must not get this person's alerts: the device's push subscription goes with the session. */
+async function unsubscribePushOnLogout(): Promise<void> {
+  await disablePush().catch(() => undefined);
+}
 
 export type Profile = Schemas["Profile"];
+
+/** Empties the service worker's copy of API answers (at login, logout and session expiry). */
+export function forgetCachedData(): void {
+  navigator.serviceWorker?.controller?.postMessage("forget-data");
+}
 
 interface SessionValue {
   profile: Profile | null;
@@ -64,33 +75,41 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
       .then(({ data }) => setProfile(data ?? null))
       .catch(() => setProfile(null))
       .finally(() => setChecking(false));
-    return onUnauthorized(() => setProfile(null));
+    return onUnauthorized(() => {
+      forgetCachedData();
+      setProfile(null);
+    });
   }, []);
 
-  useEffect(
-    () =>
-      live.onState((s, retry) => {
-        setLiveState(s);
-        setRetryInMs(retry);
-      }),
-    [live],
-  );
+  useEffect(() => {
+    let failures = 0;
+    return live.onState((s, retry) => {
+      setLiveState(s);
+      setRetryInMs(retry);
+      if (s === "open") failures = 0;
+      // A handshake refused for an expired session looks like any dropped connection: ask the
+      // API, whose 401 logs the app out.
+      else if (s === "closed" && retry != null && ++failures % 3 === 0) void api.GET("/api/v1/me").catch(() => undefined);
+    });
+  }, [live]);
 
   useEffect(() => {
-    if (profile) live.start();
+    if (profile) live.start(profile.id);
     else live.stop();
   }, [profile, live]);
 
+  const owner = profile?.id;
   const syncNow = useCallback(async () => {
-    await outbox.flush(sendEntry);
-    setPending(await outbox.list());
-  }, [outbox]);
+    if (owner == null) return;
+    await outbox.flush(owner, sendEntry);
+    setPending(await outbox.list(owner));
+  }, [outbox, owner]);
 
   useEffect(() => {
-    const refresh = () => void outbox.list().then(setPending);
+    const refresh = () => void (owner == null ? setPending([]) : outbox.list(owner).then(setPending));
     refresh();
     return outbox.onChange(refresh);
-  }, [outbox]);
+  }, [outbox, owner]);
 
   useEffect(() => {
     const up = () => {
@@ -119,10 +138,17 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
   }, [live, profile, syncNow]);
 
   const logout = useCallback(async () => {
+    const waiting = owner == null ? 0 : (await outbox.list(owner)).filter((e) => !e.rejected).length;
+    if (
+      waiting > 0 &&
+      !confirm(`${waiting} ${waiting === 1 ? "entry has" : "entries have"} not reached the server yet. They stay on this device and sync when you log in again here. Log out?`)
+    )
+      return;
+    await unsubscribePushOnLogout();
     await api.POST("/api/v1/auth/logout").catch(() => undefined);
-    navigator.serviceWorker?.controller?.postMessage("logout");
+    forgetCachedData();
     setProfile(null);
-  }, []);
+  }, [outbox, owner]);
 
   const settings = profile?.settings;
   const value: SessionValue = {

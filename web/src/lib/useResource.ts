@@ -10,6 +10,8 @@ export interface Loaded<T> {
   loading: boolean;
   /** The service worker answered from its cache: the network was unreachable. */
   offline: boolean;
+  /** The HTTP status of the last answer (404: there is none of it yet). */
+  status: number | null;
   reload: () => void;
   set: (update: (old: T | undefined) => T | undefined) => void;
 }
@@ -25,6 +27,7 @@ export function useResource<T>(load: () => Promise<Fetched<T>>, deps: unknown[])
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [offline, setOffline] = useState(false);
+  const [status, setStatus] = useState<number | null>(null);
   const generation = useRef(0);
   const run = useCallback(() => {
     const mine = ++generation.current;
@@ -32,7 +35,12 @@ export function useResource<T>(load: () => Promise<Fetched<T>>, deps: unknown[])
     load()
       .then((r) => {
         if (mine !== generation.current) return;
-        if (r.error !== undefined || !r.response.ok) {
+        setStatus(r.response.status);
+        if (r.response.status === 404) {
+          // Nothing of it yet (no reading, no forecast): empty, not an error.
+          setData(undefined);
+          setError(null);
+        } else if (r.error !== undefined || !r.response.ok) {
           setError(problemText(r.error));
         } else {
           setData(r.data);
@@ -51,7 +59,7 @@ export function useResource<T>(load: () => Promise<Fetched<T>>, deps: unknown[])
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   useEffect(run, [run]);
-  return { data, error, loading, offline, reload: run, set: (u) => setData(u) };
+  return { data, error, loading, offline, status, reload: run, set: (u) => setData(u) };
 }
 
 function problemText(e: unknown): string {

@@ -1,16 +1,17 @@
 import { useState } from "react";
 import { api, problemMessage } from "../api/client";
 import { Layout } from "../components/Layout";
-import { navigate } from "../lib/router";
+import { INVITE_KEY, navigate } from "../lib/router";
 
 /** Accepting an invite: the token arrives in the URL fragment (never sent to a server log). */
 export default function AcceptInvite() {
-  const token = location.hash.slice(1);
+  const token = location.hash.slice(1) || sessionStorage.getItem(INVITE_KEY) || "";
   const [error, setError] = useState<string | null>(null);
   const accept = async () => {
     const r = await api.POST("/api/v1/shares/accept", { body: { invite_token: token } }).catch(() => null);
     if (!r) return setError("You are offline: accepting needs a connection.");
     if (!r.response.ok) return setError(problemMessage(r.error));
+    sessionStorage.removeItem(INVITE_KEY);
     history.replaceState(null, "", location.pathname);
     navigate("/following", true);
   };

@@ -1,4 +1,4 @@
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { formatGlucose, fromUnit, toUnit } from "../lib/glucose";
@@ -25,15 +25,17 @@ export default function Alerts() {
   const person = search.get("person") ? Number(search.get("person")) : undefined;
   const alerts = useResource(() => api.GET("/api/v1/alerts", { params: { query: { person } } }), [person]);
   const history = useResource(() => api.GET("/api/v1/alerts/deliveries", { params: { query: { limit: 50 } } }), []);
+  // The newest reloads (this screen's person may change while subscribed).
+  const reloads = useRef({ alerts, history });
+  reloads.current = { alerts, history };
   useEffect(
     () =>
       live.onEvent((e) => {
-        if (e.type === "alert") {
-          alerts.reload();
-          history.reload();
+        if (e.type === "alert" || e.type === "reconnected") {
+          reloads.current.alerts.reload();
+          reloads.current.history.reload();
         }
       }),
-    // eslint-disable-next-line react-hooks/exhaustive-deps
     [live],
   );
   const list = alerts.data?.alerts ?? [];
@@ -160,10 +162,12 @@ function AlertSettings() {
 
   const save = async (e: FormEvent) => {
     e.preventDefault();
+    // Only what the person changed: a value shown rounded in mmol/L and sent back would drift.
+    const changed = (typed: string, stored: number) => (typed !== String(toUnit(stored, unit)) ? fromUnit(Number(typed), unit) : undefined);
     const body: Schemas["SettingsUpdate"] = {
-      urgent_low_mgdl: fromUnit(Number(urgentLow), unit),
-      low_threshold_mgdl: fromUnit(Number(low), unit),
-      high_threshold_mgdl: fromUnit(Number(high), unit),
+      urgent_low_mgdl: changed(urgentLow, s.urgent_low_mgdl ?? 55),
+      low_threshold_mgdl: changed(low, s.low_threshold_mgdl ?? 70),
+      high_threshold_mgdl: changed(high, s.high_threshold_mgdl ?? 180),
       alerts: {
         ...prefs,
         disabled: disabled as Schemas["AlertKind"][],

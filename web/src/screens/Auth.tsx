@@ -1,7 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { api, problemMessage } from "../api/client";
 import { Link, navigate, useRoute } from "../lib/router";
-import { useSession } from "../lib/session";
+import { forgetCachedData, useSession } from "../lib/session";
 
 function AuthFrame({ title, children }: { title: string; children: React.ReactNode }) {
   useEffect(() => {
@@ -49,10 +49,10 @@ export function Login() {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const form = useAuthForm(async () => {
+    forgetCachedData();
     const me = await api.GET("/api/v1/me");
     setProfile(me.data ?? null);
-    const next = search.get("next");
-    navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/", true);
+    navigate(safeNext(search.get("next")), true);
   });
   return (
     <AuthFrame title="Log in">
@@ -78,21 +78,31 @@ export function Login() {
         </button>
       </form>
       <p>
-        New here? <Link to="/signup">Create an account</Link>
+        New here? <Link to={`/signup${search.get("next") ? `?next=${encodeURIComponent(search.get("next")!)}` : ""}`}>Create an account</Link>
       </p>
     </AuthFrame>
   );
 }
 
+/** Where to go after logging in: a path of this app only (never another site). */
+function safeNext(next: string | null): string {
+  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+}
+
 export function Signup() {
   const { setProfile } = useSession();
+  const { search } = useRoute();
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const form = useAuthForm(async () => {
+    forgetCachedData();
     await api.POST("/api/v1/auth/login", { body: { email, password } });
+    // Reports need the person's own time zone for "today" and "night": the device's, to start.
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone) await api.PATCH("/api/v1/me/settings", { body: { time_zone: zone } }).catch(() => undefined);
     const me = await api.GET("/api/v1/me");
     setProfile(me.data ?? null);
-    navigate("/", true);
+    navigate(safeNext(search.get("next")), true);
   });
   return (
     <AuthFrame title="Create your account">

@@ -1,9 +1,9 @@
-import { useEffect, useMemo, useState } from "react";
-import { api, type Schemas } from "../api/client";
+import { useEffect, useMemo, useRef, useState } from "react";
+import { api, problemMessage, type Schemas } from "../api/client";
 import { GlucoseChart } from "../components/GlucoseChart";
 import { Layout } from "../components/Layout";
 import { treatmentLabel, type ForecastPoint, type GlucosePoint, type TreatmentMark } from "../lib/chartData";
-import { ago, BAND_LABEL, formatDelta, formatGlucose, rangeBand, STALE_AFTER_MS, trendArrow, type Trend } from "../lib/glucose";
+import { ago, BAND_LABEL, formatDelta, formatGlucose, rangeBand, STALE_AFTER_MS, trendArrow, trendFromReadings, type Trend } from "../lib/glucose";
 import { Link } from "../lib/router";
 import { useSession } from "../lib/session";
 import { useResource } from "../lib/useResource";
@@ -73,12 +73,25 @@ export function PersonGlucose({ person }: { person?: number }) {
   const [liveLatest, setLiveLatest] = useState<Latest | null>(null);
   const [liveForecast, setLiveForecast] = useState<Schemas["ForecastOut"] | null>(null);
 
+  // Live events are handled with the newest state and reloads, whatever render subscribed.
+  const current = useRef({ latestRes, readingsRes, treatmentsRes, forecastRes, alertsRes, windowEnd });
+  current.current = { latestRes, readingsRes, treatmentsRes, forecastRes, alertsRes, windowEnd };
   useEffect(
     () =>
       live.onEvent((e) => {
+        const c = current.current;
+        if (e.type === "reconnected") {
+          // Back after a gap: reload everything replay does not cover.
+          c.latestRes.reload();
+          c.readingsRes.reload();
+          c.treatmentsRes.reload();
+          c.forecastRes.reload();
+          c.alertsRes.reload();
+          return;
+        }
         if (e.person !== undefined && e.person !== subject) return;
         if (e.type === "share_revoked") {
-          latestRes.reload();
+          c.latestRes.reload();
         } else if (e.type === "reading") {
           const rs = ((e.readings as { time: string; value: number; kind: string; trend?: Trend | null }[]) ?? []).filter((r) => r.kind === "cgm");
           if (rs.length === 0) return;
@@ -87,29 +100,39 @@ export function PersonGlucose({ person }: { person?: number }) {
           const newest = rs.reduce((a, b) => (Date.parse(b.time) > Date.parse(a.time) ? b : a));
           const t = Date.parse(newest.time);
           setLiveLatest((old) => {
-            const base = old ?? latestOf(latestRes.data);
+            const base = old ?? latestOf(c.latestRes.data);
             if (base && base.t >= t) return old;
             const delta = base && t - base.t <= 15 * 60_000 ? newest.value - base.mgdl : null;
             return { t, mgdl: newest.value, trend: newest.trend ?? null, deltaMgdl: delta };
           });
-          if (Date.now() - windowEnd > 60_000) setWindowEnd(Date.now());
+          if (Date.now() - c.windowEnd > 60_000) setWindowEnd(Date.now());
         } else if (e.type === "forecast") {
           setLiveForecast(e as unknown as Schemas["ForecastOut"]);
         } else if (e.type === "alert") {
-          alertsRes.reload();
+          c.alertsRes.reload();
         } else if (e.type === "data_changed") {
-          treatmentsRes.reload();
-          if (e.what === "readings") readingsRes.reload();
+          c.treatmentsRes.reload();
+          if (e.what === "readings") {
+            // Readings were deleted: what was current may be gone.
+            setLiveLatest(null);
+            setLiveReadings([]);
+            c.latestRes.reload();
+            c.readingsRes.reload();
+          }
         }
       }),
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-    [live, subject, latestRes.data, windowEnd],
+    [live, subject],
   );
 
-  // A reload (new window) already holds what arrived live before it.
-  useEffect(() => setLiveReadings([]), [readingsRes.data]);
+  // A reload holds what arrived live before it was asked; later live readings stay.
+  useEffect(() => {
+    const items = readingsRes.data?.items;
+    if (!items || items.length === 0) return;
+    const newest = Date.parse(items[items.length - 1]!.time);
+    setLiveReadings((old) => old.filter((p) => p.t > newest));
+  }, [readingsRes.data]);
 
-  const latest = pickLatest(latestOf(latestRes.data), liveLatest);
+  const picked = pickLatest(latestOf(latestRes.data), liveLatest);
   const readings = useMemo<GlucosePoint[]>(
     () => [
       ...(readingsRes.data?.items ?? []).filter((r) => r.kind === "cgm").map((r) => ({ t: Date.parse(r.time), mgdl: r.value })),
@@ -117,7 +140,11 @@ export function PersonGlucose({ person }: { person?: number }) {
     ],
     [readingsRes.data, liveReadings],
   );
-  const forecastOut = newerForecast(forecastRes.data, liveForecast);
+  // Without a trend from the uploader, the app computes one from the last 15 minutes.
+  const latest = picked && !picked.trend ? { ...picked, trend: trendFromReadings(readings.filter((p) => p.t <= picked.t)) } : picked;
+  // A forecast from stale data is not drawn: it would look current.
+  const fresh = latest != null && now - latest.t <= STALE_AFTER_MS;
+  const forecastOut = fresh ? newerForecast(forecastRes.data, liveForecast) : null;
   const forecast = useMemo<ForecastPoint[] | null>(
     () => forecastOut?.points.map((p) => ({ t: Date.parse(p.time), mgdl: p.value, lower: p.lower, upper: p.upper })) ?? null,
     [forecastOut],
@@ -135,7 +162,7 @@ export function PersonGlucose({ person }: { person?: number }) {
   return (
     <>
       {open.length > 0 && <AlertStrip alerts={open} person={person} onChange={alertsRes.reload} />}
-      <CurrentValue latest={latest} now={now} loading={latestRes.loading && !latest} />
+      <CurrentValue latest={latest} now={now} loading={latestRes.loading && !latest} error={latest ? null : latestRes.error} own={person == null} />
       <section className="card" aria-labelledby="chart-title">
         <div className="card-head">
           <h2 id="chart-title">Last {hours} hours</h2>
@@ -191,7 +218,19 @@ function markShown() {
   if (performance.getEntriesByName("glucose-shown").length === 0) performance.mark("glucose-shown");
 }
 
-function CurrentValue({ latest, now, loading }: { latest: Latest | null; now: number; loading: boolean }) {
+function CurrentValue({
+  latest,
+  now,
+  loading,
+  error,
+  own,
+}: {
+  latest: Latest | null;
+  now: number;
+  loading: boolean;
+  error: string | null;
+  own: boolean;
+}) {
   const { unit, targets } = useSession();
   const shown = latest != null;
   useEffect(() => {
@@ -199,6 +238,19 @@ function CurrentValue({ latest, now, loading }: { latest: Latest | null; now: nu
     if (shown) requestAnimationFrame(() => setTimeout(markShown, 0));
   }, [shown]);
   if (loading) return <section className="current card">Loading the latest reading…</section>;
+  if (!latest && error)
+    return (
+      <section className="current card stale" role="alert">
+        <h2>The latest reading could not be loaded</h2>
+        <p>{error}</p>
+      </section>
+    );
+  if (!latest && !own)
+    return (
+      <section className="current card" data-testid="current-empty">
+        <h2>No readings yet</h2>
+      </section>
+    );
   if (!latest)
     return (
       <section className="current card" data-testid="current-empty">
@@ -218,7 +270,10 @@ function CurrentValue({ latest, now, loading }: { latest: Latest | null; now: nu
         Current glucose
       </h2>
       <div className="current-row">
-        <p className="current-value" aria-live="polite">
+        <p className="visually-hidden" aria-live="polite" data-testid="current-spoken">
+          {`${formatGlucose(latest.mgdl, unit)} ${unit}, ${BAND_LABEL[band].toLowerCase()}, ${label}${stale ? ", old reading" : ""}`}
+        </p>
+        <p className="current-value" aria-hidden="true">
           <span data-testid="current-value">{formatGlucose(latest.mgdl, unit)}</span>
           <span className="current-unit">{unit}</span>
           {arrow && (
@@ -249,21 +304,27 @@ function CurrentValue({ latest, now, loading }: { latest: Latest | null; now: nu
 }
 
 function AlertStrip({ alerts, person, onChange }: { alerts: Schemas["AlertOut"][]; person?: number; onChange: () => void }) {
+  const [error, setError] = useState<string | null>(null);
+  const acknowledge = async (kind: string) => {
+    setError(null);
+    const r = await api.POST("/api/v1/alerts/{kind}/acknowledge", { params: { path: { kind }, query: { person } } }).catch(() => null);
+    if (!r) setError("You are offline: acknowledging needs a connection.");
+    else if (!r.response.ok) setError(problemMessage(r.error));
+    onChange();
+  };
   return (
     <section className="alert-strip" aria-label="Active alerts" role="alert">
       {alerts.map((a) => (
         <div key={a.kind} className={`alert-item${a.urgent ? " urgent" : ""}`}>
           <strong>{a.title}</strong> <span className="muted">{a.state === "active" ? "" : a.state}</span>
           {a.state === "active" && (
-            <button
-              type="button"
-              onClick={() => void api.POST("/api/v1/alerts/{kind}/acknowledge", { params: { path: { kind: a.kind }, query: { person } } }).then(onChange)}
-            >
+            <button type="button" onClick={() => void acknowledge(a.kind)}>
               Acknowledge
             </button>
           )}
         </div>
       ))}
+      {error && <p className="form-error">{error}</p>}
     </section>
   );
 }

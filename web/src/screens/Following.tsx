@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { api, type Schemas } from "../api/client";
+import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { Link } from "../lib/router";
 import { useSession } from "../lib/session";
@@ -58,7 +58,7 @@ export default function Following() {
           <p>
             <Link to={`/alerts?person=${person.owner_id}`}>Alerts of {followedName(person)}</Link>
           </p>
-          <FollowChannels share={person} />
+          <FollowChannels key={person.owner_id} share={person} />
         </>
       )}
     </Layout>
@@ -68,20 +68,34 @@ export default function Following() {
 function FollowChannels({ share }: { share: Schemas["FollowedOut"] }) {
   const [push, setPush] = useState(share.notify_push);
   const [email, setEmail] = useState(share.notify_email);
-  const save = (next: { push: boolean; email: boolean }) => {
+  const [error, setError] = useState<string | null>(null);
+  const save = async (next: { push: boolean; email: boolean }) => {
+    const before = { push, email };
     setPush(next.push);
     setEmail(next.email);
-    void api.PATCH("/api/v1/following/{owner_id}", { params: { path: { owner_id: share.owner_id } }, body: next });
+    setError(null);
+    const r = await api.PATCH("/api/v1/following/{owner_id}", { params: { path: { owner_id: share.owner_id } }, body: next }).catch(() => null);
+    if (!r?.response.ok) {
+      // Show what is really in force.
+      setPush(before.push);
+      setEmail(before.email);
+      setError(r ? problemMessage(r.error) : "You are offline: this needs a connection.");
+    }
   };
   return (
     <fieldset className="card">
       <legend>Notify me of {followedName(share)}’s alerts</legend>
       <label className="check">
-        <input type="checkbox" checked={push} onChange={(e) => save({ push: e.target.checked, email })} /> Push notifications on my devices
+        <input type="checkbox" checked={push} onChange={(e) => void save({ push: e.target.checked, email })} /> Push notifications on my devices
       </label>
       <label className="check">
-        <input type="checkbox" checked={email} onChange={(e) => save({ push, email: e.target.checked })} /> Email
+        <input type="checkbox" checked={email} onChange={(e) => void save({ push, email: e.target.checked })} /> Email
       </label>
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
+      )}
     </fieldset>
   );
 }

@@ -21,7 +21,8 @@ const KINDS: { kind: EntryKind; label: string }[] = [
 const DAYS = 7;
 
 export default function Logbook() {
-  const { outbox, syncNow, pending, unit } = useSession();
+  const { outbox, syncNow, pending, unit, profile } = useSession();
+  const owner = profile!.id;
   const [kind, setKind] = useState<EntryKind>("carbs");
   const [amount, setAmount] = useState("");
   const [insulinType, setInsulinType] = useState<"bolus" | "basal">("bolus");
@@ -60,9 +61,10 @@ export default function Logbook() {
     if (needsAmount && (!amount || !Number.isFinite(value) || value <= 0)) return setError("Enter an amount greater than zero.");
     if (kind === "note" && !text.trim()) return setError("Write the note.");
     const time = localIso(at);
+    let entry;
     if (kind === "fingerstick") {
       const body = { time, value: Math.round(fromUnit(value, unit) * 10) / 10, unit: "mg/dL", kind: "meter", device: "GlucoSync web" };
-      await outbox.add("reading", body, `meter-${time}`);
+      entry = await outbox.add(owner, "reading", body);
     } else {
       const body: Record<string, unknown> = { time, kind };
       if (kind === "insulin") Object.assign(body, { units: value, insulin_type: insulinType });
@@ -80,11 +82,15 @@ export default function Logbook() {
         treatments.reload();
         return;
       }
-      await outbox.add("treatment", body, newId());
+      entry = await outbox.add(owner, "treatment", body, newId());
     }
     reset();
     await syncNow();
-    setSaved(navigator.onLine ? "Saved." : "Saved on this device; it will sync when you are back online.");
+    // Say what really happened to it: delivered, refused, or waiting for the network.
+    const left = (await outbox.list(owner)).find((e) => e.id === entry.id);
+    if (!left) setSaved("Saved.");
+    else if (left.rejected) setError(`The server refused this entry: ${left.rejected}`);
+    else setSaved("Saved on this device; it will sync when you are back online.");
   };
 
   const remove = async (t: Schemas["TreatmentOut"]) => {
@@ -109,7 +115,8 @@ export default function Logbook() {
     if (t.intensity) setIntensity(t.intensity);
     setText(t.text ?? "");
     setWhen(toInputValue(new Date(t.time)));
-    document.getElementById("amount")?.focus();
+    // After the form has re-rendered for the entry's kind.
+    requestAnimationFrame(() => (document.getElementById("amount") ?? document.getElementById("note-text"))?.focus());
   };
 
   const amountLabel = { insulin: "Units", carbs: "Grams of carbohydrate", exercise: "Minutes", fingerstick: `Glucose (${unit})`, note: "" }[kind];

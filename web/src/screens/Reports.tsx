@@ -15,7 +15,8 @@ export default function Reports() {
   const [days, setDays] = useState<(typeof PERIODS)[number]>(14);
   const [to] = useState(() => new Date());
   const from = new Date(to.getTime() - days * 86_400_000);
-  const query = { from: from.toISOString(), to: to.toISOString() };
+  // Values in mg/dL whatever the person's display unit: the app converts for display.
+  const query = { from: from.toISOString(), to: to.toISOString(), unit: "mg/dL" };
   const summary = useResource(() => api.GET("/api/v1/reports/summary", { params: { query } }), [days]);
   const agp = useResource(() => api.GET("/api/v1/reports/agp", { params: { query } }), [days]);
   const s = summary.data;
@@ -130,7 +131,8 @@ function History({ from, to, days }: { from: number; to: number; days: number })
 }
 
 function TirBar({ summary }: { summary: Schemas["SummaryReport"] }) {
-  const segments = tirSegments(summary);
+  const { unit } = useSession();
+  const segments = tirSegments(summary, unit);
   return (
     <div className="tir">
       <div className="tir-bar" role="img" aria-label={segments.map((x) => `${x.label}: ${x.percent.toFixed(1)} %`).join("; ")}>

@@ -6,9 +6,13 @@ import { useSession } from "../lib/session";
 import { shortTime } from "../lib/time";
 import { useResource } from "../lib/useResource";
 
-function timeZones(): string[] {
+/** The browser's list of zones, plus UTC and the person's current one (some browsers list neither). */
+function timeZones(current: string): string[] {
   const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
-  return intl.supportedValuesOf?.("timeZone") ?? ["UTC"];
+  const zones = new Set(intl.supportedValuesOf?.("timeZone") ?? []);
+  zones.add("UTC");
+  zones.add(current);
+  return [...zones].sort();
 }
 
 export default function Settings() {
@@ -41,8 +45,17 @@ function GeneralSettings() {
     e.preventDefault();
     setMessage(null);
     try {
+      // Targets only when changed: a value shown rounded and sent back would drift.
+      const storedUnit = (s.display_unit as GlucoseUnit) ?? "mg/dL";
+      const changed = (typed: string, stored: number) =>
+        typed !== String(toUnit(stored, unit)) || unit !== storedUnit ? fromUnit(Number(typed), unit) : undefined;
       const settings = await api.PATCH("/api/v1/me/settings", {
-        body: { display_unit: unit, time_zone: zone, target_low_mgdl: fromUnit(Number(low), unit), target_high_mgdl: fromUnit(Number(high), unit) },
+        body: {
+          display_unit: unit,
+          time_zone: zone,
+          target_low_mgdl: changed(low, s.target_low_mgdl ?? 70),
+          target_high_mgdl: changed(high, s.target_high_mgdl ?? 180),
+        },
       });
       if (!settings.response.ok || !settings.data) return setMessage({ ok: false, text: problemMessage(settings.error) });
       const me = await api.PATCH("/api/v1/me", { body: { display_name: name.trim() || null } });
@@ -70,7 +83,7 @@ function GeneralSettings() {
         </fieldset>
         <label htmlFor="zone">Time zone (where “today” and “night” are in reports)</label>
         <select id="zone" value={zone} onChange={(e) => setZone(e.target.value)}>
-          {timeZones().map((z) => (
+          {timeZones(s.time_zone ?? "UTC").map((z) => (
             <option key={z} value={z}>
               {z}
             </option>
@@ -161,14 +174,12 @@ function Uploaders() {
         </button>
       </form>
       {created && (
-        <div className="secret" role="status" data-testid="created-token">
-          <p>
-            <strong>Copy this token now:</strong> it is shown only once.
+        <div className="secret" data-testid="created-token">
+          <p role="status">
+            <strong>Token “{created.name}” created. Copy it now:</strong> it is shown only once.
           </p>
-          <label htmlFor="uploader-url">Server URL</label>
-          <input id="uploader-url" readOnly value={`${location.origin}/api/v1`} onFocus={(e) => e.target.select()} />
-          <label htmlFor="uploader-token">Token</label>
-          <input id="uploader-token" readOnly value={created.token} onFocus={(e) => e.target.select()} data-testid="token-value" />
+          <CopyField id="uploader-url" label="Server URL" value={`${location.origin}/api/v1`} />
+          <CopyField id="uploader-token" label="Token" value={created.token} testId="token-value" />
           <p className="hint">
             Uploaders send <code>POST /api/v1/readings</code> with the header <code>Authorization: Bearer &lt;token&gt;</code>.
           </p>
@@ -188,5 +199,30 @@ function Uploaders() {
         ))}
       </ul>
     </section>
+  );
+}
+
+/** A read-only value with a Copy button (a token to paste into an uploader app). */
+function CopyField({ id, label, value, testId }: { id: string; label: string; value: string; testId?: string }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <>
+      <label htmlFor={id}>{label}</label>
+      <div className="copy-field">
+        <input id={id} readOnly value={value} onFocus={(e) => e.target.select()} data-testid={testId} />
+        <button
+          type="button"
+          onClick={() =>
+            void navigator.clipboard
+              ?.writeText(value)
+              .then(() => setCopied(true))
+              .catch(() => setCopied(false))
+          }
+          aria-label={`Copy ${label.toLowerCase()}`}
+        >
+          {copied ? "Copied" : "Copy"}
+        </button>
+      </div>
+    </>
   );
 }
