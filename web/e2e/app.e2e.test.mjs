@@ -221,6 +221,32 @@ test("the reports page shows the same time in range as the API", async () => {
   assert.equal(pages.length, 1, "the printed report fits one page");
 });
 
+test("in mmol/L, every screen shows the same glucose converted once", async () => {
+  await go("Settings");
+  await page.getByText("mmol/L", { exact: true }).click();
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByRole("status").filter({ hasText: "Settings saved" }).waitFor();
+  const settings = await api("GET", "/api/v1/me/settings");
+  assert.equal(settings.json.display_unit, "mmol/L");
+  // The targets did not drift through the conversion.
+  assert.equal(settings.json.target_low_mgdl, 70);
+  assert.equal(settings.json.target_high_mgdl, 180);
+
+  await go("Dashboard");
+  const latest = await api("GET", "/api/v1/readings/latest");
+  assert.equal(await page.getByTestId("current-value").innerText(), (latest.json.value / 18.016).toFixed(1));
+
+  await go("Reports");
+  const summary = await api("GET", "/api/v1/reports/summary?unit=mmol/L");
+  await page.getByTestId("metrics-table").getByRole("cell", { name: `${summary.json.mean.toFixed(1)} mmol/L` }).waitFor();
+  await page.getByTestId("tir-in-range").filter({ hasText: "3.9–10.0" }).waitFor();
+
+  await go("Settings");
+  await page.getByText("mg/dL", { exact: true }).click();
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByRole("status").filter({ hasText: "Settings saved" }).waitFor();
+});
+
 test("sharing and following screens are accessible", async () => {
   await go("Sharing");
   await expectAccessible("sharing");

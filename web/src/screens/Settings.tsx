@@ -46,9 +46,7 @@ function GeneralSettings() {
     setMessage(null);
     try {
       // Targets only when changed: a value shown rounded and sent back would drift.
-      const storedUnit = (s.display_unit as GlucoseUnit) ?? "mg/dL";
-      const changed = (typed: string, stored: number) =>
-        typed !== String(toUnit(stored, unit)) || unit !== storedUnit ? fromUnit(Number(typed), unit) : undefined;
+      const changed = (typed: string, stored: number) => (typed !== String(toUnit(stored, unit)) ? fromUnit(Number(typed), unit) : undefined);
       const settings = await api.PATCH("/api/v1/me/settings", {
         body: {
           display_unit: unit,
