@@ -285,6 +285,11 @@ test("a caregiver accepts an invite and follows the person live", async () => {
   const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 97, trend: "Flat", device: "e2e-uploader" });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   await caregiver.getByTestId("current-value").filter({ hasText: "97" }).waitFor({ timeout: 10_000 });
+  // The person's reports, as their caregiver sees them.
+  await caregiver.getByRole("link", { name: `Reports of ${EMAIL}` }).click();
+  await caregiver.getByRole("heading", { level: 1, name: `Reports of ${EMAIL}` }).waitFor();
+  const theirs = await api("GET", "/api/v1/reports/summary");
+  await caregiver.getByTestId("tir-in-range").filter({ hasText: `${theirs.json.tir.toFixed(1)} %` }).waitFor();
   await caregiverContext.close();
 
   // The person sees the caregiver's reads in the access log.

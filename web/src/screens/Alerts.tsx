@@ -40,8 +40,10 @@ export default function Alerts() {
   );
   const list = alerts.data?.alerts ?? [];
   const active = list.filter((a) => a.state !== "resolved");
+  const following = useResource(() => (person ? api.GET("/api/v1/following") : Promise.resolve({ data: [], response: new Response() })), [person]);
+  const whose = person ? following.data?.find((f) => f.owner_id === person) : undefined;
   return (
-    <Layout title="Alerts">
+    <Layout title={person ? `Alerts of ${whose ? whose.owner_name || whose.owner_email : `person ${person}`}` : "Alerts"}>
       <section className="card" aria-labelledby="active-title">
         <h2 id="active-title">Active now</h2>
         {alerts.error && <p className="form-error">{alerts.error}</p>}

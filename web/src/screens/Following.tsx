@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { Link } from "../lib/router";
@@ -15,7 +15,9 @@ export function followedName(s: Schemas["FollowedOut"]): string {
 export default function Following() {
   const { live } = useSession();
   const following = useResource(() => api.GET("/api/v1/following"), []);
-  const people = (following.data ?? []).filter((s) => s.status === "active" && s.role === "caregiver");
+  const active = (following.data ?? []).filter((s) => s.status === "active");
+  const people = active.filter((s) => s.role === "caregiver");
+  const clinical = active.filter((s) => s.role === "clinician");
   const [chosen, setChosen] = useState<number | null>(null);
   const current = chosen ?? people[0]?.owner_id ?? null;
 
@@ -37,7 +39,19 @@ export default function Following() {
   const person = people.find((p) => p.owner_id === current);
   return (
     <Layout title="Following">
-      {following.data && people.length === 0 && (
+      {clinical.length > 0 && (
+        <section className="card" aria-labelledby="clinical-title">
+          <h2 id="clinical-title">Reports shared with you</h2>
+          <ul className="entries">
+            {clinical.map((p) => (
+              <li key={p.owner_id}>
+                <Link to={`/reports?person=${p.owner_id}`}>Reports of {followedName(p)}</Link>
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
+      {following.data && active.length === 0 && (
         <section className="card">
           <p>You don’t follow anyone yet. When someone invites you as a caregiver, open their invite link while logged in.</p>
         </section>
@@ -46,7 +60,7 @@ export default function Following() {
         <div className="segmented" role="group" aria-label="Whom to show">
           {people.map((p) => (
             <button key={p.owner_id} type="button" aria-pressed={p.owner_id === current} onClick={() => setChosen(p.owner_id)}>
-              {followedName(p)}
+              {followedName(p)} <ActiveAlertCount person={p.owner_id} />
             </button>
           ))}
         </div>
@@ -56,7 +70,8 @@ export default function Following() {
           <h2>{followedName(person)}</h2>
           <PersonGlucose key={person.owner_id} person={person.owner_id} />
           <p>
-            <Link to={`/alerts?person=${person.owner_id}`}>Alerts of {followedName(person)}</Link>
+            <Link to={`/alerts?person=${person.owner_id}`}>Alerts of {followedName(person)}</Link> ·{" "}
+            <Link to={`/reports?person=${person.owner_id}`}>Reports of {followedName(person)}</Link>
           </p>
           <FollowChannels key={person.owner_id} share={person} />
         </>
@@ -97,5 +112,29 @@ function FollowChannels({ share }: { share: Schemas["FollowedOut"] }) {
         </p>
       )}
     </fieldset>
+  );
+}
+
+/** How many alerts a followed person has open, beside their name: the others stay in view. */
+function ActiveAlertCount({ person }: { person: number }) {
+  const { live } = useSession();
+  const alerts = useResource(() => api.GET("/api/v1/alerts", { params: { query: { person } } }), [person]);
+  const reload = useRef(alerts.reload);
+  reload.current = alerts.reload;
+  useEffect(
+    () =>
+      live.onEvent((e) => {
+        if ((e.type === "alert" && e.person === person) || e.type === "reconnected") reload.current();
+      }),
+    [live, person],
+  );
+  const open = (alerts.data?.alerts ?? []).filter((a) => a.state === "active");
+  if (open.length === 0) return null;
+  const urgent = open.some((a) => a.urgent);
+  return (
+    <span className={`tag ${urgent ? "tag-error" : ""}`}>
+      {open.length} {urgent ? "urgent " : ""}
+      {open.length === 1 ? "alert" : "alerts"}
+    </span>
   );
 }
