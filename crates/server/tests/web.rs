@@ -118,17 +118,7 @@ async fn the_app_is_served_with_its_shell_for_client_routes() {
     let built = Built::new();
     let s = built.serve().await;
 
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = no_redirects
-        .get(s.url("/app?from=mail"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(header(&r, LOCATION), "/app/?from=mail");
+    assert_redirect(&s, "/app?from=mail", "/app/?from=mail").await;
 
     for path in [
         "/app/",
@@ -296,17 +286,7 @@ async fn the_site_is_served_at_the_root_and_the_api_keeps_its_404() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert!(r.text().await.expect("body").contains(title), "{path}");
     }
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = no_redirects
-        .get(s.url("/privacy"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(header(&r, LOCATION), "/privacy/");
+    assert_redirect(&s, "/privacy", "/privacy/").await;
 
     for path in ["/nope", "/nope.html", "/privacy/nope/"] {
         expect_problem(get(&s, path).await, StatusCode::NOT_FOUND, "not_found").await;
@@ -354,4 +334,15 @@ async fn without_builds_the_app_says_how_to_build_it_and_the_root_shows_the_buil
     )
     .await;
     s.stop().await;
+}
+
+/// `path` answers a permanent redirect to `location` (not followed).
+async fn assert_redirect(s: &TestServer, path: &str, location: &str) {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = no_redirects.get(s.url(path)).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT, "{path}");
+    assert_eq!(header(&r, LOCATION), location, "{path}");
 }

@@ -43,6 +43,35 @@ function useAuthForm(after: () => Promise<void>) {
   return { error, busy, submit };
 }
 
+/** Email and password fields; a new password says so to password managers and shows the rule. */
+function Credentials(p: { email: string; setEmail: (v: string) => void; password: string; setPassword: (v: string) => void; newPassword: boolean }) {
+  return (
+    <>
+      <label htmlFor="email">Email</label>
+      <input id="email" type="email" autoComplete="username" required value={p.email} onChange={(e) => p.setEmail(e.target.value)} />
+      <label htmlFor="password">Password</label>
+      <input
+        id="password"
+        type="password"
+        autoComplete={p.newPassword ? "new-password" : "current-password"}
+        required
+        minLength={p.newPassword ? 10 : undefined}
+        aria-describedby={p.newPassword ? "password-hint" : undefined}
+        value={p.password}
+        onChange={(e) => p.setPassword(e.target.value)}
+      />
+    </>
+  );
+}
+
+function FormError({ message }: { message: string | null }) {
+  return message ? (
+    <p className="form-error" role="alert">
+      {message}
+    </p>
+  ) : null;
+}
+
 export function Login() {
   const { setProfile } = useSession();
   const { search } = useRoute();
@@ -57,22 +86,8 @@ export function Login() {
   return (
     <AuthFrame title="Log in">
       <form onSubmit={form.submit(() => api.POST("/api/v1/auth/login", { body: { email, password } }))} noValidate>
-        <label htmlFor="email">Email</label>
-        <input id="email" type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
-        <label htmlFor="password">Password</label>
-        <input
-          id="password"
-          type="password"
-          autoComplete="current-password"
-          required
-          value={password}
-          onChange={(e) => setPassword(e.target.value)}
-        />
-        {form.error && (
-          <p className="form-error" role="alert">
-            {form.error}
-          </p>
-        )}
+        <Credentials email={email} setEmail={setEmail} password={password} setPassword={setPassword} newPassword={false} />
+        <FormError message={form.error} />
         <button type="submit" className="primary" disabled={form.busy}>
           {form.busy ? "Logging in…" : "Log in"}
         </button>
@@ -107,27 +122,11 @@ export function Signup() {
   return (
     <AuthFrame title="Create your account">
       <form onSubmit={form.submit(() => api.POST("/api/v1/auth/signup", { body: { email, password } }))} noValidate>
-        <label htmlFor="email">Email</label>
-        <input id="email" type="email" autoComplete="username" required value={email} onChange={(e) => setEmail(e.target.value)} />
-        <label htmlFor="password">Password</label>
-        <input
-          id="password"
-          type="password"
-          autoComplete="new-password"
-          required
-          minLength={10}
-          aria-describedby="password-hint"
-          value={password}
-          onChange={(e) => setPassword(e.target.value)}
-        />
+        <Credentials email={email} setEmail={setEmail} password={password} setPassword={setPassword} newPassword />
         <p id="password-hint" className="hint">
           At least 10 characters. A passphrase of a few words is easy to remember and hard to guess.
         </p>
-        {form.error && (
-          <p className="form-error" role="alert">
-            {form.error}
-          </p>
-        )}
+        <FormError message={form.error} />
         <button type="submit" className="primary" disabled={form.busy}>
           {form.busy ? "Creating…" : "Create account"}
         </button>
