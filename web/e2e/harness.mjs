@@ -18,7 +18,7 @@ export const SCREENSHOTS = join(ARTIFACTS, "screenshots");
 export const MOBILE = { width: 360, height: 780 };
 export const DESKTOP = { width: 1280, height: 800 };
 
-async function freePort() {
+export async function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once("error", fail);

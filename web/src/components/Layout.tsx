@@ -77,10 +77,10 @@ export function Layout({ title, children }: { title: string; children: React.Rea
 
 /** An unmistakable banner while offline or while the live connection is down. */
 export function ConnectionBanner() {
-  const { online, liveState, retryInMs, pending, live } = useSession();
+  const { online, liveState, retryAt, pending, live } = useSession();
   const [, tick] = useState(0);
   useEffect(() => {
-    const t = setInterval(() => tick((n) => n + 1), 5_000);
+    const t = setInterval(() => tick((n) => n + 1), 1_000);
     return () => clearInterval(t);
   }, []);
   const waiting = pending.filter((p) => !p.rejected).length;
@@ -90,11 +90,14 @@ export function ConnectionBanner() {
     message =
       liveState === "connecting"
         ? "Connecting to live updates…"
-        : `Live updates are disconnected${retryInMs != null ? `; retrying in ${Math.ceil(retryInMs / 1000)} s` : ""}.`;
+        : "Live updates are disconnected.";
+  // The countdown stays out of the live region: a screen reader would read it every second.
+  const countdown = online && liveState === "closed" && retryAt != null ? ` Retrying in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s.` : "";
   if (!message && waiting === 0) return null;
   return (
     <div className={`banner ${message ? "banner-warn" : "banner-info"}`} role="status" aria-live="polite" data-testid="connection-banner">
       {message && <strong>{message}</strong>}
+      {countdown && <span aria-hidden="true">{countdown}</span>}
       {message && online && liveState === "closed" && (
         <button type="button" className="link-button" onClick={() => live.retryNow()}>
           Reconnect now

@@ -30,7 +30,8 @@ interface SessionValue {
   logout: () => Promise<void>;
   live: LiveConnection;
   liveState: LiveState;
-  retryInMs: number | null;
+  /** When the live connection tries again (epoch ms), while it is down. */
+  retryAt: number | null;
   online: boolean;
   outbox: Outbox;
   pending: OutboxEntry[];
@@ -63,7 +64,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
   const [profile, setProfile] = useState<Profile | null>(null);
   const [checking, setChecking] = useState(true);
   const [liveState, setLiveState] = useState<LiveState>("closed");
-  const [retryInMs, setRetryInMs] = useState<number | null>(null);
+  const [retryAt, setRetryAt] = useState<number | null>(null);
   const [online, setOnline] = useState(navigator.onLine);
   const [pending, setPending] = useState<OutboxEntry[]>([]);
   const live = useMemo(() => new LiveConnection({ url: liveUrl }), []);
@@ -85,7 +86,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
     let failures = 0;
     return live.onState((s, retry) => {
       setLiveState(s);
-      setRetryInMs(retry);
+      setRetryAt(retry == null ? null : Date.now() + retry);
       if (s === "open") failures = 0;
       // A handshake refused for an expired session looks like any dropped connection: ask the
       // API, whose 401 logs the app out.
@@ -158,7 +159,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
     logout,
     live,
     liveState,
-    retryInMs,
+    retryAt,
     online,
     outbox,
     pending,
