@@ -169,6 +169,28 @@ test("carbs logged offline sync once when back online", async () => {
   assert.equal(await page.getByTestId("treatment-list").getByText("45 g").count(), 1);
 });
 
+test("a saved entry edited and another deleted while offline: the server has both changes once back online", async () => {
+  const other = await api("POST", "/api/v1/treatments", { time: new Date(Date.now() - 600_000).toISOString(), kind: "note", text: "to delete", id: "e2e-note" });
+  assert.equal(other.status, 201, JSON.stringify(other.json));
+  await page.reload();
+  await page.getByTestId("treatment-list").getByText("to delete").waitFor();
+  await context.setOffline(true);
+  await page.getByTestId("connection-banner").filter({ hasText: "offline" }).waitFor();
+  await page.getByRole("button", { name: /^Edit carbs/ }).click();
+  await page.getByLabel("Grams of carbohydrate").fill("50");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  page.once("dialog", (d) => void d.accept());
+  await page.getByRole("button", { name: /^Delete note/ }).click();
+  await page.getByTestId("pending-count").filter({ hasText: "2 entries" }).waitFor();
+  await context.setOffline(false);
+  await page.getByTestId("pending-count").waitFor({ state: "detached", timeout: 15_000 });
+  const from = new Date(Date.now() - 3_600_000).toISOString();
+  const list = await api("GET", `/api/v1/treatments?from=${encodeURIComponent(from)}`);
+  const carbs = list.json.items.filter((t) => t.kind === "carbs");
+  assert.deepEqual(carbs.map((t) => t.grams), [50]);
+  assert.equal(list.json.items.filter((t) => t.kind === "note").length, 0);
+});
+
 test("an urgent low posted through the API shows an alert that can be acknowledged", async () => {
   await go("Dashboard");
   const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 48, trend: "DoubleDown", device: "e2e-uploader" });

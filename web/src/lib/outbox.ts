@@ -1,11 +1,16 @@
 /**
- * Entries made offline (treatments, fingersticks) wait in IndexedDB until they reach the
- * server. Each carries the id the server deduplicates on (a treatment's client `id`; a
+ * Entries made offline (treatments, fingersticks, and changes to saved treatments) wait in
+ * IndexedDB until they reach the server. Each carries the id the server deduplicates on (a treatment's client `id`; a
  * reading is unique by kind, time and device), so sending one twice — a retry after a
  * response was lost, two tabs syncing at once — stores it once.
  */
 
-export type OutboxKind = "treatment" | "reading";
+/**
+ * What an entry does: record a treatment or a reading, or change (`treatment-replace`, body
+ * `{target, treatment}`) or delete (`treatment-delete`, body `{target}`) a saved treatment.
+ * Each is idempotent on the server, so a retry is harmless.
+ */
+export type OutboxKind = "treatment" | "reading" | "treatment-replace" | "treatment-delete";
 
 export interface OutboxEntry {
   /** Client id: the treatment's `id`, or a key for a reading. */

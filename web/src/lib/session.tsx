@@ -50,13 +50,28 @@ export function useSession(): SessionValue {
 
 /** Sends one outbox entry to the API. */
 async function sendEntry(e: OutboxEntry): Promise<SendOutcome> {
-  const { response, error } =
-    e.kind === "treatment"
-      ? await api.POST("/api/v1/treatments", { body: e.body as Schemas["TreatmentInput"] })
-      : await api.POST("/api/v1/readings", { body: e.body as Schemas["ReadingInput"] });
-  if (response.ok) return { ok: true };
+  const target = String(e.body.target ?? "");
+  const { response, error } = await (() => {
+    switch (e.kind) {
+      case "treatment":
+        return api.POST("/api/v1/treatments", { body: e.body as Schemas["TreatmentInput"] });
+      case "reading":
+        return api.POST("/api/v1/readings", { body: e.body as Schemas["ReadingInput"] });
+      case "treatment-replace":
+        return api.PUT("/api/v1/treatments/{id}", { params: { path: { id: target } }, body: e.body.treatment as Schemas["TreatmentReplace"] });
+      case "treatment-delete":
+        return api.DELETE("/api/v1/treatments/{id}", { params: { path: { id: target } } });
+    }
+  })();
+  // Deleting what is gone already is done.
+  if (response.ok || (e.kind === "treatment-delete" && response.status === 404)) return { ok: true };
   const retry = response.status >= 500 || response.status === 429 || response.status === 401;
-  const message = error && typeof error === "object" && "detail" in error ? String(error.detail) : `HTTP ${response.status}`;
+  const message =
+    e.kind === "treatment-replace" && response.status === 404
+      ? "the entry was deleted meanwhile"
+      : error && typeof error === "object" && "detail" in error
+        ? String(error.detail)
+        : `HTTP ${response.status}`;
   return { ok: false, retry, message };
 }
 

@@ -66,3 +66,34 @@ function problemText(e: unknown): string {
   if (e && typeof e === "object" && "detail" in e) return String((e as { detail: unknown }).detail);
   return "Could not load this. Try again.";
 }
+
+/**
+ * A newest-first log read a page at a time (`next_cursor`): the first page, and `more()` for
+ * the next. Reloading starts again from the first page.
+ */
+export function usePagedLog<T>(load: (cursor?: string) => Promise<Fetched<{ items: T[]; next_cursor?: string | null }>>, deps: unknown[]) {
+  const first = useResource(() => load(), deps);
+  const [older, setOlder] = useState<T[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
+  useEffect(() => {
+    setOlder([]);
+    setCursor(first.data?.next_cursor ?? null);
+  }, [first.data]);
+  const more = useCallback(async () => {
+    if (!cursor) return;
+    setLoadingMore(true);
+    try {
+      const page = await load(cursor);
+      if (page.data) {
+        const next = page.data;
+        setOlder((o) => [...o, ...next.items]);
+        setCursor(next.next_cursor ?? null);
+      }
+    } finally {
+      setLoadingMore(false);
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [cursor, ...deps]);
+  return { ...first, items: [...(first.data?.items ?? []), ...older], hasMore: cursor != null, more, loadingMore };
+}

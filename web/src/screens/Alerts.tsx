@@ -6,7 +6,7 @@ import { disablePush, enablePush, pushStatus, type PushStatus } from "../lib/pus
 import { useRoute } from "../lib/router";
 import { useSession } from "../lib/session";
 import { shortTime } from "../lib/time";
-import { useResource } from "../lib/useResource";
+import { usePagedLog, useResource } from "../lib/useResource";
 
 const KIND_NAMES: Record<string, string> = {
   urgent_low: "Urgent low",
@@ -24,7 +24,7 @@ export default function Alerts() {
   const { search } = useRoute();
   const person = search.get("person") ? Number(search.get("person")) : undefined;
   const alerts = useResource(() => api.GET("/api/v1/alerts", { params: { query: { person } } }), [person]);
-  const history = useResource(() => api.GET("/api/v1/alerts/deliveries", { params: { query: { limit: 50 } } }), []);
+  const history = usePagedLog((cursor) => api.GET("/api/v1/alerts/deliveries", { params: { query: { limit: 50, cursor } } }), []);
   // The newest reloads (this screen's person may change while subscribed).
   const reloads = useRef({ alerts, history });
   reloads.current = { alerts, history };
@@ -68,7 +68,7 @@ export default function Alerts() {
               </tr>
             </thead>
             <tbody>
-              {(history.data?.items ?? []).map((d, i) => (
+              {history.items.map((d, i) => (
                 <tr key={i}>
                   <td>{shortTime(d.created_at)}</td>
                   <td>{deliveryText(d.message)}</td>
@@ -81,6 +81,11 @@ export default function Alerts() {
             </tbody>
           </table>
           {history.data?.items.length === 0 && <p className="muted">No notifications sent yet.</p>}
+          {history.hasMore && (
+            <button type="button" onClick={() => void history.more()} disabled={history.loadingMore}>
+              Show older notifications
+            </button>
+          )}
         </section>
       )}
     </Layout>

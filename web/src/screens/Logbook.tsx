@@ -2,8 +2,8 @@ import { useState, type FormEvent } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { treatmentLabel } from "../lib/chartData";
-import { formatGlucose, fromUnit } from "../lib/glucose";
-import { newId } from "../lib/outbox";
+import { formatGlucose, fromUnit, type GlucoseUnit } from "../lib/glucose";
+import { newId, type OutboxEntry } from "../lib/outbox";
 import { useSession } from "../lib/session";
 import { fromInputValue, localIso, shortTime, toInputValue } from "../lib/time";
 import { useResource } from "../lib/useResource";
@@ -19,6 +19,22 @@ const KINDS: { kind: EntryKind; label: string }[] = [
 ];
 
 const DAYS = 7;
+
+/** What a waiting entry will do, in words. */
+function pendingText(p: OutboxEntry, unit: GlucoseUnit): string {
+  switch (p.kind) {
+    case "reading":
+      return `Fingerstick ${formatGlucose(Number(p.body.value), unit)} ${unit} · ${shortTime(String(p.body.time))}`;
+    case "treatment":
+      return `${String(p.body.kind)} ${treatmentLabel(p.body as never)} · ${shortTime(String(p.body.time))}`;
+    case "treatment-replace": {
+      const t = p.body.treatment as Record<string, unknown>;
+      return `Change to ${String(t.kind)} ${treatmentLabel(t as never)} · ${shortTime(String(t.time))}`;
+    }
+    case "treatment-delete":
+      return "Deletion of a saved entry";
+  }
+}
 
 export default function Logbook() {
   const { outbox, syncNow, pending, unit, profile } = useSession();
@@ -71,18 +87,9 @@ export default function Logbook() {
       if (kind === "carbs") body.grams = value;
       if (kind === "exercise") Object.assign(body, { minutes: value, intensity });
       if (text.trim()) body.text = text.trim();
-      if (editing) {
-        const r = await api
-          .PUT("/api/v1/treatments/{id}", { params: { path: { id: editing.id } }, body: body as Schemas["TreatmentReplace"] })
-          .catch(() => null);
-        if (!r) return setError("You are offline: changes to saved entries need a connection.");
-        if (!r.response.ok) return setError(problemMessage(r.error));
-        reset();
-        setSaved("Entry updated.");
-        treatments.reload();
-        return;
-      }
-      entry = await outbox.add(owner, "treatment", body, newId());
+      entry = editing
+        ? await outbox.add(owner, "treatment-replace", { target: editing.id, treatment: body })
+        : await outbox.add(owner, "treatment", body, newId());
     }
     reset();
     await syncNow();
@@ -95,8 +102,13 @@ export default function Logbook() {
 
   const remove = async (t: Schemas["TreatmentOut"]) => {
     if (!confirm(`Delete ${t.kind} ${treatmentLabel(t)} at ${shortTime(t.time)}?`)) return;
-    const r = await api.DELETE("/api/v1/treatments/{id}", { params: { path: { id: t.id } } }).catch(() => null);
-    if (!r?.response.ok) setError(r ? problemMessage(r.error) : "You are offline: deleting needs a connection.");
+    setError(null);
+    setSaved(null);
+    const entry = await outbox.add(owner, "treatment-delete", { target: t.id });
+    await syncNow();
+    const left = (await outbox.list(owner)).find((e) => e.id === entry.id);
+    if (left?.rejected) setError(`The server refused: ${left.rejected}`);
+    else if (left) setSaved("Deleted on this device; the server hears of it when you are back online.");
     treatments.reload();
   };
 
@@ -199,9 +211,7 @@ export default function Logbook() {
           <ul className="entries" data-testid="pending-list">
             {pending.map((p) => (
               <li key={p.id}>
-                <span>{p.kind === "reading" ? "Fingerstick" : String(p.body.kind)}</span>{" "}
-                <span>{p.kind === "reading" ? `${formatGlucose(Number(p.body.value), unit)} ${unit}` : treatmentLabel(p.body as never)}</span>{" "}
-                <span className="muted">{shortTime(String(p.body.time))}</span>{" "}
+                <span>{pendingText(p, unit)}</span>{" "}
                 {p.rejected ? (
                   <>
                     <span className="tag tag-error">Refused: {p.rejected}</span>
@@ -222,7 +232,9 @@ export default function Logbook() {
         <h2 id="recent-title">Last {DAYS} days</h2>
         {treatments.error && <p className="form-error">{treatments.error}</p>}
         <ul className="entries" data-testid="treatment-list">
-          {(treatments.data?.items ?? []).map((t) => (
+          {(treatments.data?.items ?? [])
+            .filter((t) => !pending.some((p) => p.kind === "treatment-delete" && p.body.target === t.id && !p.rejected))
+            .map((t) => (
             <li key={t.id}>
               <span className="entry-kind">{t.kind.replace("_", " ")}</span> <strong>{treatmentLabel(t)}</strong>
               {t.text && <span> · {t.text}</span>} <span className="muted">{shortTime(t.time)}</span>

@@ -2,11 +2,11 @@ import { useState, type FormEvent } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { shortTime } from "../lib/time";
-import { useResource } from "../lib/useResource";
+import { usePagedLog, useResource } from "../lib/useResource";
 
 export default function Sharing() {
   const shares = useResource(() => api.GET("/api/v1/shares"), []);
-  const log = useResource(() => api.GET("/api/v1/access-log", { params: { query: { limit: 100 } } }), []);
+  const log = usePagedLog((cursor) => api.GET("/api/v1/access-log", { params: { query: { limit: 100, cursor } } }), []);
   const [email, setEmail] = useState("");
   const [role, setRole] = useState<"caregiver" | "clinician">("caregiver");
   const [error, setError] = useState<string | null>(null);
@@ -96,7 +96,7 @@ export default function Sharing() {
             </tr>
           </thead>
           <tbody>
-            {(log.data?.items ?? []).map((a, i) => (
+            {log.items.map((a, i) => (
               <tr key={i}>
                 <td>{shortTime(a.time)}</td>
                 <td>{a.follower_email}</td>
@@ -106,6 +106,11 @@ export default function Sharing() {
           </tbody>
         </table>
         {log.data?.items.length === 0 && <p className="muted">Nobody has read your data.</p>}
+        {log.hasMore && (
+          <button type="button" onClick={() => void log.more()} disabled={log.loadingMore}>
+            Show older entries
+          </button>
+        )}
       </section>
     </Layout>
   );
