@@ -107,3 +107,14 @@ test("stale data is flagged; a pushed alert is shown with actions and taken down
   assert.deepEqual(await notifications(), []);
   await cdp.detach();
 });
+
+test("the permission flow asks, then reports the browser's push service's answer", async () => {
+  // With permission granted, the app asks the browser to subscribe; this machine's Chromium has
+  // no reachable push service, so the answer is a refusal, which the screen must say plainly
+  // (and not hang). On a phone the same click ends in "This device receives alert notifications".
+  await page.goto("/app/alerts");
+  await page.getByRole("button", { name: "Turn on notifications" }).click();
+  const outcome = page.getByTestId("push-control").getByRole("alert").or(page.getByText("This device receives alert notifications"));
+  await outcome.waitFor({ timeout: 15_000 });
+  assert.match(await outcome.innerText(), /could not be changed on this device|receives alert notifications/);
+});

@@ -268,7 +268,7 @@ function PushControl({ status, setStatus }: { status: PushStatus; setStatus: (s:
     setError(null);
     fn()
       .then(setStatus)
-      .catch((e: unknown) => setError(e instanceof Error ? e.message : "Could not change notifications."));
+      .catch((e: unknown) => setError(`Notifications could not be changed on this device${e instanceof Error ? ` (${e.message})` : ""}.`));
   };
   return (
     <div className="push-control" data-testid="push-control">
