@@ -6,6 +6,7 @@
 // (crates/server/tests/push.rs, against a local push service).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { DESKTOP, launchBrowser, startEngine } from "./harness.mjs";
 
 let engine;
@@ -14,7 +15,8 @@ let context;
 let page;
 
 before(async () => {
-  engine = await startEngine();
+  // Subscriptions at loopback endpoints are accepted: the stand-in push service below.
+  engine = await startEngine({ GLUCOSYNC_PUSH_ALLOW_LOOPBACK: "true" });
   browser = await launchBrowser();
   context = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
   await context.grantPermissions(["notifications"], { origin: engine.base });
@@ -117,4 +119,64 @@ test("the permission flow asks, then reports the browser's push service's answer
   const outcome = page.getByTestId("push-control").getByRole("alert").or(page.getByText("This device receives alert notifications"));
   await outcome.waitFor({ timeout: 15_000 });
   assert.match(await outcome.innerText(), /could not be changed on this device|receives alert notifications/);
+});
+
+test("turning notifications on sends this device's subscription to the server; logging out removes it", async () => {
+  // The browser's push service (Google's, Mozilla's) is on the internet: it is the one part
+  // replaced here, by a subscription the page's PushManager returns, with real P-256 keys and
+  // an endpoint on loopback. Everything after it — the app's flow, the server's validation and
+  // storage, the status the screen shows, the removal at logout — is real.
+  const { publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const p256dh = publicKey.export({ format: "der", type: "spki" }).subarray(-65).toString("base64url");
+  const auth = randomBytes(16).toString("base64url");
+  const endpoint = "http://127.0.0.1:9/push/e2e-device";
+  const ctx = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
+  await ctx.grantPermissions(["notifications"], { origin: engine.base });
+  await ctx.addInitScript(
+    ({ endpoint, p256dh, auth }) => {
+      let current = null;
+      const make = (options) => ({
+        endpoint,
+        options,
+        expirationTime: null,
+        toJSON: () => ({ endpoint, expirationTime: null, keys: { p256dh, auth } }),
+        unsubscribe: async () => {
+          current = null;
+          return true;
+        },
+      });
+      PushManager.prototype.subscribe = async function (options) {
+        current = make(options);
+        return current;
+      };
+      PushManager.prototype.getSubscription = async function () {
+        return current;
+      };
+    },
+    { endpoint, p256dh, auth },
+  );
+  const p = await ctx.newPage();
+  const email = "push-subscriber@example.test";
+  const password = "violet tractor harbour sings";
+  await p.goto("/app/signup");
+  await p.getByLabel("Email").fill(email);
+  await p.getByLabel("Password").fill(password);
+  await p.getByRole("button", { name: "Create account" }).click();
+  await p.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+  await p.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  await p.goto("/app/alerts");
+  await p.getByRole("button", { name: "Turn on notifications" }).click();
+  await p.getByText("This device receives alert notifications").waitFor();
+  const token = (await (await fetch(`${engine.base}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  })).json()).token;
+  const list = async () =>
+    (await (await fetch(`${engine.base}/api/v1/push/subscriptions`, { headers: { authorization: `Bearer ${token}` } })).json()).map((s) => s.endpoint);
+  assert.deepEqual(await list(), [endpoint]);
+  await p.getByRole("button", { name: "Log out" }).click();
+  await p.getByRole("heading", { name: "Log in" }).waitFor();
+  assert.deepEqual(await list(), []);
+  await ctx.close();
 });
