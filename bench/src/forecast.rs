@@ -335,3 +335,116 @@ async fn upload_window(
 }
 /// Pairs of windows (forecasts on and off) in the serving-cost comparison.
 const SERVING_PAIRS: usize = 6;
+
+/// People uploading in the instruction count (each sign-up hashes a password, slow under
+/// callgrind).
+const INSTRUCTION_PEOPLE: usize = 8;
+/// Uploads before counting starts (first reads of each person's history, caches filled).
+const INSTRUCTION_WARMUP: usize = 200;
+/// Uploads counted.
+const INSTRUCTION_UPLOADS: usize = 1_000;
+
+/// The forecast's serving cost as the engine's instructions per upload, forecasts on vs off,
+/// counted by callgrind: unlike CPU time on this shared machine, the count repeats run to run.
+/// Uploads go one at a time (no batching effects), each person's readings 5 minutes apart in
+/// data time, values from the simulated traces. Counters are zeroed after the warm-up and
+/// dumped after the last upload (`callgrind_control`), so start-up and sign-ups are not
+/// counted; timers that run meanwhile are (in both engines; the slower one runs longer, which
+/// counts against forecasts). Kernel work (sockets, fsync) is not counted by callgrind: that
+/// shrinks the denominator, parsing and storing the reading, so the ratio errs against
+/// forecasts too.
+pub async fn instructions(args: &Args) -> Result<()> {
+    let traces: Vec<Vec<f64>> = people()?
+        .iter()
+        .map(|p| p.cgm.iter().flatten().copied().collect())
+        .collect();
+    let client = reqwest::Client::new();
+    let mut per_upload = std::collections::HashMap::new();
+    for round in 0..2 {
+        for label in ["off", "on"] {
+            let dir = tempfile::tempdir()?;
+            let out = dir.path().join("callgrind.out");
+            let out_arg = format!("--callgrind-out-file={}", out.display());
+            let (engine, _) = crate::start_engine_under(
+                &["valgrind", "--tool=callgrind", &out_arg],
+                &args.engine,
+                &dir.path().join("data"),
+                &[
+                    ("GLUCOSYNC_FORECASTS", if label == "on" { "true" } else { "false" }),
+                    ("GLUCOSYNC_TRUSTED_PROXIES", "127.0.0.1"),
+                ],
+                Duration::from_secs(300),
+            )
+            .await?;
+            let tokens = crate::people_tokens(&client, &engine.base, INSTRUCTION_PEOPLE).await?;
+            let start = crate::now_ms() - 400 * 86_400_000;
+            let upload = |n: usize| {
+                let person = n % tokens.len();
+                let step = (n / tokens.len()) as i64;
+                let trace = &traces[person % traces.len()];
+                let value = trace[(person * 1_000 + step as usize) % trace.len()].round();
+                let body = serde_json::json!({"time": time(start + step * forecast::STEP_MS), "value": value});
+                client
+                    .post(format!("{}/api/v1/readings", engine.base))
+                    .bearer_auth(&tokens[person])
+                    .json(&body)
+                    .send()
+            };
+            for n in 0..INSTRUCTION_WARMUP {
+                anyhow::ensure!(upload(n).await?.status().is_success(), "upload failed");
+            }
+            callgrind_control(&["-z", &engine.pid().to_string()])?;
+            for n in INSTRUCTION_WARMUP..INSTRUCTION_WARMUP + INSTRUCTION_UPLOADS {
+                anyhow::ensure!(upload(n).await?.status().is_success(), "upload failed");
+            }
+            callgrind_control(&["-d", &engine.pid().to_string()])?;
+            let total = dumped_instructions(dir.path())?;
+            drop(engine);
+            let ir = total as f64 / INSTRUCTION_UPLOADS as f64;
+            println!("  round {round} forecasts {label}: {ir:.0} instructions per upload");
+            per_upload.entry(label).or_insert_with(Vec::new).push(ir);
+        }
+    }
+    let (on, off) = (median(&per_upload["on"]), median(&per_upload["off"]));
+    row(
+        "engine instructions per upload, forecasts on (callgrind)",
+        format!("{on:.0}"),
+        format!("off {off:.0}"),
+        Some(on / off),
+    );
+    row(
+        "  forecast cost in instructions / (parse + store a reading)",
+        format!("{:.1} %", (on / off - 1.0) * 100.0),
+        "goal < 10 %".into(),
+        None,
+    );
+    Ok(())
+}
+
+fn callgrind_control(args: &[&str]) -> Result<()> {
+    let status = std::process::Command::new("callgrind_control")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "callgrind_control {args:?} failed");
+    Ok(())
+}
+
+/// The instructions of the dump `callgrind_control -d` wrote (the file whose name ends in
+/// `.1` beside the out file; its `summary:` or `totals:` line).
+fn dumped_instructions(dir: &std::path::Path) -> Result<u64> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("callgrind.out") && name.ends_with(".1")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")) {
+                return Ok(v.split_whitespace().next().context("empty summary")?.parse()?);
+            }
+        }
+    }
+    anyhow::bail!("no callgrind dump in {}", dir.display())
+}

@@ -46,6 +46,9 @@ pub(crate) struct Args {
     /// Only the forecast figures (model fitting and forecasting, in process).
     #[arg(long)]
     pub(crate) forecast_only: bool,
+    /// Only the forecast's serving cost in instructions (callgrind: deterministic, slow).
+    #[arg(long)]
+    pub(crate) forecast_instructions: bool,
     /// Only the live WebSocket figures (and their cluster variant with --cluster).
     #[arg(long)]
     pub(crate) live_only: bool,
@@ -119,9 +122,29 @@ pub(crate) async fn start_engine_with(
     dir: &Path,
     env: &[(&str, &str)],
 ) -> Result<(Engine, Duration)> {
+    start_engine_under(&[], bin, dir, env, Duration::from_secs(30)).await
+}
+
+/// Starts the engine under `wrapper` (e.g. valgrind and its options; empty: directly), ready
+/// within `ready_within`.
+pub(crate) async fn start_engine_under(
+    wrapper: &[&str],
+    bin: &Path,
+    dir: &Path,
+    env: &[(&str, &str)],
+    ready_within: Duration,
+) -> Result<(Engine, Duration)> {
     let port = free_port()?;
     let started = Instant::now();
-    let child = Command::new(bin)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = command
         .arg("serve")
         .envs(env.iter().copied())
         .env("GLUCOSYNC_LISTEN", format!("127.0.0.1:{port}"))
@@ -149,8 +172,8 @@ pub(crate) async fn start_engine_with(
                 return Ok((engine, started.elapsed()));
             }
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("glucoengine not ready after 30 s");
+        if started.elapsed() > ready_within {
+            bail!("glucoengine not ready after {} s", ready_within.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -301,6 +324,9 @@ async fn run(args: Args) -> Result<()> {
     );
     if args.reports_only {
         return reports::run(&args, &args.engine).await;
+    }
+    if args.forecast_instructions {
+        return forecast::instructions(&args).await;
     }
     if args.forecast_only {
         forecast::run()?;

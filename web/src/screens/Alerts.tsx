@@ -115,9 +115,13 @@ function ActiveAlert({ alert, person, onChange }: { alert: Schemas["AlertOut"]; 
   return (
     <li className={`alert-item${alert.urgent ? " urgent" : ""}`} data-testid={`alert-${alert.kind}`}>
       <div>
-        <strong>{alert.urgent ? "Urgent: " : ""}{alert.title}</strong>
+        <strong>
+          {alert.urgent && !/^urgent/i.test(alert.title) ? "Urgent: " : ""}
+          {alert.title}
+        </strong>
         <p className="muted">
-          Since {shortTime(alert.raised_at)} · {alert.state}
+          Since {shortTime(alert.raised_at)}
+          {alert.state === "active" ? "" : ` · ${alert.state}`}
           {alert.state === "snoozed" && alert.state_at ? ` until ${shortTime(alert.state_at)}` : ""}
         </p>
       </div>
