@@ -370,7 +370,10 @@ pub async fn instructions(args: &Args) -> Result<()> {
                 &args.engine,
                 &dir.path().join("data"),
                 &[
-                    ("GLUCOSYNC_FORECASTS", if label == "on" { "true" } else { "false" }),
+                    (
+                        "GLUCOSYNC_FORECASTS",
+                        if label == "on" { "true" } else { "false" },
+                    ),
                     ("GLUCOSYNC_TRUSTED_PROXIES", "127.0.0.1"),
                 ],
                 Duration::from_secs(300),
@@ -400,6 +403,20 @@ pub async fn instructions(args: &Args) -> Result<()> {
             callgrind_control(&["-d", &engine.pid().to_string()])?;
             let total = dumped_instructions(dir.path())?;
             drop(engine);
+            // For a look with callgrind_annotate: GS_BENCH_CALLGRIND_DIR=/some/dir keeps the dumps.
+            if let Some(keep) = std::env::var_os("GS_BENCH_CALLGRIND_DIR") {
+                for entry in std::fs::read_dir(dir.path())? {
+                    let path = entry?.path();
+                    if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                        if name.starts_with("callgrind.out") {
+                            std::fs::copy(
+                                &path,
+                                std::path::Path::new(&keep).join(format!("{label}-{round}-{name}")),
+                            )?;
+                        }
+                    }
+                }
+            }
             let ir = total as f64 / INSTRUCTION_UPLOADS as f64;
             println!("  round {round} forecasts {label}: {ir:.0} instructions per upload");
             per_upload.entry(label).or_insert_with(Vec::new).push(ir);
@@ -441,8 +458,15 @@ fn dumped_instructions(dir: &std::path::Path) -> Result<u64> {
         }
         let text = std::fs::read_to_string(&path)?;
         for line in text.lines() {
-            if let Some(v) = line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")) {
-                return Ok(v.split_whitespace().next().context("empty summary")?.parse()?);
+            if let Some(v) = line
+                .strip_prefix("summary:")
+                .or_else(|| line.strip_prefix("totals:"))
+            {
+                return Ok(v
+                    .split_whitespace()
+                    .next()
+                    .context("empty summary")?
+                    .parse()?);
             }
         }
     }

@@ -4,7 +4,9 @@
 //! (`glucosync_domain::forecast`, docs/forecasting.md); this module reads the history from the
 //! store, stores forecasts and models, and decides when to fit.
 
-use std::collections::{HashMap, HashSet};
+// Maps keyed by person, looked up several times per upload: SipHash's DoS resistance buys
+// nothing for server-assigned ids, and hashing showed in the per-upload instruction count.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -91,7 +93,7 @@ pub struct Forecaster {
     latest_made: Mutex<HashMap<UserId, StoredForecast>>,
     /// People whose entry in `latest_made` also accounts for the store's latest (read once
     /// per process): their latest forecast needs no read.
-    latest_seeded: Mutex<std::collections::HashSet<UserId>>,
+    latest_seeded: Mutex<HashSet<UserId>>,
     /// Recent history per person (embedded mode only; see `remember`).
     histories: Mutex<Histories>,
 }
@@ -130,9 +132,9 @@ impl Forecaster {
     pub fn new(population: PopulationModel) -> Forecaster {
         Forecaster {
             population,
-            models: Mutex::new(HashMap::new()),
-            attempts: Mutex::new(HashMap::new()),
-            fitting: Mutex::new(HashSet::new()),
+            models: Mutex::default(),
+            attempts: Mutex::default(),
+            fitting: Mutex::default(),
             histories: Mutex::new(Histories::default()),
             pending: Mutex::default(),
             flusher_running: Mutex::default(),
@@ -250,18 +252,11 @@ impl Forecaster {
         {
             return None;
         }
-        let points: Vec<GlucosePoint> = h
+        let points = h
             .points
             .range(to - CGM_WINDOW_MS..=to)
-            .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl })
-            .collect();
-        Some(Series::from_records(
-            from,
-            to,
-            &points,
-            &h.treatments,
-            scales,
-        ))
+            .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl });
+        Some(Series::from_points(from, to, points, &h.treatments, scales))
     }
 
     /// Keeps what was read for a forecast, so the next reading's forecast needs no reads —
@@ -681,12 +676,16 @@ impl Forecaster {
 /// bound in tenths of mg/dL as little-endian u16 (72 bytes for 12 steps; times follow from
 /// the issue time). Written for every reading, so it is kept small.
 fn encode_points(steps: &[ForecastPoint]) -> Vec<u8> {
-    let tenths = |v: f64| ((v * 10.0).round().clamp(0.0, f64::from(u16::MAX))) as u16;
-    steps
-        .iter()
-        .flat_map(|p| [p.mgdl, p.lower, p.upper])
-        .flat_map(|v| tenths(v).to_le_bytes())
-        .collect()
+    // Values are non-negative: adding a half and truncating rounds them (`f64::round` is a
+    // library call, 36 of them per forecast).
+    let tenths = |v: f64| (v * 10.0 + 0.5).clamp(0.0, f64::from(u16::MAX)) as u16;
+    let mut out = Vec::with_capacity(steps.len() * 6);
+    for p in steps {
+        for v in [p.mgdl, p.lower, p.upper] {
+            out.extend_from_slice(&tenths(v).to_le_bytes());
+        }
+    }
+    out
 }
 
 /// The points of a stored forecast; `None` when the encoding is broken.

@@ -29,9 +29,16 @@ type WriteJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> (bool, Reply)
 const MAX_GROUP: usize = 512;
 /// Writes that may wait for the writer before callers wait to enqueue (back-pressure).
 const QUEUE_DEPTH: usize = 4096;
+/// How long a write of derived data (`write_with_next`) waits for another write to share its
+/// commit before it is committed on its own.
+const RIDE_ALONG_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Writes waiting to be committed with the next group (`write_with_next`).
+type RidingAlong = Arc<Mutex<Vec<WriteJob>>>;
 
 pub(crate) struct Engine {
     sender: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    riding_along: RidingAlong,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
@@ -87,9 +94,11 @@ impl Engine {
         readers: usize,
     ) -> Result<Arc<Self>, StoreError> {
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
+        let riding_along = RidingAlong::default();
+        let writer_riding_along = riding_along.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, writer_riding_along))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         let mut pool = Vec::with_capacity(readers);
         for _ in 0..readers {
@@ -97,6 +106,7 @@ impl Engine {
         }
         Ok(Arc::new(Engine {
             sender: Mutex::new(Some(tx)),
+            riding_along,
             writer: Mutex::new(Some(handle)),
             readers: Mutex::new(pool),
             reader_permits: Semaphore::new(readers),
@@ -112,30 +122,57 @@ impl Engine {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: WriteJob = Box::new(move |conn| match conn {
-            Err(e) => (false, Box::new(move |_| drop(tx.send(Err(e))))),
-            Ok(conn) => {
-                let result = f(conn);
-                let ok = result.is_ok();
-                let reply: Reply = Box::new(move |commit| {
-                    let _ = tx.send(commit.and(result));
-                });
-                (ok, reply)
-            }
-        });
-        let sender = self
-            .sender
-            .lock()
-            .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        sender
+        let (job, rx) = write_job(f);
+        self.sender()?
             .send(job)
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Internal("a write failed without an answer".into()))?
+    }
+
+    /// A write of derived data (forecasts) that rides along with the next group of writes
+    /// instead of paying for a commit (and an fsync) of its own: at any load it shares the
+    /// next upload's commit; without other writes it is committed after `RIDE_ALONG_WAIT`.
+    /// Returns once committed, like `write`.
+    pub(crate) async fn write_with_next<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let sender = self.sender()?;
+        let (job, rx) = write_job(f);
+        let first = {
+            let mut riding = self
+                .riding_along
+                .lock()
+                .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?;
+            riding.push(job);
+            riding.len() == 1
+        };
+        if first {
+            // Nobody else may write soon: an empty job wakes the writer, whose group takes
+            // everything riding along. The timer holds a weak sender: it must not keep the
+            // channel open past `close` (the writer's last group takes what rides along).
+            let sender = sender.downgrade();
+            tokio::spawn(async move {
+                tokio::time::sleep(RIDE_ALONG_WAIT).await;
+                if let Some(sender) = sender.upgrade() {
+                    let nudge: WriteJob = Box::new(|_| (true, Box::new(|_| {})));
+                    let _ = sender.send(nudge).await;
+                }
+            });
+        }
+        rx.await
+            .map_err(|_| StoreError::Internal("a write failed without an answer".into()))?
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<WriteJob>, StoreError> {
+        self.sender
+            .lock()
+            .map_err(|_| StoreError::Internal("writer lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))
     }
 
     /// Runs a small read (a lookup by key, a bounded number of rows) on a pooled read-only
@@ -242,7 +279,34 @@ impl Engine {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
+/// `f` as a write job, and where its result will arrive.
+fn write_job<T, F>(f: F) -> (WriteJob, oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+    let job: WriteJob = Box::new(move |conn| match conn {
+        Err(e) => (false, Box::new(move |_| drop(tx.send(Err(e))))),
+        Ok(conn) => {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, reply)
+        }
+    });
+    (job, rx)
+}
+
+fn take_riding_along(riding_along: &RidingAlong, group: &mut Vec<WriteJob>) {
+    if let Ok(mut riding) = riding_along.lock() {
+        group.append(&mut riding);
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, riding_along: RidingAlong) {
     let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -252,9 +316,15 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
+        take_riding_along(&riding_along, &mut group);
         commit_group(&conn, &mut group);
     }
-    // The channel closed: every sender is gone and everything queued was written.
+    // The channel closed: every sender is gone and everything queued was written (what
+    // still rides along too).
+    take_riding_along(&riding_along, &mut group);
+    if !group.is_empty() {
+        commit_group(&conn, &mut group);
+    }
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     tracing::debug!("sqlite writer stopped");
 }

@@ -741,8 +741,9 @@ impl Store for SqliteStore {
         forecasts: &[(UserId, StoredForecast)],
     ) -> Result<(), StoreError> {
         let batch = forecasts.to_vec();
+        // Derived data: written with the next upload's commit rather than one of its own.
         self.engine
-            .write(move |conn| {
+            .write_with_next(move |conn| {
                 let mut s = conn
                     .prepare_cached(
                         "INSERT INTO forecasts (user_id, issued_ms, model_version, created_ms, points) \

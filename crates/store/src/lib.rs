@@ -155,7 +155,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- forecasts (derived data: recomputable from readings and treatments)
     /// Stores forecasts, each for its user, in one transaction; one issued from the same
-    /// reading time replaces the earlier (within a batch, the later item wins).
+    /// reading time replaces the earlier (within a batch, the later item wins). Returns once
+    /// they are durable; a backend may hold them briefly to share another write's commit
+    /// (derived data: SQLite commits them with the next upload, or after 100 ms).
     async fn save_forecasts(
         &self,
         forecasts: &[(UserId, StoredForecast)],

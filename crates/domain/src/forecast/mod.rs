@@ -109,6 +109,18 @@ impl Series {
         treatments: &[crate::treatments::Treatment],
         scales: Scales,
     ) -> Series {
+        Series::from_points(start_ms, end_ms, points.iter().copied(), treatments, scales)
+    }
+
+    /// As [`Series::from_records`], from CGM points in any iterable (a served forecast takes
+    /// them straight from the kept history, without collecting them first).
+    pub fn from_points(
+        start_ms: i64,
+        end_ms: i64,
+        points: impl IntoIterator<Item = crate::analytics::GlucosePoint>,
+        treatments: &[crate::treatments::Treatment],
+        scales: Scales,
+    ) -> Series {
         use crate::treatments::{InsulinType, TreatmentDetail};
         let len = ((end_ms - start_ms).max(0) / STEP_MS + 1) as usize;
         let mut series = Series {
