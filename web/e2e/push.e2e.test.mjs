@@ -180,3 +180,45 @@ test("turning notifications on sends this device's subscription to the server; l
   assert.deepEqual(await list(), []);
   await ctx.close();
 });
+
+test("Acknowledge on a notification acknowledges the alert on the server", async () => {
+  // The platform's click on a notification's action is stood in for by the same event
+  // dispatched in the service worker; what the worker does with it is real.
+  const ctx = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
+  await ctx.grantPermissions(["notifications"], { origin: engine.base });
+  const p = await ctx.newPage();
+  const email = "notification-click@example.test";
+  const password = "violet tractor harbour sings";
+  await p.goto("/app/signup");
+  await p.getByLabel("Email").fill(email);
+  await p.getByLabel("Password").fill(password);
+  await p.getByRole("button", { name: "Create account" }).click();
+  await p.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+  await p.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  const token = (await (await fetch(`${engine.base}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  })).json()).token;
+  const call = async (method, path, body) =>
+    (await fetch(`${engine.base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    })).json();
+  await call("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 45 });
+  const urgent = async () => (await call("GET", "/api/v1/alerts")).alerts.find((a) => a.kind === "urgent_low");
+  for (let i = 0; i < 100 && (await urgent())?.state !== "active"; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await urgent())?.state, "active");
+
+  const worker = ctx.serviceWorkers().find((w) => w.url().endsWith("/app/sw.js"));
+  assert.ok(worker, "the app's service worker runs");
+  await worker.evaluate(async () => {
+    await self.registration.showNotification("Urgent low", { tag: "alert-urgent", data: { kind: "urgent_low" }, actions: [{ action: "acknowledge", title: "Acknowledge" }] });
+    const [notification] = await self.registration.getNotifications({ tag: "alert-urgent" });
+    self.dispatchEvent(new NotificationEvent("notificationclick", { notification, action: "acknowledge" }));
+  });
+  for (let i = 0; i < 100 && (await urgent())?.state !== "acknowledged"; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await urgent())?.state, "acknowledged");
+  await ctx.close();
+});
