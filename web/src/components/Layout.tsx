@@ -77,7 +77,7 @@ export function Layout({ title, children }: { title: string; children: React.Rea
 
 /** An unmistakable banner while offline or while the live connection is down. */
 export function ConnectionBanner() {
-  const { online, liveState, retryAt, pending, live } = useSession();
+  const { online, liveState, retryAt, liveSince, pending, live } = useSession();
   const [, tick] = useState(0);
   useEffect(() => {
     const t = setInterval(() => tick((n) => n + 1), 1_000);
@@ -86,11 +86,9 @@ export function ConnectionBanner() {
   const waiting = pending.filter((p) => !p.rejected).length;
   let message: string | null = null;
   if (!online) message = "You are offline. Showing the last data this device received.";
-  else if (liveState !== "open")
-    message =
-      liveState === "connecting"
-        ? "Connecting to live updates…"
-        : "Live updates are disconnected.";
+  // A connection that opens within two seconds (every page load) is not worth a banner.
+  else if ((liveState === "closed" && retryAt != null) || (liveState === "connecting" && Date.now() - liveSince > 2_000))
+    message = liveState === "connecting" ? "Connecting to live updates…" : "Live updates are disconnected.";
   // The countdown stays out of the live region: a screen reader would read it every second.
   const countdown = online && liveState === "closed" && retryAt != null ? ` Retrying in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s.` : "";
   if (!message && waiting === 0) return null;

@@ -32,6 +32,8 @@ interface SessionValue {
   liveState: LiveState;
   /** When the live connection tries again (epoch ms), while it is down. */
   retryAt: number | null;
+  /** Since when the live connection is in its current state (epoch ms). */
+  liveSince: number;
   online: boolean;
   outbox: Outbox;
   pending: OutboxEntry[];
@@ -80,6 +82,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
   const [checking, setChecking] = useState(true);
   const [liveState, setLiveState] = useState<LiveState>("closed");
   const [retryAt, setRetryAt] = useState<number | null>(null);
+  const [liveSince, setLiveSince] = useState(() => Date.now());
   const [online, setOnline] = useState(navigator.onLine);
   const [pending, setPending] = useState<OutboxEntry[]>([]);
   const live = useMemo(() => new LiveConnection({ url: liveUrl }), []);
@@ -101,6 +104,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
     let failures = 0;
     return live.onState((s, retry) => {
       setLiveState(s);
+      setLiveSince(Date.now());
       setRetryAt(retry == null ? null : Date.now() + retry);
       if (s === "open") failures = 0;
       // A handshake refused for an expired session looks like any dropped connection: ask the
@@ -175,6 +179,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
     live,
     liveState,
     retryAt,
+    liveSince,
     online,
     outbox,
     pending,
