@@ -131,3 +131,24 @@ export function cgmTrace(endMs, count, shape) {
   }
   return out;
 }
+
+export const PASSWORD = "violet tractor harbour sings";
+
+/** Signs up through the app's form; the page ends on the dashboard. */
+export async function signUpInApp(page, email, password = PASSWORD) {
+  await page.goto("/app/signup");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+}
+
+/** A session token for `email`, logged in as a script would (bearer, no cookie). */
+export async function loginToken(base, email, password = PASSWORD) {
+  const r = await fetch(`${base}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password }),
+  });
+  return (await r.json()).token;
+}

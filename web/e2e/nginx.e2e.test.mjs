@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { axeViolations, DESKTOP, freePort, launchBrowser, ROOT, startEngine, WEB } from "./harness.mjs";
+import { axeViolations, DESKTOP, freePort, launchBrowser, loginToken, ROOT, signUpInApp, startEngine, WEB } from "./harness.mjs";
 
 let engine;
 let nginx;
@@ -83,16 +83,12 @@ test("through nginx: sign up, see a reading, get the next one live over the prox
   const email = "nginx@example.test";
   const password = "violet tractor harbour sings";
   const page = await (await browser.newContext({ viewport: DESKTOP, baseURL: base })).newPage();
-  await page.goto("/app/signup");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await page.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
-  const login = await (await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) })).json();
+  await signUpInApp(page, email, password);
+  const token = await loginToken(base, email, password);
   const post = (value) =>
     fetch(`${base}/api/v1/readings`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${login.token}` },
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
       body: JSON.stringify({ time: new Date().toISOString(), value, trend: "Flat" }),
     });
   assert.equal((await post(123)).status, 201);

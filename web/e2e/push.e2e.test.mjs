@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { DESKTOP, launchBrowser, startEngine } from "./harness.mjs";
+import { DESKTOP, launchBrowser, loginToken, signUpInApp, startEngine } from "./harness.mjs";
 
 let engine;
 let browser;
@@ -44,11 +44,7 @@ test("stale data is flagged; a pushed alert is shown with actions and taken down
   await page.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
 
   // An old reading: the dashboard says the data is stale instead of showing it as current.
-  const token = (await (await fetch(`${engine.base}/api/v1/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  })).json()).token;
+  const token = await loginToken(engine.base, email, password);
   const old = await fetch(`${engine.base}/api/v1/readings`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
@@ -158,20 +154,12 @@ test("turning notifications on sends this device's subscription to the server; l
   const p = await ctx.newPage();
   const email = "push-subscriber@example.test";
   const password = "violet tractor harbour sings";
-  await p.goto("/app/signup");
-  await p.getByLabel("Email").fill(email);
-  await p.getByLabel("Password").fill(password);
-  await p.getByRole("button", { name: "Create account" }).click();
-  await p.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+  await signUpInApp(p, email, password);
   await p.evaluate(() => navigator.serviceWorker.ready.then(() => true));
   await p.goto("/app/alerts");
   await p.getByRole("button", { name: "Turn on notifications" }).click();
   await p.getByText("This device receives alert notifications").waitFor();
-  const token = (await (await fetch(`${engine.base}/api/v1/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  })).json()).token;
+  const token = await loginToken(engine.base, email, password);
   const list = async () =>
     (await (await fetch(`${engine.base}/api/v1/push/subscriptions`, { headers: { authorization: `Bearer ${token}` } })).json()).map((s) => s.endpoint);
   assert.deepEqual(await list(), [endpoint]);
@@ -189,17 +177,9 @@ test("Acknowledge on a notification acknowledges the alert on the server", async
   const p = await ctx.newPage();
   const email = "notification-click@example.test";
   const password = "violet tractor harbour sings";
-  await p.goto("/app/signup");
-  await p.getByLabel("Email").fill(email);
-  await p.getByLabel("Password").fill(password);
-  await p.getByRole("button", { name: "Create account" }).click();
-  await p.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+  await signUpInApp(p, email, password);
   await p.evaluate(() => navigator.serviceWorker.ready.then(() => true));
-  const token = (await (await fetch(`${engine.base}/api/v1/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password }),
-  })).json()).token;
+  const token = await loginToken(engine.base, email, password);
   const call = async (method, path, body) =>
     (await fetch(`${engine.base}${path}`, {
       method,

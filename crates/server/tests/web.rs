@@ -191,13 +191,7 @@ async fn unchanged_files_answer_304() {
         );
         let cache_control = header(&r, CACHE_CONTROL);
 
-        let r = s
-            .client
-            .get(s.url(path))
-            .header(IF_NONE_MATCH, &etag)
-            .send()
-            .await
-            .expect("send");
+        let r = conditional_get(&s, path, &[(IF_NONE_MATCH, &etag)]).await;
         assert_eq!(
             r.status(),
             StatusCode::NOT_MODIFIED,
@@ -207,13 +201,7 @@ async fn unchanged_files_answer_304() {
         assert_eq!(header(&r, CACHE_CONTROL), cache_control);
         assert!(r.bytes().await.expect("body").is_empty());
 
-        let r = s
-            .client
-            .get(s.url(path))
-            .header(IF_MODIFIED_SINCE, &modified)
-            .send()
-            .await
-            .expect("send");
+        let r = conditional_get(&s, path, &[(IF_MODIFIED_SINCE, &modified)]).await;
         assert_eq!(
             r.status(),
             StatusCode::NOT_MODIFIED,
@@ -222,14 +210,15 @@ async fn unchanged_files_answer_304() {
 
         // Another version in the browser's cache: the current one is sent in full, even if
         // the date alone would call the copy current.
-        let r = s
-            .client
-            .get(s.url(path))
-            .header(IF_NONE_MATCH, "\"an-older-build\"")
-            .header(IF_MODIFIED_SINCE, &modified)
-            .send()
-            .await
-            .expect("send");
+        let r = conditional_get(
+            &s,
+            path,
+            &[
+                (IF_NONE_MATCH, "\"an-older-build\""),
+                (IF_MODIFIED_SINCE, &modified),
+            ],
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::OK, "{path}: stale ETag");
         assert!(!r.bytes().await.expect("body").is_empty());
     }
@@ -345,4 +334,17 @@ async fn assert_redirect(s: &TestServer, path: &str, location: &str) {
     let r = no_redirects.get(s.url(path)).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT, "{path}");
     assert_eq!(header(&r, LOCATION), location, "{path}");
+}
+
+/// A GET with validators (`If-None-Match`, `If-Modified-Since`).
+async fn conditional_get(
+    s: &TestServer,
+    path: &str,
+    validators: &[(reqwest::header::HeaderName, &str)],
+) -> Response {
+    let mut request = s.client.get(s.url(path));
+    for (name, value) in validators {
+        request = request.header(name, *value);
+    }
+    request.send().await.expect("send")
 }

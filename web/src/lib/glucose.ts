@@ -23,6 +23,14 @@ export function fromUnit(value: number, unit: GlucoseUnit): number {
   return unit === "mmol/L" ? value * MGDL_PER_MMOLL : value;
 }
 
+/**
+ * What to send for a threshold typed in the person's unit: its mg/dL value if they changed
+ * it, else nothing — a stored value shown rounded and sent back would drift (70 → 70.26).
+ */
+export function changedMgdl(typed: string, storedMgdl: number, unit: GlucoseUnit): number | undefined {
+  return typed !== String(toUnit(storedMgdl, unit)) ? fromUnit(Number(typed), unit) : undefined;
+}
+
 /** A change, signed: "+12", "−0.4" (a real minus sign), "±0". */
 export function formatDelta(deltaMgdl: number, unit: GlucoseUnit): string {
   const shown = formatGlucose(Math.abs(deltaMgdl), unit);

@@ -2,6 +2,7 @@ import { useState } from "react";
 import { api, problemMessage } from "../api/client";
 import { Layout } from "../components/Layout";
 import { INVITE_KEY, navigate } from "../lib/router";
+import { FormError } from "../components/FormError";
 
 /** Accepting an invite: the token arrives in the URL fragment (never sent to a server log). */
 export default function AcceptInvite() {
@@ -28,11 +29,7 @@ export default function AcceptInvite() {
         ) : (
           <p>This invite link is incomplete. Ask for a new one.</p>
         )}
-        {error && (
-          <p className="form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError message={error} />
       </section>
     </Layout>
   );

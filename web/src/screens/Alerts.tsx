@@ -1,12 +1,14 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
-import { formatGlucose, fromUnit, toUnit } from "../lib/glucose";
+import { followedName, useFollowed } from "../lib/following";
+import { changedMgdl, formatGlucose, toUnit } from "../lib/glucose";
 import { disablePush, enablePush, pushStatus, type PushStatus } from "../lib/push";
 import { useRoute } from "../lib/router";
 import { useSession } from "../lib/session";
 import { shortTime } from "../lib/time";
 import { usePagedLog, useResource } from "../lib/useResource";
+import { FormError } from "../components/FormError";
 
 const KIND_NAMES: Record<string, string> = {
   urgent_low: "Urgent low",
@@ -40,10 +42,9 @@ export default function Alerts() {
   );
   const list = alerts.data?.alerts ?? [];
   const active = list.filter((a) => a.state !== "resolved");
-  const following = useResource(() => (person ? api.GET("/api/v1/following") : Promise.resolve({ data: [], response: new Response() })), [person]);
-  const whose = person ? following.data?.find((f) => f.owner_id === person) : undefined;
+  const whose = useFollowed(person);
   return (
-    <Layout title={person ? `Alerts of ${whose ? whose.owner_name || whose.owner_email : `person ${person}`}` : "Alerts"}>
+    <Layout title={person ? `Alerts of ${whose ? followedName(whose) : `person ${person}`}` : "Alerts"}>
       <section className="card" aria-labelledby="active-title">
         <h2 id="active-title">Active now</h2>
         {alerts.error && <p className="form-error">{alerts.error}</p>}
@@ -145,11 +146,7 @@ function ActiveAlert({ alert, person, onChange }: { alert: Schemas["AlertOut"]; 
           </button>
         </div>
       )}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError message={error} />
     </li>
   );
 }
@@ -174,7 +171,7 @@ function AlertSettings() {
   const save = async (e: FormEvent) => {
     e.preventDefault();
     // Only what the person changed: a value shown rounded in mmol/L and sent back would drift.
-    const changed = (typed: string, stored: number) => (typed !== String(toUnit(stored, unit)) ? fromUnit(Number(typed), unit) : undefined);
+    const changed = (typed: string, stored: number) => changedMgdl(typed, stored, unit);
     const body: Schemas["SettingsUpdate"] = {
       urgent_low_mgdl: changed(urgentLow, s.urgent_low_mgdl ?? 55),
       low_threshold_mgdl: changed(low, s.low_threshold_mgdl ?? 70),
@@ -295,11 +292,7 @@ function PushControl({ status, setStatus }: { status: PushStatus; setStatus: (s:
           </button>
         </>
       )}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError message={error} />
     </div>
   );
 }

@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { api, problemMessage } from "../api/client";
+import { FormError } from "../components/FormError";
 import { Link, navigate, useRoute } from "../lib/router";
 import { forgetCachedData, useSession } from "../lib/session";
 
@@ -62,14 +63,6 @@ function Credentials(p: { email: string; setEmail: (v: string) => void; password
       />
     </>
   );
-}
-
-function FormError({ message }: { message: string | null }) {
-  return message ? (
-    <p className="form-error" role="alert">
-      {message}
-    </p>
-  ) : null;
 }
 
 export function Login() {

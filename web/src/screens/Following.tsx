@@ -1,15 +1,13 @@
 import { useEffect, useRef, useState } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
+import { followedName } from "../lib/following";
 import { Link } from "../lib/router";
 import { useSession } from "../lib/session";
 import { useResource } from "../lib/useResource";
 import { PersonGlucose } from "./Dashboard";
+import { FormError } from "../components/FormError";
 
-/** A followed person's name as the caregiver knows them. */
-export function followedName(s: Schemas["FollowedOut"]): string {
-  return s.owner_name || s.owner_email || `Person ${s.owner_id}`;
-}
 
 /** The caregiver view: the people one follows, each live, one at a time. */
 export default function Following() {
@@ -106,11 +104,7 @@ function FollowChannels({ share }: { share: Schemas["FollowedOut"] }) {
       <label className="check">
         <input type="checkbox" checked={email} onChange={(e) => void save({ push, email: e.target.checked })} /> Email
       </label>
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError message={error} />
     </fieldset>
   );
 }

@@ -7,6 +7,7 @@ import { newId, type OutboxEntry } from "../lib/outbox";
 import { useSession } from "../lib/session";
 import { fromInputValue, localIso, shortTime, toInputValue } from "../lib/time";
 import { useResource } from "../lib/useResource";
+import { FormError } from "../components/FormError";
 
 type EntryKind = "insulin" | "carbs" | "exercise" | "fingerstick" | "note";
 
@@ -182,11 +183,7 @@ export default function Logbook() {
             <label htmlFor="when">When</label>
             <input id="when" type="datetime-local" value={when} onChange={(e) => setWhen(e.target.value)} />
           </div>
-          {error && (
-            <p className="form-error" role="alert">
-              {error}
-            </p>
-          )}
+          <FormError message={error} />
           {saved && (
             <p className="form-ok" role="status">
               {saved}

@@ -5,6 +5,7 @@ import { GlucoseChart } from "../components/GlucoseChart";
 import { Layout } from "../components/Layout";
 import { tirSegments, type GlucosePoint } from "../lib/chartData";
 import { formatGlucose } from "../lib/glucose";
+import { followedName, useFollowed } from "../lib/following";
 import { useRoute } from "../lib/router";
 import { useSession } from "../lib/session";
 import { useResource } from "../lib/useResource";
@@ -16,9 +17,8 @@ export default function Reports() {
   const { search } = useRoute();
   // A clinician or caregiver reads the reports of someone who shares with them.
   const person = search.get("person") ? Number(search.get("person")) : undefined;
-  const following = useResource(() => (person ? api.GET("/api/v1/following") : Promise.resolve({ data: [], response: new Response() })), [person]);
-  const whose = person ? following.data?.find((f) => f.owner_id === person) : undefined;
-  const subjectName = whose ? whose.owner_name || whose.owner_email : person ? `Person ${person}` : profile?.display_name || profile?.email;
+  const whose = useFollowed(person);
+  const subjectName = whose ? followedName(whose) : person ? `Person ${person}` : profile?.display_name || profile?.email;
   const [days, setDays] = useState<(typeof PERIODS)[number]>(14);
   const [to] = useState(() => new Date());
   const from = new Date(to.getTime() - days * 86_400_000);

@@ -1,10 +1,11 @@
 import { useState, type FormEvent } from "react";
 import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
-import { fromUnit, toUnit, type GlucoseUnit } from "../lib/glucose";
+import { changedMgdl, fromUnit, toUnit, type GlucoseUnit } from "../lib/glucose";
 import { useSession } from "../lib/session";
 import { shortTime } from "../lib/time";
 import { useResource } from "../lib/useResource";
+import { FormError } from "../components/FormError";
 
 /** The browser's list of zones, plus UTC and the person's current one (some browsers list neither). */
 function timeZones(current: string): string[] {
@@ -46,7 +47,7 @@ function GeneralSettings() {
     setMessage(null);
     try {
       // Targets only when changed: a value shown rounded and sent back would drift.
-      const changed = (typed: string, stored: number) => (typed !== String(toUnit(stored, unit)) ? fromUnit(Number(typed), unit) : undefined);
+      const changed = (typed: string, stored: number) => changedMgdl(typed, stored, unit);
       const settings = await api.PATCH("/api/v1/me/settings", {
         body: {
           display_unit: unit,
@@ -162,11 +163,7 @@ function Uploaders() {
             </label>
           ))}
         </fieldset>
-        {error && (
-          <p className="form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError message={error} />
         <button type="submit" className="primary" disabled={!name.trim() || scopes.length === 0}>
           Create token
         </button>

@@ -3,6 +3,7 @@ import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { shortTime } from "../lib/time";
 import { usePagedLog, useResource } from "../lib/useResource";
+import { FormError } from "../components/FormError";
 
 export default function Sharing() {
   const shares = useResource(() => api.GET("/api/v1/shares"), []);
@@ -47,11 +48,7 @@ export default function Sharing() {
             <option value="caregiver">Caregiver (live data and alerts)</option>
             <option value="clinician">Clinician (reports)</option>
           </select>
-          {error && (
-            <p className="form-error" role="alert">
-              {error}
-            </p>
-          )}
+          <FormError message={error} />
           <button type="submit" className="primary">
             Send invite
           </button>
