@@ -85,12 +85,12 @@ pub struct Forecaster {
     attempts: Mutex<HashMap<UserId, (i64, Instant)>>,
     fitting: Mutex<HashSet<UserId>>,
     /// Forecasts made but not yet stored (written in batches by one background task).
-    pending: Mutex<Vec<(UserId, StoredForecast)>>,
+    pending: Mutex<Vec<(UserId, Arc<StoredForecast>)>>,
     flusher_running: Mutex<bool>,
     /// Per person, the reading time of this replica's last forecast (see `too_close`).
     last_issued: Mutex<HashMap<UserId, i64>>,
     /// Embedded mode: the latest forecast made per person (in a cluster: the shared cache).
-    latest_made: Mutex<HashMap<UserId, StoredForecast>>,
+    latest_made: Mutex<HashMap<UserId, Arc<StoredForecast>>>,
     /// People whose entry in `latest_made` also accounts for the store's latest (read once
     /// per process): their latest forecast needs no read.
     latest_seeded: Mutex<HashSet<UserId>>,
@@ -186,7 +186,7 @@ impl Forecaster {
         state: &AppState,
         user: UserId,
         reading_ms: i64,
-    ) -> Result<Option<StoredForecast>, ApiError> {
+    ) -> Result<Option<Arc<StoredForecast>>, ApiError> {
         // Before any lookup: a skipped reading costs nothing more.
         if self.too_close(user, reading_ms) {
             return Ok(None);
@@ -229,12 +229,13 @@ impl Forecaster {
         let Some(steps) = forecast::forecast(chosen, &series, series.len() - 1) else {
             return Ok(None);
         };
-        let stored = StoredForecast {
+        // Shared, not copied, by the latest-forecast cache, the batch to store and the caller.
+        let stored = Arc::new(StoredForecast {
             issued_ms: reading_ms,
             model_version: model.version.clone(),
             created_ms: now_ms(),
             points: encode_points(&steps),
-        };
+        });
         self.publish(state, user, &stored).await;
         state.metrics.ml_predictions_total.inc();
         Ok(Some(stored))
@@ -454,7 +455,7 @@ impl Forecaster {
     /// cached one), and into the store with the next batch (within `FLUSH_EVERY`). A forecast
     /// is derived data, recomputable from the readings: the upload does not wait for a
     /// second commit, and a crash loses at most the last half second of forecasts.
-    async fn publish(self: &Arc<Self>, state: &AppState, user: UserId, f: &StoredForecast) {
+    async fn publish(self: &Arc<Self>, state: &AppState, user: UserId, f: &Arc<StoredForecast>) {
         if self.sole_writer(state) {
             // Embedded mode: this process makes every forecast, so it knows the latest.
             self.remember_made(user, f);
@@ -476,7 +477,7 @@ impl Forecaster {
         }
     }
 
-    fn store_later(self: &Arc<Self>, state: &AppState, user: UserId, f: &StoredForecast) {
+    fn store_later(self: &Arc<Self>, state: &AppState, user: UserId, f: &Arc<StoredForecast>) {
         let start_flusher = {
             let mut pending = self.pending.lock().expect("lock");
             pending.push((user, f.clone()));
@@ -509,8 +510,9 @@ impl Forecaster {
         if batch.is_empty() {
             return false;
         }
-        if let Err(e) = state.store.save_forecasts(&batch).await {
-            tracing::warn!(error = %e, forecasts = batch.len(), "could not store forecasts");
+        let forecasts = batch.len();
+        if let Err(e) = state.store.save_forecasts(batch).await {
+            tracing::warn!(error = %e, forecasts, "could not store forecasts");
         }
         true
     }
@@ -520,13 +522,13 @@ impl Forecaster {
         &self,
         state: &AppState,
         user: UserId,
-    ) -> Result<Option<StoredForecast>, ApiError> {
+    ) -> Result<Option<Arc<StoredForecast>>, ApiError> {
         if self.sole_writer(state) {
             // Embedded: this process makes every forecast; the store is read once per person
             // for what was made before it started.
             if !self.latest_seeded.lock().expect("lock").contains(&user) {
                 if let Some(stored) = state.store.latest_forecast(user).await? {
-                    self.remember_made(user, &stored);
+                    self.remember_made(user, &Arc::new(stored));
                 }
                 self.latest_seeded.lock().expect("lock").insert(user);
             }
@@ -537,12 +539,16 @@ impl Forecaster {
             _ => None,
         };
         let stored = state.store.latest_forecast(user).await?;
-        Ok([cached, stored].into_iter().flatten().max_by_key(rank))
+        Ok([cached, stored]
+            .into_iter()
+            .flatten()
+            .max_by_key(rank)
+            .map(Arc::new))
     }
 
     /// Keeps `f` as the person's latest forecast in this process unless a later one is
     /// there (a backfilled reading's forecast is not the latest).
-    fn remember_made(&self, user: UserId, f: &StoredForecast) {
+    fn remember_made(&self, user: UserId, f: &Arc<StoredForecast>) {
         let mut latest = self.latest_made.lock().expect("lock");
         if latest.len() >= MAX_HISTORIES {
             latest.clear();

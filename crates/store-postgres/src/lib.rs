@@ -870,7 +870,7 @@ impl Store for PostgresStore {
 
     async fn save_forecasts(
         &self,
-        forecasts: &[(UserId, StoredForecast)],
+        forecasts: Vec<(UserId, std::sync::Arc<StoredForecast>)>,
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
@@ -883,7 +883,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        for (user_id, f) in forecasts {
+        for (user_id, f) in &forecasts {
             tx.execute(
                 &stmt,
                 &[

@@ -738,9 +738,8 @@ impl Store for SqliteStore {
 
     async fn save_forecasts(
         &self,
-        forecasts: &[(UserId, StoredForecast)],
+        batch: Vec<(UserId, std::sync::Arc<StoredForecast>)>,
     ) -> Result<(), StoreError> {
-        let batch = forecasts.to_vec();
         // Derived data: written with the next upload's commit rather than one of its own.
         self.engine
             .write_with_next(move |conn| {

@@ -37,7 +37,7 @@ fn forecast(issued_ms: i64) -> StoredForecast {
 async fn a_forecast_alone_is_committed_without_another_write() {
     let (_dir, store, user) = store_with_person().await;
     store
-        .save_forecasts(&[(user, forecast(1_700_000_300_000))])
+        .save_forecasts(vec![(user, forecast(1_700_000_300_000).into())])
         .await
         .expect("saved");
     let latest = store.latest_forecast(user).await.expect("read");
@@ -63,10 +63,10 @@ async fn forecasts_and_readings_written_at_once_all_land() {
                 trend: None,
                 device: "test".into(),
             };
-            let rows = [(user, forecast(t))];
+            let rows = vec![(user, forecast(t).into())];
             let (inserted, saved) = tokio::join!(
                 store.insert_readings(user, vec![reading], t),
-                store.save_forecasts(&rows)
+                store.save_forecasts(rows)
             );
             inserted.expect("reading stored");
             saved.expect("forecast stored");
@@ -110,7 +110,7 @@ async fn a_forecast_saved_just_before_close_is_stored() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .save_forecasts(&[(user, forecast(1_700_000_600_000))])
+                    .save_forecasts(vec![(user, forecast(1_700_000_600_000).into())])
                     .await
             })
         };

@@ -886,10 +886,10 @@ pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
     };
     // One batch for two people; a backfilled older reading's forecast comes last.
     store
-        .save_forecasts(&[
-            (ana, f(T0 + FIVE_MIN, "v1", "[1]")),
-            (ben, f(T0, "v1", "[b]")),
-            (ana, f(T0, "v1", "[0]")),
+        .save_forecasts(vec![
+            (ana, f(T0 + FIVE_MIN, "v1", "[1]").into()),
+            (ben, f(T0, "v1", "[b]").into()),
+            (ana, f(T0, "v1", "[0]").into()),
         ])
         .await
         .expect("save");
@@ -903,9 +903,9 @@ pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
     );
     // The same reading forecast again (a new model) replaces it; within a batch the later wins.
     store
-        .save_forecasts(&[
-            (ana, f(T0 + FIVE_MIN, "v2", "[2]")),
-            (ana, f(T0 + FIVE_MIN, "v3", "[3]")),
+        .save_forecasts(vec![
+            (ana, f(T0 + FIVE_MIN, "v2", "[2]").into()),
+            (ana, f(T0 + FIVE_MIN, "v3", "[3]").into()),
         ])
         .await
         .expect("save");
@@ -913,7 +913,7 @@ pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
         store.latest_forecast(ana).await.expect("read"),
         Some(f(T0 + FIVE_MIN, "v3", "[3]"))
     );
-    store.save_forecasts(&[]).await.expect("an empty batch");
+    store.save_forecasts(Vec::new()).await.expect("an empty batch");
     assert_eq!(
         store.latest_forecast(cy).await.expect("read"),
         None,

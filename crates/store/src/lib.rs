@@ -157,10 +157,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores forecasts, each for its user, in one transaction; one issued from the same
     /// reading time replaces the earlier (within a batch, the later item wins). Returns once
     /// they are durable; a backend may hold them briefly to share another write's commit
-    /// (derived data: SQLite commits them with the next upload, or after 100 ms).
+    /// (derived data: SQLite commits them with the next upload, or after 100 ms). Shared with
+    /// the server's own copy of the latest forecasts, not copied for the store.
     async fn save_forecasts(
         &self,
-        forecasts: &[(UserId, StoredForecast)],
+        forecasts: Vec<(UserId, std::sync::Arc<StoredForecast>)>,
     ) -> Result<(), StoreError>;
     /// The forecast issued from the newest reading, whatever its age.
     async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError>;

@@ -314,6 +314,44 @@ pub struct StepModel {
     /// 80 % prediction interval around a forecast.
     pub error_p10: f64,
     pub error_p90: f64,
+    /// `beta` folded into the standardisation for serving ([`ridge::fold`]), made on first use.
+    #[serde(skip)]
+    folded: Folded,
+}
+
+impl StepModel {
+    pub fn new(
+        mean: Vec<f64>,
+        sd: Vec<f64>,
+        beta: Vec<f64>,
+        error_p10: f64,
+        error_p90: f64,
+    ) -> Self {
+        StepModel {
+            mean,
+            sd,
+            beta,
+            error_p10,
+            error_p90,
+            folded: Folded::default(),
+        }
+    }
+
+    fn folded(&self) -> &[f64] {
+        self.folded
+            .0
+            .get_or_init(|| ridge::fold(&self.beta, &self.mean, &self.sd).into())
+    }
+}
+
+/// Derived from the other fields, so it takes no part in comparisons.
+#[derive(Debug, Clone, Default)]
+struct Folded(std::sync::OnceLock<Box<[f64]>>);
+
+impl PartialEq for Folded {
+    fn eq(&self, _: &Folded) -> bool {
+        true
+    }
 }
 
 /// A fitted model: one [`StepModel`] per step ahead.
@@ -440,25 +478,32 @@ fn kernels() -> &'static AllKernels {
     })
 }
 
-/// The doses of the history of row `t` (rows before the series count as 0): `(k, x[t−k])`
-/// for the rows k back that have one, nearest first. Doses are few, so the 52 convolutions of
-/// a forecast run over these rather than over all 96 rows each.
-fn doses_before(x: &[f64], t: usize) -> Vec<(usize, f64)> {
-    (0..DOSE_HISTORY.min(t + 1))
-        .filter_map(|k| {
-            let v = x[t - k];
-            (v != 0.0).then_some((k, v))
-        })
-        .collect()
+/// Σ_k x[t−k]·kernel[k] for each of `kernels`, over the history of row `t` (rows before the
+/// series count as 0), nearest dose first. Doses are few: one pass over the history visits
+/// each dose once for all the kernels, rather than 26 passes over all 96 rows.
+fn convolve_all<const N: usize>(x: &[f64], t: usize, kernels: &[&[f64]; N]) -> [f64; N] {
+    let mut sums = [0.0; N];
+    for k in 0..DOSE_HISTORY.min(t + 1) {
+        let v = x[t - k];
+        if v != 0.0 {
+            for (sum, kernel) in sums.iter_mut().zip(kernels) {
+                *sum += v * kernel[k];
+            }
+        }
+    }
+    sums
 }
 
-/// Σ_k x[t−k]·kernel[k] over the doses of [`doses_before`].
-fn convolve(doses: &[(usize, f64)], kernel: &[f64]) -> f64 {
-    let mut sum = 0.0;
-    for &(k, v) in doses {
-        sum += v * kernel[k];
-    }
-    sum
+/// The kernels of one kind of dose convolved at an origin: on board and acting now (slow
+/// curve), then the slow and the fast curve's fraction acting within each step's window.
+const DOSE_SUMS: usize = 2 + 2 * STEPS;
+
+fn dose_kernels(k: &[Kernels; 2]) -> [&[f64]; DOSE_SUMS] {
+    std::array::from_fn(|i| match i {
+        0 => &k[0].on_board[..],
+        1 => &k[0].acting_now[..],
+        _ => &k[(i - 2) % 2].ahead[(i - 2) / 2][..],
+    })
 }
 
 /// The CGM values of rows `t − LAGS ..= t`, short gaps bridged; `None` when the current value
@@ -505,7 +550,7 @@ struct Origin {
     /// iob, iact (fast curve's on-board and activity are not used), cob, crate.
     on_board: [f64; 4],
     /// Per step: ifut (slow), ifut (fast), cfut (slow), cfut (fast).
-    ahead: Vec<[f64; 4]>,
+    ahead: [[f64; 4]; STEPS],
 }
 
 /// The glucose features: the current value, the lag differences and the level terms.
@@ -530,49 +575,35 @@ fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
             history,
             glucose,
             on_board: [0.0; 4],
-            ahead: Vec::new(),
+            ahead: [[0.0; 4]; STEPS],
         });
     }
     let k = kernels();
     let s = series.scales;
-    let (insulin_doses, carb_doses) = (
-        doses_before(&series.insulin, t),
-        doses_before(&series.carbs, t),
-    );
-    let insulin = |kernel: &[f64]| s.insulin * convolve(&insulin_doses, kernel);
-    let carbs = |kernel: &[f64]| s.carbs * convolve(&carb_doses, kernel);
+    let insulin =
+        convolve_all(&series.insulin, t, &dose_kernels(&k.insulin)).map(|v| s.insulin * v);
+    let carbs = convolve_all(&series.carbs, t, &dose_kernels(&k.carbs)).map(|v| s.carbs * v);
     Some(Origin {
         history,
         glucose,
-        on_board: [
-            insulin(&k.insulin[0].on_board),
-            insulin(&k.insulin[0].acting_now),
-            carbs(&k.carbs[0].on_board),
-            carbs(&k.carbs[0].acting_now),
-        ],
-        ahead: (0..STEPS)
-            .map(|step| {
-                [
-                    insulin(&k.insulin[0].ahead[step]),
-                    insulin(&k.insulin[1].ahead[step]),
-                    carbs(&k.carbs[0].ahead[step]),
-                    carbs(&k.carbs[1].ahead[step]),
-                ]
-            })
-            .collect(),
+        on_board: [insulin[0], insulin[1], carbs[0], carbs[1]],
+        ahead: std::array::from_fn(|step| {
+            let (slow, fast) = (2 + 2 * step, 3 + 2 * step);
+            [insulin[slow], insulin[fast], carbs[slow], carbs[fast]]
+        }),
     })
 }
 
 impl Origin {
-    /// The feature vector for one step (0-based) ahead.
-    fn features(&self, step: usize, inputs: Inputs, out: &mut Vec<f64>) {
-        out.clear();
-        out.extend_from_slice(&self.glucose);
+    /// The feature vector for one step (0-based) ahead: its first `inputs.features()` values.
+    fn feature_array(&self, step: usize, inputs: Inputs) -> [f64; FULL_FEATURES] {
+        let mut out = [0.0; FULL_FEATURES];
+        out[..GLUCOSE_FEATURES].copy_from_slice(&self.glucose);
         if inputs == Inputs::Full {
             let c = self.glucose[0];
             let [iob, iact, cob, crate_] = self.on_board;
             let [ifut, ifut_fast, cfut, cfut_fast] = self.ahead[step];
-            out.extend_from_slice(&[
+            out[GLUCOSE_FEATURES..].copy_from_slice(&[
                 iob,
                 iact,
                 ifut,
@@ -585,6 +616,12 @@ impl Origin {
                 cfut_fast,
             ]);
         }
+        out
+    }
+
+    fn features(&self, step: usize, inputs: Inputs, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend_from_slice(&self.feature_array(step, inputs)[..inputs.features()]);
     }
 }
 
@@ -697,13 +734,7 @@ fn fit_population_inputs(people: &[(Series, usize)], inputs: Inputs) -> Model {
             }
         }
         let (error_p10, error_p90) = error_quantiles(&mut errors);
-        steps.push(StepModel {
-            mean,
-            sd,
-            beta,
-            error_p10,
-            error_p90,
-        });
+        steps.push(StepModel::new(mean, sd, beta, error_p10, error_p90));
     }
     Model {
         kind: ModelKind::Population,
@@ -784,13 +815,13 @@ pub fn fit_personal(series: &Series, end: usize, population: &PopulationModel) -
         } else {
             (p.error_p10, p.error_p90)
         };
-        steps.push(StepModel {
-            mean: p.mean.clone(),
-            sd: p.sd.clone(),
+        steps.push(StepModel::new(
+            p.mean.clone(),
+            p.sd.clone(),
             beta,
             error_p10,
             error_p90,
-        });
+        ));
     }
     Some(Model {
         kind: ModelKind::Personal,
@@ -858,28 +889,25 @@ pub fn forecast_with(
 
 fn forecast_from(model: &Model, o: &Origin, lean_towards_lows: bool) -> Vec<ForecastPoint> {
     let c = o.glucose[0];
-    let mut buf = Vec::with_capacity(FULL_FEATURES);
-    model
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(step, m)| {
-            o.features(step, model.inputs, &mut buf);
-            let raw = c + ridge::predict(&m.beta, &m.mean, &m.sd, &buf);
-            let clamp = |v: f64| v.clamp(MIN_MGDL, MAX_MGDL);
-            let point = clamp(if lean_towards_lows {
-                hypo_lean(step + 1, raw)
-            } else {
-                raw
-            });
-            ForecastPoint {
-                minutes: 5 * (step as i64 + 1),
-                mgdl: point,
-                lower: clamp(raw + m.error_p10).min(point),
-                upper: clamp(raw + m.error_p90).max(point),
-            }
-        })
-        .collect()
+    let features = model.inputs.features();
+    let clamp = |v: f64| v.clamp(MIN_MGDL, MAX_MGDL);
+    let mut points = Vec::with_capacity(model.steps.len());
+    for (step, m) in model.steps.iter().enumerate() {
+        let x = o.feature_array(step, model.inputs);
+        let raw = c + ridge::predict_folded(m.folded(), &x[..features]);
+        let point = clamp(if lean_towards_lows {
+            hypo_lean(step + 1, raw)
+        } else {
+            raw
+        });
+        points.push(ForecastPoint {
+            minutes: 5 * (step as i64 + 1),
+            mgdl: point,
+            lower: clamp(raw + m.error_p10).min(point),
+            upper: clamp(raw + m.error_p90).max(point),
+        });
+    }
+    points
 }
 
 #[cfg(test)]

@@ -169,6 +169,40 @@ pub fn predict(beta: &[f64], mean: &[f64], sd: &[f64], row: &[f64]) -> f64 {
     v
 }
 
+/// β folded into the standardisation: `[w₀, w₁, …]` with w_j = β_j / σ_j and
+/// w₀ = β₀ − Σ β_j μ_j / σ_j, so that [`predict_folded`] gives [`predict`]'s value (up to
+/// rounding) with one multiply-add per feature.
+pub fn fold(beta: &[f64], mean: &[f64], sd: &[f64]) -> Vec<f64> {
+    let mut w = Vec::with_capacity(beta.len());
+    w.push(beta[0]);
+    for j in 0..mean.len() {
+        let wj = beta[j + 1] / sd[j];
+        w[0] -= wj * mean[j];
+        w.push(wj);
+    }
+    w
+}
+
+/// w₀ + Σ w_j x_j, in four independent sums (which the compiler can keep in vector
+/// registers).
+pub fn predict_folded(w: &[f64], x: &[f64]) -> f64 {
+    let (w0, w) = (w[0], &w[1..=x.len()]);
+    let mut sums = [0.0; 4];
+    let (wc, xc) = (w.chunks_exact(4), x.chunks_exact(4));
+    let tail: f64 = wc
+        .remainder()
+        .iter()
+        .zip(xc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (wc, xc) in wc.zip(xc) {
+        for i in 0..4 {
+            sums[i] += wc[i] * xc[i];
+        }
+    }
+    w0 + (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +240,23 @@ mod tests {
         let a = first.fit(&mean, &sd, 1.0, None);
         let b = g.minus(&second).fit(&mean, &sd, 1.0, None);
         assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6));
+    }
+
+    #[test]
+    fn folded_coefficients_predict_the_same() {
+        let (mean, sd) = (
+            [1.0, -2.0, 3.5, 0.0, 10.0, 7.0],
+            [2.0, 0.5, 1.0, 3.0, 4.0, 1.5],
+        );
+        let beta = [0.3, 1.0, -2.0, 0.25, 4.0, -0.5, 0.125];
+        let w = fold(&beta, &mean, &sd);
+        for row in [
+            [0.0; 6],
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            [-7.5, 0.1, 100.0, -3.0, 2.5, 1e3],
+        ] {
+            let (a, b) = (predict(&beta, &mean, &sd, &row), predict_folded(&w, &row));
+            assert!((a - b).abs() < 1e-9 * a.abs().max(1.0), "{a} vs {b}");
+        }
     }
 }

@@ -53,7 +53,7 @@ pub async fn latest(
     let points = crate::forecasting::points_out(stored.issued_ms, &stored.points)?;
     Ok(Json(ForecastOut {
         issued_at: Timestamp::from_utc_ms(stored.issued_ms).to_rfc3339_utc(),
-        model_version: stored.model_version,
+        model_version: stored.model_version.clone(),
         points,
     }))
 }

@@ -313,7 +313,7 @@ async fn forecast_newest(
     state: &AppState,
     user: glucosync_store::UserId,
     newest_cgm: &Option<i64>,
-) -> Option<glucosync_store::StoredForecast> {
+) -> Option<std::sync::Arc<glucosync_store::StoredForecast>> {
     let reading_ms = (*newest_cgm)?;
     match state
         .forecaster
