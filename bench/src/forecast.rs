@@ -343,6 +343,10 @@ const INSTRUCTION_PEOPLE: usize = 8;
 const INSTRUCTION_WARMUP: usize = 200;
 /// Uploads counted.
 const INSTRUCTION_UPLOADS: usize = 1_000;
+/// Rounds of (off, on). Counts still vary by about ±1 % between rounds (timers fire by the
+/// wall clock, background reads of the alert timers, group commits of different sizes): the
+/// median of three is printed.
+const INSTRUCTION_ROUNDS: usize = 3;
 
 /// The forecast's serving cost as the engine's instructions per upload, forecasts on vs off,
 /// counted by callgrind: unlike CPU time on this shared machine, the count repeats run to run.
@@ -360,7 +364,7 @@ pub async fn instructions(args: &Args) -> Result<()> {
         .collect();
     let client = reqwest::Client::new();
     let mut per_upload = std::collections::HashMap::new();
-    for round in 0..2 {
+    for round in 0..INSTRUCTION_ROUNDS {
         for label in ["off", "on"] {
             let dir = tempfile::tempdir()?;
             let out = dir.path().join("callgrind.out");

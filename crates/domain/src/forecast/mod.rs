@@ -112,8 +112,7 @@ impl Series {
         Series::from_points(start_ms, end_ms, points.iter().copied(), treatments, scales)
     }
 
-    /// As [`Series::from_records`], from CGM points in any iterable (a served forecast takes
-    /// them straight from the kept history, without collecting them first).
+    /// As [`Series::from_records`], from CGM points in any iterable.
     pub fn from_points(
         start_ms: i64,
         end_ms: i64,
@@ -121,16 +120,40 @@ impl Series {
         treatments: &[crate::treatments::Treatment],
         scales: Scales,
     ) -> Series {
-        use crate::treatments::{InsulinType, TreatmentDetail};
-        let len = ((end_ms - start_ms).max(0) / STEP_MS + 1) as usize;
         let mut series = Series {
             start_ms,
-            cgm: vec![None; len],
-            insulin: vec![0.0; len],
-            carbs: vec![0.0; len],
+            cgm: Vec::new(),
+            insulin: Vec::new(),
+            carbs: Vec::new(),
             scales,
             has_treatments: false,
         };
+        series.refill(start_ms, end_ms, points, treatments, scales);
+        series
+    }
+
+    /// Makes this series [`Series::from_points`]'s, reusing its vectors: a server forecasting
+    /// every reading keeps one series per thread rather than allocating three per forecast.
+    pub fn refill(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        points: impl IntoIterator<Item = crate::analytics::GlucosePoint>,
+        treatments: &[crate::treatments::Treatment],
+        scales: Scales,
+    ) {
+        use crate::treatments::{InsulinType, TreatmentDetail};
+        let len = ((end_ms - start_ms).max(0) / STEP_MS + 1) as usize;
+        let series = self;
+        series.start_ms = start_ms;
+        series.scales = scales;
+        series.has_treatments = false;
+        for v in [&mut series.insulin, &mut series.carbs] {
+            v.clear();
+            v.resize(len, 0.0);
+        }
+        series.cgm.clear();
+        series.cgm.resize(len, None);
         for p in points {
             if let Some(row) = series.row_of(p.utc_ms) {
                 series.cgm[row] = Some(p.mgdl);
@@ -163,7 +186,7 @@ impl Series {
             }
         }
         if rates.is_empty() {
-            return series;
+            return;
         }
         rates.sort_by_key(|r| r.0);
         let mut per_row = vec![f64::NAN; len];
@@ -189,7 +212,6 @@ impl Series {
                 }
             }
         }
-        series
     }
 }
 
@@ -595,33 +617,43 @@ fn origin(series: &Series, t: usize, inputs: Inputs) -> Option<Origin> {
 }
 
 impl Origin {
-    /// The feature vector for one step (0-based) ahead: its first `inputs.features()` values.
-    fn feature_array(&self, step: usize, inputs: Inputs) -> [f64; FULL_FEATURES] {
-        let mut out = [0.0; FULL_FEATURES];
-        out[..GLUCOSE_FEATURES].copy_from_slice(&self.glucose);
-        if inputs == Inputs::Full {
-            let c = self.glucose[0];
-            let [iob, iact, cob, crate_] = self.on_board;
-            let [ifut, ifut_fast, cfut, cfut_fast] = self.ahead[step];
-            out[GLUCOSE_FEATURES..].copy_from_slice(&[
-                iob,
-                iact,
-                ifut,
-                ifut * (c - 120.0) / 100.0,
-                ifut_fast,
-                cob,
-                crate_,
-                cfut,
-                cfut * (c - 120.0) / 100.0,
-                cfut_fast,
-            ]);
-        }
-        out
+    /// The dose features for one step (0-based) ahead, which follow the glucose features.
+    fn dose_features(&self, step: usize) -> [f64; FULL_FEATURES - GLUCOSE_FEATURES] {
+        let c = self.glucose[0];
+        let [iob, iact, cob, crate_] = self.on_board;
+        let [ifut, ifut_fast, cfut, cfut_fast] = self.ahead[step];
+        [
+            iob,
+            iact,
+            ifut,
+            ifut * (c - 120.0) / 100.0,
+            ifut_fast,
+            cob,
+            crate_,
+            cfut,
+            cfut * (c - 120.0) / 100.0,
+            cfut_fast,
+        ]
     }
 
+    /// The feature vector for one step (0-based) ahead.
     fn features(&self, step: usize, inputs: Inputs, out: &mut Vec<f64>) {
         out.clear();
-        out.extend_from_slice(&self.feature_array(step, inputs)[..inputs.features()]);
+        out.extend_from_slice(&self.glucose);
+        if inputs == Inputs::Full {
+            out.extend_from_slice(&self.dose_features(step));
+        }
+    }
+
+    /// A step model's prediction (the change over the step) from its folded coefficients.
+    fn predict(&self, step: usize, inputs: Inputs, folded: &[f64]) -> f64 {
+        let (w0, w) = (folded[0], &folded[1..]);
+        let glucose = ridge::dot(&w[..GLUCOSE_FEATURES], &self.glucose);
+        if inputs == Inputs::Full {
+            w0 + glucose + ridge::dot(&w[GLUCOSE_FEATURES..], &self.dose_features(step))
+        } else {
+            w0 + glucose
+        }
     }
 }
 
@@ -889,12 +921,10 @@ pub fn forecast_with(
 
 fn forecast_from(model: &Model, o: &Origin, lean_towards_lows: bool) -> Vec<ForecastPoint> {
     let c = o.glucose[0];
-    let features = model.inputs.features();
     let clamp = |v: f64| v.clamp(MIN_MGDL, MAX_MGDL);
     let mut points = Vec::with_capacity(model.steps.len());
     for (step, m) in model.steps.iter().enumerate() {
-        let x = o.feature_array(step, model.inputs);
-        let raw = c + ridge::predict_folded(m.folded(), &x[..features]);
+        let raw = c + o.predict(step, model.inputs, m.folded());
         let point = clamp(if lean_towards_lows {
             hypo_lean(step + 1, raw)
         } else {

@@ -170,7 +170,7 @@ pub fn predict(beta: &[f64], mean: &[f64], sd: &[f64], row: &[f64]) -> f64 {
 }
 
 /// β folded into the standardisation: `[w₀, w₁, …]` with w_j = β_j / σ_j and
-/// w₀ = β₀ − Σ β_j μ_j / σ_j, so that [`predict_folded`] gives [`predict`]'s value (up to
+/// w₀ = β₀ − Σ β_j μ_j / σ_j, so that w₀ + [`dot`]`(w₁…, x)` is [`predict`]'s value (up to
 /// rounding) with one multiply-add per feature.
 pub fn fold(beta: &[f64], mean: &[f64], sd: &[f64]) -> Vec<f64> {
     let mut w = Vec::with_capacity(beta.len());
@@ -183,10 +183,10 @@ pub fn fold(beta: &[f64], mean: &[f64], sd: &[f64]) -> Vec<f64> {
     w
 }
 
-/// w₀ + Σ w_j x_j, in four independent sums (which the compiler can keep in vector
+/// Σ w_j x_j over `x`, in four independent sums (which the compiler can keep in vector
 /// registers).
-pub fn predict_folded(w: &[f64], x: &[f64]) -> f64 {
-    let (w0, w) = (w[0], &w[1..=x.len()]);
+pub fn dot(w: &[f64], x: &[f64]) -> f64 {
+    let w = &w[..x.len()];
     let mut sums = [0.0; 4];
     let (wc, xc) = (w.chunks_exact(4), x.chunks_exact(4));
     let tail: f64 = wc
@@ -200,7 +200,7 @@ pub fn predict_folded(w: &[f64], x: &[f64]) -> f64 {
             sums[i] += wc[i] * xc[i];
         }
     }
-    w0 + (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
+    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
 #[cfg(test)]
@@ -255,7 +255,7 @@ mod tests {
             [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
             [-7.5, 0.1, 100.0, -3.0, 2.5, 1e3],
         ] {
-            let (a, b) = (predict(&beta, &mean, &sd, &row), predict_folded(&w, &row));
+            let (a, b) = (predict(&beta, &mean, &sd, &row), w[0] + dot(&w[1..], &row));
             assert!((a - b).abs() < 1e-9 * a.abs().max(1.0), "{a} vs {b}");
         }
     }
