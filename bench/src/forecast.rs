@@ -343,10 +343,10 @@ const INSTRUCTION_PEOPLE: usize = 8;
 const INSTRUCTION_WARMUP: usize = 200;
 /// Uploads counted.
 const INSTRUCTION_UPLOADS: usize = 1_000;
-/// Rounds of (off, on). Counts still vary by about ±1 % between rounds (timers fire by the
-/// wall clock, background reads of the alert timers, group commits of different sizes): the
-/// median of three is printed.
-const INSTRUCTION_ROUNDS: usize = 3;
+/// Rounds of (off, on). Counts still vary by up to ±1.5 % between rounds (timers fire by
+/// the wall clock, background reads of the alert timers, group commits of different sizes):
+/// the median of five is printed, with the range.
+const INSTRUCTION_ROUNDS: usize = 5;
 
 /// The forecast's serving cost as the engine's instructions per upload, forecasts on vs off,
 /// counted by callgrind: unlike CPU time on this shared machine, the count repeats run to run.
@@ -427,6 +427,15 @@ pub async fn instructions(args: &Args) -> Result<()> {
         }
     }
     let (on, off) = (median(&per_upload["on"]), median(&per_upload["off"]));
+    let ratios: Vec<f64> = per_upload["on"]
+        .iter()
+        .zip(&per_upload["off"])
+        .map(|(on, off)| (on / off - 1.0) * 100.0)
+        .collect();
+    let (low, high) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+    println!("  rounds' forecast cost: {low:.1} % to {high:.1} %");
     row(
         "engine instructions per upload, forecasts on (callgrind)",
         format!("{on:.0}"),

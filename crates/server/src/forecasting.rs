@@ -290,7 +290,14 @@ impl Forecaster {
             .points
             .range(to - CGM_WINDOW_MS..=to)
             .map(|(&utc_ms, &mgdl)| GlucosePoint { utc_ms, mgdl });
-        series.refill(from, to, points, &h.treatments, scales);
+        // Without treatments the dose history is all zeros, and rows before a series count as
+        // no dose: the CGM lags alone give the same forecast (many people log no treatments).
+        let start = if h.treatments.is_empty() {
+            to - LAGS as i64 * STEP_MS
+        } else {
+            from
+        };
+        series.refill(start, to, points, &h.treatments, scales);
         true
     }
 

@@ -214,6 +214,57 @@ async fn each_reading_gets_the_models_forecast_in_data_time() {
     s.stop().await;
 }
 
+/// Someone who logs no treatments (many CGM users) gets the glucose-only model's forecast,
+/// the same the domain computes from the full dose history (all zeros), although the server
+/// builds a shorter series for them.
+#[tokio::test]
+async fn a_person_without_treatments_gets_the_glucose_only_forecast() {
+    let s = TestServer::start().await;
+    let t = s.user("ben@example.org").await;
+    let population = PopulationModel::shipped();
+    let mut points: Vec<GlucosePoint> = Vec::new();
+    let mut checked = 0;
+    for (ms, cgm, _, _) in rows().into_iter().skip(200).take(40) {
+        let r = s
+            .req(Method::POST, "/api/v1/readings", &t)
+            .json(&json!({"time": time(ms), "value": cgm}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        points.push(GlucosePoint {
+            utc_ms: ms,
+            mgdl: cgm,
+        });
+        let r = latest(&s, &t).await;
+        if points.len() < 10 {
+            assert_eq!(r.status(), StatusCode::NOT_FOUND);
+            continue;
+        }
+        let f: Value = r.json().await.expect("json");
+        assert_eq!(f["issued_at"], time(ms));
+        let series = Series::from_records(ms - 108 * STEP_MS, ms, &points, &[], Scales::default());
+        assert!(!series.has_treatments);
+        let expected =
+            forecast(&population.glucose_only, &series, series.len() - 1).expect("a forecast");
+        let served = f["points"].as_array().expect("points");
+        assert_eq!(served.len(), expected.len());
+        for (got, want) in served.iter().zip(&expected) {
+            for (k, v) in [
+                ("value", want.mgdl),
+                ("lower", want.lower),
+                ("upper", want.upper),
+            ] {
+                let g = got[k].as_f64().expect("number");
+                assert!((g - v).abs() <= 0.051, "{k}: served {g}, model {v}");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 31);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn an_uploaded_history_gets_a_personal_model_within_seconds() {
     let s = TestServer::start().await;

@@ -50,6 +50,7 @@ macro_rules! conformance_suite {
             treatments_page_by_time_then_id,
             readiness_reports_migrations,
             forecasts_keep_the_newest_and_stay_private,
+            a_large_forecast_batch_lands_whole,
             models_are_versioned_and_the_newest_is_current,
             invites_are_single_use_expire_and_make_active_shares,
             shares_are_revoked_at_once_and_listed_per_owner_and_follower,
@@ -913,11 +914,44 @@ pub async fn forecasts_keep_the_newest_and_stay_private(store: &dyn Store) {
         store.latest_forecast(ana).await.expect("read"),
         Some(f(T0 + FIVE_MIN, "v3", "[3]"))
     );
-    store.save_forecasts(Vec::new()).await.expect("an empty batch");
+    store
+        .save_forecasts(Vec::new())
+        .await
+        .expect("an empty batch");
     assert_eq!(
         store.latest_forecast(cy).await.expect("read"),
         None,
         "private"
+    );
+}
+
+/// A batch larger than one statement's worth (a backend may write it in multi-row
+/// statements): every row lands, and a later row for the same reading wins inside a
+/// statement as across them.
+pub async fn a_large_forecast_batch_lands_whole(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let f = |issued_ms: i64, version: String| {
+        std::sync::Arc::new(StoredForecast {
+            issued_ms,
+            model_version: version,
+            created_ms: NOW,
+            points: vec![1, 2, 3, 4, 5, 6],
+        })
+    };
+    let mut batch: Vec<_> = (0..16)
+        .map(|i| (ana, f(T0 + FIVE_MIN, format!("v{i}"))))
+        .collect();
+    batch.extend((0..21).map(|i| (ben, f(T0 + i * FIVE_MIN, format!("b{i}")))));
+    store.save_forecasts(batch).await.expect("save");
+    let latest = |who| async move { store.latest_forecast(who).await.expect("read") };
+    assert_eq!(
+        latest(ana).await.map(|f| f.model_version),
+        Some("v15".to_owned())
+    );
+    assert_eq!(
+        latest(ben).await.map(|f| (f.issued_ms, f.model_version)),
+        Some((T0 + 20 * FIVE_MIN, "b20".to_owned()))
     );
 }
 
