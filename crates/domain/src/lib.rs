@@ -14,6 +14,7 @@ pub mod analytics;
 pub mod error;
 pub mod events;
 pub mod forecast;
+pub mod insights;
 pub mod limits;
 pub mod readings;
 pub mod settings;

@@ -19,7 +19,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, events, forecast, push, readings, reports, shares, tokens, treatments, ws,
+    accounts, alerts, events, forecast, insights, push, readings, reports, shares, tokens,
+    treatments, ws,
 };
 use crate::error::problem_response;
 use crate::state::AppState;
@@ -45,6 +46,7 @@ use crate::web;
         (name = "treatments", description = "Insulin, carbohydrates, exercise, notes, basal rates"),
         (name = "reports", description = "Consensus metrics over a period"),
         (name = "forecast", description = "Glucose forecasts (informational, never dosing advice)"),
+        (name = "insights", description = "Patterns in a person's data, with their evidence (observations for a care team, never dosing advice)"),
         (name = "alerts", description = "Alerts: list, acknowledge, snooze"),
         (name = "live", description = "Live events over WebSocket"),
         (name = "notifications", description = "Web Push subscriptions and the delivery log"),
@@ -104,6 +106,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::daily))
         .routes(routes!(reports::hourly))
         .routes(routes!(forecast::latest))
+        .routes(routes!(insights::patterns))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::acknowledge))
         .routes(routes!(alerts::snooze))

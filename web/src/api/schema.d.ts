@@ -241,6 +241,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/insights/patterns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Patterns in the last weeks of a person's data: recurring lows or highs by time of day and
+         *     weekday, rises after meals, night lows after evening insulin, overnight drift, sensor gaps
+         *     and the week-over-week comparison. Deterministic rules (docs/insights.md); each pattern
+         *     carries the days and readings that show it. Observations to discuss with a care team,
+         *     never dosing advice.
+         */
+        get: operations["insights_patterns"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me": {
         parameters: {
             query?: never;
@@ -879,6 +902,23 @@ export interface components {
             unit: components["schemas"]["GlucoseUnit"];
             events: components["schemas"]["EventOut"][];
         };
+        EvidenceOut: {
+            /** @description The person's local date. */
+            date: string;
+            from: string;
+            to: string;
+            note: string;
+            readings: components["schemas"]["EvidenceReadingOut"][];
+            treatment_ids: string[];
+        };
+        EvidenceReadingOut: {
+            time: string;
+            /**
+             * Format: double
+             * @description In the report's unit.
+             */
+            value: number;
+        };
         /** @enum {string} */
         ExerciseIntensity: "low" | "moderate" | "high";
         /** @description One problem with one field of the input; `item` is the position in a batch. */
@@ -1036,6 +1076,26 @@ export interface components {
             }[];
             next_cursor?: string | null;
         };
+        /** @enum {string} */
+        PatternKind: "recurring_lows" | "recurring_highs" | "weekday_lows" | "weekday_highs" | "post_meal_rise" | "night_lows_after_evening_bolus" | "overnight_drift" | "sensor_gaps" | "weekly_trend";
+        PatternOut: {
+            kind: components["schemas"]["PatternKind"];
+            severity: components["schemas"]["Severity"];
+            title: string;
+            detail: string;
+            evidence: components["schemas"]["EvidenceOut"][];
+        };
+        PatternsReport: {
+            /**
+             * @description The end of the period looked at; the time-of-day rules look at its last 14 days, the
+             *     weekday rule at 28.
+             */
+            to: string;
+            time_zone: string;
+            unit: components["schemas"]["GlucoseUnit"];
+            /** @description The attention-worthy first. */
+            patterns: components["schemas"]["PatternOut"][];
+        };
         /** @description The body of every error response. */
         Problem: {
             /** @description A URI naming the kind of problem: `urn:glucosync:problem:<code>`. */
@@ -1130,6 +1190,11 @@ export interface components {
             urgent_low_mgdl?: number | null;
             alerts?: null | components["schemas"]["AlertPreferences"];
         };
+        /**
+         * @description How much a pattern asks for attention: lows first.
+         * @enum {string}
+         */
+        Severity: "attention" | "notice" | "info";
         ShareOut: {
             /** Format: int64 */
             id: number;
@@ -1919,6 +1984,48 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    insights_patterns: {
+        parameters: {
+            query?: {
+                /** @description Whose data: a person who shares with the caller (default: the caller). */
+                person?: number;
+                /** @description The end of the weeks looked at (RFC 3339); default: now. */
+                to?: string;
+                /** @description `mg/dL` or `mmol/L`, for the text and the values; default: the person's display unit. */
+                unit?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PatternsReport"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

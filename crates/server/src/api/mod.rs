@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod events;
 pub mod forecast;
+pub mod insights;
 pub mod push;
 pub mod readings;
 pub mod reports;

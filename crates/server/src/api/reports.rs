@@ -94,15 +94,17 @@ pub struct SummaryReport {
 }
 
 /// Whose report it is, and in which time zone and unit.
-struct ReportContext {
-    subject: UserId,
-    tz: chrono_tz::Tz,
-    unit: glucosync_domain::GlucoseUnit,
+pub(crate) struct ReportContext {
+    pub subject: UserId,
+    pub tz: chrono_tz::Tz,
+    pub unit: glucosync_domain::GlucoseUnit,
+    /// The person's target range, mg/dL.
+    pub target: (f64, f64),
 }
 
 /// Authorizes the caller and reads the person's settings: their time zone, and the unit asked
 /// for or else their display unit.
-async fn context(
+pub(crate) async fn context(
     state: &AppState,
     caller: &Caller,
     what: &'static str,
@@ -118,6 +120,10 @@ async fn context(
     Ok(ReportContext {
         subject,
         tz: user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC),
+        target: (
+            user.settings.target_low_mgdl,
+            user.settings.target_high_mgdl,
+        ),
         unit: match unit {
             Some(u) => crate::api::parse_unit(Some(u))?,
             None => user.settings.display_unit,
@@ -177,7 +183,7 @@ pub(crate) async fn authorize_read(
     }
 }
 
-async fn cgm_points(
+pub(crate) async fn cgm_points(
     state: &AppState,
     user_id: UserId,
     from_ms: i64,
@@ -195,7 +201,9 @@ pub async fn summary(
     ApiQuery(params): ApiQuery<SummaryParams>,
 ) -> ApiResult<Json<SummaryReport>> {
     let unit = params.unit.as_deref().unwrap_or("mg/dL");
-    let ReportContext { subject, tz, unit } = context(
+    let ReportContext {
+        subject, tz, unit, ..
+    } = context(
         &state,
         &caller,
         "reports.summary",
@@ -316,7 +324,9 @@ pub async fn agp(
     ApiQuery(params): ApiQuery<AgpParams>,
 ) -> ApiResult<Json<AgpReport>> {
     use chrono::{TimeZone, Timelike};
-    let ReportContext { subject, tz, unit } = context(
+    let ReportContext {
+        subject, tz, unit, ..
+    } = context(
         &state,
         &caller,
         "reports.agp",
@@ -578,7 +588,9 @@ pub async fn daily(
     ApiQuery(params): ApiQuery<DailyParams>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let ReportContext { subject, tz, unit } = context(
+    let ReportContext {
+        subject, tz, unit, ..
+    } = context(
         &state,
         &caller,
         "reports.daily",
@@ -678,7 +690,9 @@ pub async fn hourly(
     caller: Caller,
     ApiQuery(params): ApiQuery<PeriodUnitParams>,
 ) -> ApiResult<Json<HourlyReport>> {
-    let ReportContext { subject, tz, unit } = context(
+    let ReportContext {
+        subject, tz, unit, ..
+    } = context(
         &state,
         &caller,
         "reports.hourly",
