@@ -51,4 +51,19 @@ test("the demo account's data is on the dashboard and in the reports", async () 
   await page.waitForTimeout(300);
   await screenshot(page, "demo-reports-desktop");
   assert.deepEqual(await axeViolations(page), []);
+
+  // Insights: the demo's ten days show patterns, each with its evidence.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Insights" }).click();
+  const first = page.locator(".pattern").first();
+  await first.waitFor();
+  assert.ok((await page.locator(".pattern").count()) >= 1);
+  const detail = await first.locator("p").nth(1).innerText();
+  assert.match(detail, /care team/);
+  assert.doesNotMatch(detail, /\d\s*(U|units)\b/);
+  await first.getByText(/^Evidence \(\d+ items?\)$/).click();
+  const items = first.locator(".evidence-list li");
+  assert.ok((await items.count()) >= 1);
+  assert.match(await items.first().innerText(), /mg\/dL/);
+  await screenshot(page, "demo-insights-desktop");
+  assert.deepEqual(await axeViolations(page), []);
 });

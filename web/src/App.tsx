@@ -7,6 +7,7 @@ import { Dashboard } from "./screens/Dashboard";
 // The dashboard ships in the first bundle; the other screens load when opened.
 const Logbook = lazy(() => import("./screens/Logbook"));
 const Reports = lazy(() => import("./screens/Reports"));
+const Insights = lazy(() => import("./screens/Insights"));
 const Alerts = lazy(() => import("./screens/Alerts"));
 const Sharing = lazy(() => import("./screens/Sharing"));
 const Following = lazy(() => import("./screens/Following"));
@@ -43,6 +44,8 @@ function Screens() {
         return <Logbook />;
       case "/reports":
         return <Reports />;
+      case "/insights":
+        return <Insights />;
       case "/alerts":
         return <Alerts />;
       case "/sharing":

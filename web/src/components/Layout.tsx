@@ -6,6 +6,7 @@ const NAV = [
   { to: "/", label: "Dashboard", icon: "◉" },
   { to: "/logbook", label: "Logbook", icon: "✎" },
   { to: "/reports", label: "Reports", icon: "▤" },
+  { to: "/insights", label: "Insights", icon: "✦" },
   { to: "/alerts", label: "Alerts", icon: "⚠" },
   { to: "/following", label: "Following", icon: "♥" },
   { to: "/sharing", label: "Sharing", icon: "⇄" },
