@@ -124,6 +124,19 @@ pub struct Config {
     pub mlflow_url: Option<String>,
     /// Create or refresh the demo account at startup.
     pub demo: bool,
+    /// Single sign-on: the OpenID Connect provider's issuer URL (e.g. Authentik's
+    /// `https://auth.example.org/application/o/glucosync/`). Unset: no single sign-on.
+    pub oidc_issuer: Option<String>,
+    /// The client registered at the provider for GlucoSync.
+    pub oidc_client_id: String,
+    pub oidc_client_secret: Option<SecretUrl>,
+    /// Members of this group (the ID token's `groups` claim) are administrators.
+    pub oidc_admin_group: Option<String>,
+    /// Accept the provider's JWT access tokens for this audience as bearer tokens on the API
+    /// (service-to-service calls). Unset: only GlucoSync's own tokens.
+    pub oidc_api_audience: Option<String>,
+    /// Log in with email and password (off: single sign-on only).
+    pub password_login: bool,
 }
 
 impl Default for Config {
@@ -158,6 +171,12 @@ impl Default for Config {
             forecasts: true,
             mlflow_url: None,
             demo: false,
+            oidc_issuer: None,
+            oidc_client_id: "glucosync".into(),
+            oidc_client_secret: None,
+            oidc_admin_group: None,
+            oidc_api_audience: None,
+            password_login: true,
         }
     }
 }
@@ -201,6 +220,12 @@ struct Layer {
     forecasts: Option<bool>,
     mlflow_url: Option<String>,
     demo: Option<bool>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
+    oidc_admin_group: Option<String>,
+    oidc_api_audience: Option<String>,
+    password_login: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +266,12 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_FORECASTS",
     "GLUCOSYNC_MLFLOW_URL",
     "GLUCOSYNC_DEMO",
+    "GLUCOSYNC_OIDC_ISSUER",
+    "GLUCOSYNC_OIDC_CLIENT_ID",
+    "GLUCOSYNC_OIDC_CLIENT_SECRET",
+    "GLUCOSYNC_OIDC_ADMIN_GROUP",
+    "GLUCOSYNC_OIDC_API_AUDIENCE",
+    "GLUCOSYNC_PASSWORD_LOGIN",
 ];
 
 impl Config {
@@ -408,10 +439,48 @@ impl Config {
         if let Some(v) = l.demo {
             self.demo = v;
         }
+        let text = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+        if let Some(v) = l.oidc_issuer {
+            // Compared with the discovery document's `issuer` exactly, so kept as given
+            // (without a trailing slash only when given without).
+            self.oidc_issuer = text(v);
+        }
+        if let Some(v) = l.oidc_client_id {
+            self.oidc_client_id = v.trim().to_owned();
+        }
+        if let Some(v) = l.oidc_client_secret {
+            self.oidc_client_secret = (!v.is_empty()).then_some(SecretUrl(v));
+        }
+        if let Some(v) = l.oidc_admin_group {
+            self.oidc_admin_group = text(v);
+        }
+        if let Some(v) = l.oidc_api_audience {
+            self.oidc_api_audience = text(v);
+        }
+        if let Some(v) = l.password_login {
+            self.password_login = v;
+        }
         Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(issuer) = &self.oidc_issuer {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(bad(format!(
+                    "oidc_issuer (GLUCOSYNC_OIDC_ISSUER) is `{issuer}`; use the provider's issuer URL, e.g. https://auth.example.org/application/o/glucosync/"
+                )));
+            }
+            if self.oidc_client_id.is_empty() {
+                return Err(bad(
+                    "oidc_client_id (GLUCOSYNC_OIDC_CLIENT_ID) is empty; name the client registered at the provider",
+                ));
+            }
+        }
+        if !self.password_login && self.oidc_issuer.is_none() {
+            return Err(bad(
+                "password_login (GLUCOSYNC_PASSWORD_LOGIN) is off but no oidc_issuer is set: nobody could log in",
+            ));
+        }
         let url = self.database_url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -518,7 +587,9 @@ impl Config {
              redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
-             api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n",
+             api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
+             oidc_issuer = {:?}\noidc_client_id = {:?}\noidc_client_secret = {:?}\noidc_admin_group = {:?}\n\
+             oidc_api_audience = {:?}\npassword_login = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.web_dir.display().to_string(),
@@ -550,6 +621,12 @@ impl Config {
             self.forecasts,
             opt(&self.mlflow_url),
             self.demo,
+            opt(&self.oidc_issuer),
+            self.oidc_client_id,
+            opt(&self.oidc_client_secret.as_ref().map(|_| "***".to_owned())),
+            opt(&self.oidc_admin_group),
+            opt(&self.oidc_api_audience),
+            self.password_login,
         )
     }
 }
@@ -621,6 +698,12 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "FORECASTS" => l.forecasts = Some(parse_bool(&key, &value)?),
             "MLFLOW_URL" => l.mlflow_url = Some(value),
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
+            "OIDC_ISSUER" => l.oidc_issuer = Some(value),
+            "OIDC_CLIENT_ID" => l.oidc_client_id = Some(value),
+            "OIDC_CLIENT_SECRET" => l.oidc_client_secret = Some(value),
+            "OIDC_ADMIN_GROUP" => l.oidc_admin_group = Some(value),
+            "OIDC_API_AUDIENCE" => l.oidc_api_audience = Some(value),
+            "PASSWORD_LOGIN" => l.password_login = Some(parse_bool(&key, &value)?),
             // Read by the command line, not by the server configuration.
             "CONFIG" => {}
             _ => {
@@ -734,6 +817,21 @@ forecasts = true
 
 # Create (or refresh) a demo account with ten days of simulated data at startup.
 demo = false
+
+# Single sign-on through an OpenID Connect provider (Authentik in the cluster): its issuer
+# URL, and the client registered there for GlucoSync with the redirect URI
+# <public_url>/api/v1/auth/oidc/callback. Unset: no single sign-on. docs/sso.md has the rules
+# for linking accounts.
+# oidc_issuer = "https://auth.example.org/application/o/glucosync/"
+oidc_client_id = "glucosync"
+# oidc_client_secret = "…"
+# Members of this group (the ID token's groups claim) are administrators.
+# oidc_admin_group = "glucosync-admins"
+# Accept the provider's JWT access tokens with this audience on the API (service calls).
+# oidc_api_audience = "urn:glucosync:api"
+
+# Log in with email and password. Off: single sign-on only (needs oidc_issuer).
+password_login = true
 "#;
 
 #[cfg(test)]

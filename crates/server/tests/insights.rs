@@ -65,11 +65,7 @@ async fn an_uploaded_history_shows_its_recurring_lows_with_evidence() {
 
     // In mmol/L, text and values follow.
     let report: Value = s
-        .req(
-            Method::GET,
-            "/api/v1/insights/patterns?unit=mmol/L",
-            &ana,
-        )
+        .req(Method::GET, "/api/v1/insights/patterns?unit=mmol/L", &ana)
         .send()
         .await
         .expect("send")
@@ -78,7 +74,10 @@ async fn an_uploaded_history_shows_its_recurring_lows_with_evidence() {
         .expect("json");
     let lows = &report["patterns"][0];
     assert!(
-        lows["detail"].as_str().expect("detail").contains("lowest 3.2 mmol/L"),
+        lows["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("lowest 3.2 mmol/L"),
         "{lows}"
     );
     assert_eq!(lows["evidence"][0]["readings"][0]["value"], 3.2);

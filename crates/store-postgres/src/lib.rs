@@ -405,6 +405,51 @@ impl Store for PostgresStore {
         rows.first().map(|r| user_from_row(r, 0)).transpose()
     }
 
+    async fn link_identity(
+        &self,
+        user_id: UserId,
+        issuer: &str,
+        subject: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        // Insert unless linked, then read who holds it: one answer also under a race.
+        self.execute(
+            "INSERT INTO identities (user_id, issuer, subject, created_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (issuer, subject) DO NOTHING",
+            &[&user_id, &issuer, &subject, &now_ms],
+        )
+        .await?;
+        let rows = self
+            .query(
+                "SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2",
+                &[&issuer, &subject],
+            )
+            .await?;
+        match rows.first().map(|r| r.get::<_, i64>(0)) {
+            Some(id) if id == user_id => Ok(()),
+            _ => Err(StoreError::Conflict(
+                "this identity is linked to another account".into(),
+            )),
+        }
+    }
+
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE id = \
+                     (SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2)"
+                ),
+                &[&issuer, &subject],
+            )
+            .await?;
+        rows.first().map(|r| user_from_row(r, 0)).transpose()
+    }
+
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
         let rows = self
             .query(

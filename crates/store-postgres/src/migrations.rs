@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_access_log.sql")),
     (5, include_str!("../migrations/0005_alerts.sql")),
     (6, include_str!("../migrations/0006_notifications.sql")),
+    (7, include_str!("../migrations/0007_identities.sql")),
 ];
 const MIGRATION_LOCK: i64 = 7_261_000;
 

@@ -220,6 +220,63 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn link_identity(
+        &self,
+        user_id: UserId,
+        issuer: &str,
+        subject: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
+        self.engine
+            .write(move |conn| {
+                let linked: Option<UserId> = conn
+                    .query_row(
+                        "SELECT user_id FROM identities WHERE issuer = ?1 AND subject = ?2",
+                        params![issuer, subject],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_err)?;
+                match linked {
+                    Some(id) if id == user_id => Ok(()),
+                    Some(_) => Err(StoreError::Conflict(
+                        "this identity is linked to another account".into(),
+                    )),
+                    None => conn
+                        .execute(
+                            "INSERT INTO identities (user_id, issuer, subject, created_ms) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![user_id, issuer, subject, now_ms],
+                        )
+                        .map(|_| ())
+                        .map_err(sql_err),
+                }
+            })
+            .await
+    }
+
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let (issuer, subject) = (issuer.to_owned(), subject.to_owned());
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE id = \
+                     (SELECT user_id FROM identities WHERE issuer = ?1 AND subject = ?2)"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![issuer, subject], user_from_row)
+                        .optional()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
         let email = email.to_owned();
         self.engine

@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
             readiness_reports_migrations,
             forecasts_keep_the_newest_and_stay_private,
             a_large_forecast_batch_lands_whole,
+            identities_link_to_one_account,
             models_are_versioned_and_the_newest_is_current,
             invites_are_single_use_expire_and_make_active_shares,
             shares_are_revoked_at_once_and_listed_per_owner_and_follower,
@@ -952,6 +953,62 @@ pub async fn a_large_forecast_batch_lands_whole(store: &dyn Store) {
     assert_eq!(
         latest(ben).await.map(|f| (f.issued_ms, f.model_version)),
         Some((T0 + 20 * FIVE_MIN, "b20".to_owned()))
+    );
+}
+
+/// A single sign-on identity logs in to one account: linking again is no change, linking it
+/// to a second account is refused, and identities are per issuer.
+pub async fn identities_link_to_one_account(store: &dyn Store) {
+    let ana = user(store, "ana@example.org").await;
+    let ben = user(store, "ben@example.org").await;
+    let issuer = "https://auth.example.org/o/glucosync/";
+    assert_eq!(
+        store.user_by_identity(issuer, "sub-1").await.expect("read"),
+        None
+    );
+    store
+        .link_identity(ana, issuer, "sub-1", NOW)
+        .await
+        .expect("link");
+    store
+        .link_identity(ana, issuer, "sub-1", NOW + 1)
+        .await
+        .expect("again: no change");
+    let found = store
+        .user_by_identity(issuer, "sub-1")
+        .await
+        .expect("read")
+        .expect("linked");
+    assert_eq!(found.id, ana);
+    assert_eq!(found.email.as_str(), "ana@example.org");
+    assert!(matches!(
+        store.link_identity(ben, issuer, "sub-1", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same subject at another provider is another identity; an account may have several.
+    store
+        .link_identity(ben, "https://other.example.org", "sub-1", NOW)
+        .await
+        .expect("other issuer");
+    store
+        .link_identity(ana, issuer, "sub-2", NOW)
+        .await
+        .expect("second identity");
+    assert_eq!(
+        store
+            .user_by_identity("https://other.example.org", "sub-1")
+            .await
+            .expect("read")
+            .map(|u| u.id),
+        Some(ben)
+    );
+    assert_eq!(
+        store
+            .user_by_identity(issuer, "sub-2")
+            .await
+            .expect("read")
+            .map(|u| u.id),
+        Some(ana)
     );
 }
 

@@ -68,6 +68,22 @@ pub trait Store: Send + Sync + 'static {
     async fn set_display_name(&self, id: UserId, name: Option<&str>) -> Result<(), StoreError>;
     async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError>;
     async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError>;
+    /// Links a single sign-on identity (the provider's issuer and the person's subject there)
+    /// to an account. Linking it again to the same account is no change; an identity linked
+    /// to another account is a `Conflict`.
+    async fn link_identity(
+        &self,
+        user_id: UserId,
+        issuer: &str,
+        subject: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The account a single sign-on identity is linked to.
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError>;
     /// Disables or re-enables a user; disabling revokes every credential (hashes returned).
     async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
