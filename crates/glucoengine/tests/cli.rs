@@ -52,7 +52,7 @@ fn user_management_migrate_and_configuration_commands() {
     let out = glucoengine(d, &["migrate"], None, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        stdout(&out).contains("migration 6 of 6"),
+        stdout(&out).contains("migration 7 of 7"),
         "{}",
         stdout(&out)
     );

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, events, forecast, insights, push, readings, reports, shares, tokens,
+    accounts, alerts, events, forecast, insights, push, readings, reports, shares, sso, tokens,
     treatments, ws,
 };
 use crate::error::problem_response;
@@ -41,6 +41,7 @@ use crate::web;
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "accounts", description = "Sign up, log in, profile and settings"),
+        (name = "sso", description = "Single sign-on through an OpenID Connect provider"),
         (name = "tokens", description = "Personal API tokens for uploaders and scripts"),
         (name = "readings", description = "Glucose readings"),
         (name = "treatments", description = "Insulin, carbohydrates, exercise, notes, basal rates"),
@@ -107,6 +108,11 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::hourly))
         .routes(routes!(forecast::latest))
         .routes(routes!(insights::patterns))
+        .routes(routes!(sso::status))
+        .routes(routes!(sso::login))
+        .routes(routes!(sso::link))
+        .routes(routes!(sso::callback))
+        .routes(routes!(sso::logout))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::acknowledge))
         .routes(routes!(alerts::snooze))

@@ -105,7 +105,14 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 
 /// Verifies a password. With no stored hash (unknown account) it verifies against a fixed
 /// dummy so that the answer takes as long as for a real account.
+/// The stored "hash" of an account made by single sign-on: it has no password, and no
+/// password matches it (it is not a PHC string, so no hasher can produce it).
+pub const NO_PASSWORD: &str = "!no-password";
+
 pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    // An account without a password verifies against the dummy (same time as a wrong
+    // password) and fails.
+    let stored = stored.filter(|h| h != NO_PASSWORD);
     on_hasher(move || {
         let dummy;
         let phc = match &stored {

@@ -17,6 +17,7 @@ pub mod json;
 pub mod live;
 pub mod mail;
 pub mod mlflow;
+pub mod oidc;
 pub mod push;
 pub mod state;
 pub mod telemetry;

@@ -40,6 +40,8 @@ pub struct Inner {
     pub alerts: Arc<crate::alerting::Alerting>,
     /// Web Push (and email) notifications from the outbox.
     pub notifier: Arc<crate::delivery::Notifier>,
+    /// The single sign-on provider, when configured.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -56,7 +58,9 @@ impl AppState {
         metrics: Arc<Metrics>,
         config: Arc<Config>,
     ) -> Self {
+        let oidc = crate::oidc::Provider::from_config(&config).map(Arc::new);
         AppState(Arc::new(Inner {
+            oidc,
             store,
             cache: shared.cache,
             limiter: shared.limiter,

@@ -5,6 +5,7 @@
 //! (default: the local server as `postgres`). Each database is dropped when its guard drops.
 
 pub mod live;
+pub mod oidc;
 pub mod push;
 pub mod smtp;
 

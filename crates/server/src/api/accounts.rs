@@ -149,6 +149,7 @@ pub async fn signup(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<Profile>)> {
+    password_login_enabled(&state)?;
     limit(
         &state,
         format!("signup:ip:{}", ip),
@@ -199,6 +200,7 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
+    password_login_enabled(&state)?;
     let email = Email::parse(&req.email).map_err(|_| ApiError::Unauthenticated)?;
     limit(
         &state,
@@ -226,6 +228,30 @@ pub async fn login(
         ));
     }
     let _ = state.limiter.reset(&account_key).await;
+    let (headers, body) = start_session(&state, user, "login").await?;
+    Ok((headers, Json(body)).into_response())
+}
+
+/// With single sign-on only (`password_login` off), signing up and logging in with a password
+/// are refused: accounts come from the provider.
+fn password_login_enabled(state: &AppState) -> ApiResult<()> {
+    if state.config.password_login {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "password_login_disabled",
+            "This installation uses single sign-on: log in with your organisation's account.",
+        ))
+    }
+}
+
+/// A new login session for `user`: its token and CSRF token, and the cookies that carry them.
+/// Password login and single sign-on both end here.
+pub(crate) async fn start_session(
+    state: &AppState,
+    user: glucosync_store::User,
+    name: &str,
+) -> ApiResult<(HeaderMap, LoginResponse)> {
     let token = new_secret("gss_");
     let csrf = new_secret("gsc_");
     let now = now_ms();
@@ -236,7 +262,7 @@ pub async fn login(
         .create_credential(NewCredential {
             user_id: user.id,
             kind: CredentialKind::Session,
-            name: "login".into(),
+            name: name.into(),
             token_hash: hash_secret(&token),
             csrf_hash: Some(hash_secret(&csrf)),
             scopes: Scope::ALL.to_vec(),
@@ -269,7 +295,7 @@ pub async fn login(
             .to_rfc3339_opts(SecondsFormat::Secs, true),
         user: user.into(),
     };
-    Ok((headers, Json(body)).into_response())
+    Ok((headers, body))
 }
 
 /// End the current session (cookie or session token) and clear the cookies.

@@ -10,6 +10,7 @@ pub mod push;
 pub mod readings;
 pub mod reports;
 pub mod shares;
+pub mod sso;
 pub mod tokens;
 pub mod treatments;
 pub mod ws;
