@@ -231,6 +231,12 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
+        if let Some(token) = bearer(parts).filter(|t| looks_like_jwt(t)) {
+            let caller = provider_token_caller(state, token).await?;
+            api_rate_limit(state, caller.user_id).await?;
+            parts.extensions.insert(caller.clone());
+            return Ok(caller);
+        }
         let (secret, via) = match (bearer(parts), cookie_value(parts, SESSION_COOKIE)) {
             (Some(t), _) => (t.to_owned(), Via::Bearer),
             (None, Some(c)) => (c.to_owned(), Via::Cookie),
@@ -283,6 +289,75 @@ impl FromRequestParts<AppState> for Caller {
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }
+}
+
+/// GlucoSync's own tokens are opaque (`gss_…`, `gst_…`); a compact JWS is the provider's.
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.matches('.').count() == 2
+}
+
+/// A JWT access token from the single sign-on provider, for service-to-service calls (only
+/// when `oidc_api_audience` is set): signed by the provider, for that audience, unexpired, and
+/// its subject linked to an account. Its `scope` claim grants the GlucoSync scopes it names
+/// (`read`, `readings:write`, `treatments:write`); none named: `read`. Never a session.
+async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let (Some(provider), Some(audience)) = (
+        state.oidc.as_deref(),
+        state
+            .oidc
+            .as_deref()
+            .and_then(|p| p.api_audience.as_deref()),
+    ) else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let claims = provider
+        .verify(
+            token,
+            &crate::oidc::Expected {
+                audience,
+                nonce: None,
+                now_s: now_ms() / 1000,
+            },
+        )
+        .await
+        .map_err(|e| {
+            tracing::info!(error = %e, "provider access token refused");
+            ApiError::Unauthenticated
+        })?;
+    let subject = claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .ok_or(ApiError::Unauthenticated)?;
+    let user = state
+        .store
+        .user_by_identity(provider.issuer(), subject)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    if user.disabled {
+        return Err(ApiError::forbidden(
+            "account_disabled",
+            "This account is disabled.",
+        ));
+    }
+    let mut scopes: Vec<Scope> = claims
+        .get("scope")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(Scope::parse)
+        .collect();
+    if scopes.is_empty() {
+        scopes.push(Scope::Read);
+    }
+    Ok(Caller {
+        user_id: user.id,
+        // Not a stored credential: nothing to touch or revoke here (the provider revokes).
+        credential_id: 0,
+        kind: CredentialKind::ApiToken,
+        scopes,
+        is_admin: false,
+        via: Via::Bearer,
+    })
 }
 
 /// The per-person API limit, counted across replicas. It fails open: while the shared state

@@ -552,3 +552,76 @@ fn base64url_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .expect("base64url")
 }
+
+#[tokio::test]
+async fn provider_access_tokens_are_api_bearer_tokens_for_linked_accounts() {
+    let s = setup(|c| c.oidc_api_audience = Some("urn:glucosync:api".into())).await;
+    let mut browser = Browser::new();
+    assert_eq!(
+        sso_login(&s, &mut browser, "ana", "ana-password")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let api = |scope: &str| {
+        claims(
+            &s,
+            json!({"aud": "urn:glucosync:api", "scope": scope, "nonce": null}),
+        )
+    };
+    let call = |token: String, method: Method, path: &str| {
+        s.server
+            .client
+            .request(method, s.server.url(path))
+            .bearer_auth(token)
+    };
+    // A service uploads and reads for ana with the provider's token.
+    let writer = sign(&s, api("read readings:write")).await;
+    let r = call(writer.clone(), Method::POST, "/api/v1/readings")
+        .json(&json!({"time": glucosync_domain::Timestamp::from_utc_ms(glucosync_server::state::now_ms() - 60_000).to_rfc3339_utc(), "value": 111}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = call(writer, Method::GET, "/api/v1/readings")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().await.expect("json");
+    assert_eq!(page["items"][0]["value"], 111.0);
+    // Scopes come from the token; a session's powers never.
+    let reader = sign(&s, api("read")).await;
+    let r = call(reader.clone(), Method::POST, "/api/v1/readings")
+        .json(&json!({"time": "2026-01-01T00:00:00Z", "value": 100}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::FORBIDDEN, "insufficient_scope").await;
+    let r = call(reader, Method::POST, "/api/v1/tokens")
+        .json(&json!({"name": "x", "scopes": ["read"]}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::FORBIDDEN, "session_required").await;
+    // Another audience (an ID token), an unlinked subject, an expired token: not accepted.
+    let now = glucosync_server::state::now_ms() / 1000;
+    for bad in [
+        claims(&s, json!({"scope": "read"})),
+        claims(
+            &s,
+            json!({"aud": "urn:glucosync:api", "sub": "ben", "nonce": null}),
+        ),
+        claims(
+            &s,
+            json!({"aud": "urn:glucosync:api", "iat": now - 900, "exp": now - 600, "nonce": null}),
+        ),
+    ] {
+        let token = sign(&s, bad.clone()).await;
+        let r = call(token, Method::GET, "/api/v1/readings")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+}
