@@ -30,10 +30,11 @@ export async function freePort() {
 }
 
 /** Starts GlucoEngine; `args` go after `serve` (e.g. `--demo`). What it prints is in `output()`. */
-export async function startEngine(extraEnv = {}, args = []) {
+export async function startEngine(extraEnv = {}, args = [], chosenPort = undefined) {
   const binary = process.env.GLUCOENGINE ?? join(ROOT, "target", "debug", "glucoengine");
   const dataDir = mkdtempSync(join(tmpdir(), "gs-e2e-"));
-  const port = await freePort();
+  // A port chosen beforehand when another server must know it (an OIDC provider's redirect URI).
+  const port = chosenPort ?? (await freePort());
   const base = `http://127.0.0.1:${port}`;
   const child = spawn(binary, ["serve", ...args], {
     env: {
@@ -151,4 +152,35 @@ export async function loginToken(base, email, password = PASSWORD) {
     body: JSON.stringify({ email, password }),
   });
   return (await r.json()).token;
+}
+
+/**
+ * The test OpenID Connect provider (tools/oidc-provider, a real oidc-provider) with a client
+ * whose redirect URI is `redirectUri`; accounts ana / ana-password (verified email, admin
+ * group) and ben / ben-password.
+ */
+export async function startOidcProvider(redirectUri) {
+  const child = spawn(join(ROOT, "scripts", "oidc"), ["start", "--port", "0", "--redirect-uri", redirectUri], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const issuer = await new Promise((ok, fail) => {
+    let seen = "";
+    const timer = setTimeout(() => fail(new Error(`the OIDC provider did not start: ${seen}`)), 60_000);
+    child.stdout.on("data", (chunk) => {
+      seen += chunk;
+      const line = seen.split("\n").find((l) => l.startsWith("READY "));
+      if (line) {
+        clearTimeout(timer);
+        ok(line.slice("READY ".length).trim());
+      }
+    });
+    child.once("exit", (code) => fail(new Error(`the OIDC provider exited with ${code}`)));
+  });
+  return {
+    issuer,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+    },
+  };
 }

@@ -9,6 +9,7 @@ import { LiveConnection, liveUrl, type LiveState } from "./live";
 import { Outbox, type OutboxEntry, type SendOutcome } from "./outbox";
 import type { GlucoseUnit, Targets } from "./glucose";
 import { disablePush } from "./push";
+import { endSsoSession } from "./sso";
 
 /** The next person on this device must not get this person's alerts: the device's push subscription goes with the session. */
 async function unsubscribePushOnLogout(): Promise<void> {
@@ -167,6 +168,8 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
     await unsubscribePushOnLogout();
     await api.POST("/api/v1/auth/logout").catch(() => undefined);
     forgetCachedData();
+    // A session from single sign-on ends at the provider too (the page leaves for it).
+    if (endSsoSession()) return;
     setProfile(null);
   }, [outbox, owner]);
 

@@ -3,6 +3,7 @@ import { api, problemMessage } from "../api/client";
 import { FormError } from "../components/FormError";
 import { Link, navigate, useRoute } from "../lib/router";
 import { forgetCachedData, useSession } from "../lib/session";
+import { SSO_ERRORS, startSsoLogin, useSsoStatus } from "../lib/sso";
 
 function AuthFrame({ title, children }: { title: string; children: React.ReactNode }) {
   useEffect(() => {
@@ -76,18 +77,38 @@ export function Login() {
     setProfile(me.data ?? null);
     navigate(safeNext(search.get("next")), true);
   });
+  const sso = useSsoStatus();
+  const ssoError = search.get("sso_error");
+  const next = safeNext(search.get("next"));
+  const passwords = sso?.password_login ?? true;
   return (
     <AuthFrame title="Log in">
-      <form onSubmit={form.submit(() => api.POST("/api/v1/auth/login", { body: { email, password } }))} noValidate>
-        <Credentials email={email} setEmail={setEmail} password={password} setPassword={setPassword} newPassword={false} />
-        <FormError message={form.error} />
-        <button type="submit" className="primary" disabled={form.busy}>
-          {form.busy ? "Logging in…" : "Log in"}
-        </button>
-      </form>
-      <p>
-        New here? <Link to={`/signup${search.get("next") ? `?next=${encodeURIComponent(search.get("next")!)}` : ""}`}>Create an account</Link>
-      </p>
+      {ssoError && (
+        <p className="form-error" role="alert">
+          {SSO_ERRORS[ssoError] ?? "Single sign-on did not complete. Please try again."}
+        </p>
+      )}
+      {sso?.enabled && (
+        <p>
+          <button type="button" className={passwords ? "" : "primary"} onClick={() => startSsoLogin(next)}>
+            Log in with single sign-on
+          </button>
+        </p>
+      )}
+      {passwords && (
+        <>
+          <form onSubmit={form.submit(() => api.POST("/api/v1/auth/login", { body: { email, password } }))} noValidate>
+            <Credentials email={email} setEmail={setEmail} password={password} setPassword={setPassword} newPassword={false} />
+            <FormError message={form.error} />
+            <button type="submit" className="primary" disabled={form.busy}>
+              {form.busy ? "Logging in…" : "Log in"}
+            </button>
+          </form>
+          <p>
+            New here? <Link to={`/signup${search.get("next") ? `?next=${encodeURIComponent(search.get("next")!)}` : ""}`}>Create an account</Link>
+          </p>
+        </>
+      )}
     </AuthFrame>
   );
 }

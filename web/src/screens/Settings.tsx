@@ -3,6 +3,7 @@ import { api, problemMessage, type Schemas } from "../api/client";
 import { Layout } from "../components/Layout";
 import { changedMgdl, fromUnit, toUnit, type GlucoseUnit } from "../lib/glucose";
 import { useSession } from "../lib/session";
+import { useSsoStatus } from "../lib/sso";
 import { shortTime } from "../lib/time";
 import { useResource } from "../lib/useResource";
 import { FormError } from "../components/FormError";
@@ -20,6 +21,7 @@ export default function Settings() {
   return (
     <Layout title="Settings">
       <GeneralSettings />
+      <SingleSignOn />
       <Uploaders />
     </Layout>
   );
@@ -219,5 +221,42 @@ function CopyField({ id, label, value, testId }: { id: string; label: string; va
         </button>
       </div>
     </>
+  );
+}
+
+/** Links the organisation's single sign-on account to this one (needs this account's password). */
+function SingleSignOn() {
+  const sso = useSsoStatus();
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  if (!sso?.enabled) return null;
+  const link = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const r = await api.POST("/api/v1/auth/oidc/link", { body: { password } });
+      if (r.data) location.assign(r.data.authorization_url);
+      else setError(problemMessage(r.error));
+    } catch {
+      setError("The server cannot be reached. Check your connection.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section className="card" aria-labelledby="sso-title">
+      <h2 id="sso-title">Single sign-on</h2>
+      <p>Log in with your organisation's account too. Confirm with this account's password; you then log in at your organisation and come back here.</p>
+      <form onSubmit={link}>
+        <label htmlFor="sso-password">Password of this account</label>
+        <input id="sso-password" type="password" autoComplete="current-password" required value={password} onChange={(e) => setPassword(e.target.value)} />
+        <FormError message={error} />
+        <button type="submit" disabled={busy}>
+          {busy ? "Opening…" : "Link single sign-on"}
+        </button>
+      </form>
+    </section>
   );
 }
