@@ -872,3 +872,75 @@ fn weekly_trend<Tz: TimeZone>(input: &Input<'_, Tz>) -> Vec<Pattern> {
         ],
     }]
 }
+
+/// Whether a text states an amount of insulin: a number followed by a unit word ("4 units",
+/// "2U", "0.5 IU", "1-2 units", "3 Einheiten"). AI replies that do are not shown: GlucoSync
+/// never gives dosing advice, and a model may slip whatever its instructions say.
+pub fn mentions_insulin_dose(text: &str) -> bool {
+    const UNIT_WORDS: [&str; 10] = [
+        "u",
+        "iu",
+        "ie",
+        "unit",
+        "units",
+        "einheit",
+        "einheiten",
+        "unité",
+        "unités",
+        "unidades",
+    ];
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // The number, with a decimal part.
+        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == ',') {
+            i += 1;
+        }
+        // Spaces, a hyphen ("2-unit"), then the word after it.
+        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == '-') {
+            i += 1;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_alphabetic() {
+            i += 1;
+        }
+        let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
+        if UNIT_WORDS.contains(&word.as_str()) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod dose_tests {
+    use super::mentions_insulin_dose;
+
+    #[test]
+    fn amounts_of_insulin_are_recognised_and_glucose_figures_are_not() {
+        for dose in [
+            "Take 4 units before dinner.",
+            "try 2U",
+            "0.5 IU more",
+            "1-2 units",
+            "a 3-unit correction",
+            "3 Einheiten",
+            "10 u at night",
+        ] {
+            assert!(mentions_insulin_dose(dose), "{dose}");
+        }
+        for fine in [
+            "Time in range was 72 % and glucose peaked at 240 mg/dL.",
+            "Lows came on 3 of 14 days around 03:00.",
+            "Your GMI is 6.9 %; CV 34 %.",
+            "Discuss your insulin timing with your care team.",
+            "6.1 mmol/L at 7 am",
+        ] {
+            assert!(!mentions_insulin_dose(fine), "{fine}");
+        }
+    }
+}

@@ -27,6 +27,9 @@ pub struct UserSettings {
     pub urgent_low_mgdl: f64,
     /// Everything else about alerts.
     pub alerts: AlertPreferences,
+    /// The person agreed to send aggregates of their data (never identifiers or notes) to the
+    /// AI service the installation configured, for summaries and questions. Off by default.
+    pub ai_insights: bool,
 }
 
 /// How a person's alerts behave beyond the thresholds above.
@@ -127,6 +130,7 @@ impl Default for UserSettings {
             high_threshold_mgdl: 180.0,
             urgent_low_mgdl: 55.0,
             alerts: AlertPreferences::default(),
+            ai_insights: false,
         }
     }
 }

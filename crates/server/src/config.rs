@@ -137,6 +137,14 @@ pub struct Config {
     pub oidc_api_audience: Option<String>,
     /// Log in with email and password (off: single sign-on only).
     pub password_login: bool,
+    /// AI summaries and questions (docs/insights.md): the key of an OpenAI-compatible API.
+    /// Unset: the patterns only.
+    pub openai_api_key: Option<SecretUrl>,
+    /// The API's base URL: OpenAI's, or any server speaking its chat completions API.
+    pub openai_base_url: String,
+    pub openai_model: String,
+    /// Summaries and questions per person per day.
+    pub openai_daily_limit: u32,
 }
 
 impl Default for Config {
@@ -177,6 +185,10 @@ impl Default for Config {
             oidc_admin_group: None,
             oidc_api_audience: None,
             password_login: true,
+            openai_api_key: None,
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_model: "gpt-4o-mini".into(),
+            openai_daily_limit: 20,
         }
     }
 }
@@ -226,6 +238,10 @@ struct Layer {
     oidc_admin_group: Option<String>,
     oidc_api_audience: Option<String>,
     password_login: Option<bool>,
+    openai_api_key: Option<String>,
+    openai_base_url: Option<String>,
+    openai_model: Option<String>,
+    openai_daily_limit: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +288,10 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_OIDC_ADMIN_GROUP",
     "GLUCOSYNC_OIDC_API_AUDIENCE",
     "GLUCOSYNC_PASSWORD_LOGIN",
+    "GLUCOSYNC_OPENAI_API_KEY",
+    "GLUCOSYNC_OPENAI_BASE_URL",
+    "GLUCOSYNC_OPENAI_MODEL",
+    "GLUCOSYNC_OPENAI_DAILY_LIMIT",
 ];
 
 impl Config {
@@ -460,6 +480,18 @@ impl Config {
         if let Some(v) = l.password_login {
             self.password_login = v;
         }
+        if let Some(v) = l.openai_api_key {
+            self.openai_api_key = (!v.trim().is_empty()).then(|| SecretUrl(v.trim().to_owned()));
+        }
+        if let Some(v) = l.openai_base_url {
+            self.openai_base_url = v.trim().trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = l.openai_model {
+            self.openai_model = v.trim().to_owned();
+        }
+        if let Some(v) = l.openai_daily_limit {
+            self.openai_daily_limit = v;
+        }
         Ok(())
     }
 
@@ -475,6 +507,17 @@ impl Config {
                     "oidc_client_id (GLUCOSYNC_OIDC_CLIENT_ID) is empty; name the client registered at the provider",
                 ));
             }
+        }
+        if !(self.openai_base_url.starts_with("https://")
+            || self.openai_base_url.starts_with("http://"))
+        {
+            return Err(bad(format!(
+                "openai_base_url (GLUCOSYNC_OPENAI_BASE_URL) is `{}`; use https://api.openai.com/v1 or another OpenAI-compatible server's URL",
+                self.openai_base_url
+            )));
+        }
+        if self.openai_model.is_empty() {
+            return Err(bad("openai_model (GLUCOSYNC_OPENAI_MODEL) is empty; name a chat model such as gpt-4o-mini"));
         }
         if !self.password_login && self.oidc_issuer.is_none() {
             return Err(bad(
@@ -589,7 +632,8 @@ impl Config {
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
              api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
              oidc_issuer = {:?}\noidc_client_id = {:?}\noidc_client_secret = {:?}\noidc_admin_group = {:?}\n\
-             oidc_api_audience = {:?}\npassword_login = {}\n",
+             oidc_api_audience = {:?}\npassword_login = {}\n\
+             openai_api_key = {:?}\nopenai_base_url = {:?}\nopenai_model = {:?}\nopenai_daily_limit = {}\n",
             self.listen.to_string(),
             self.data_dir.display().to_string(),
             self.web_dir.display().to_string(),
@@ -627,6 +671,10 @@ impl Config {
             opt(&self.oidc_admin_group),
             opt(&self.oidc_api_audience),
             self.password_login,
+            opt(&self.openai_api_key.as_ref().map(|_| "***".to_owned())),
+            self.openai_base_url,
+            self.openai_model,
+            self.openai_daily_limit,
         )
     }
 }
@@ -704,6 +752,12 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "OIDC_ADMIN_GROUP" => l.oidc_admin_group = Some(value),
             "OIDC_API_AUDIENCE" => l.oidc_api_audience = Some(value),
             "PASSWORD_LOGIN" => l.password_login = Some(parse_bool(&key, &value)?),
+            "OPENAI_API_KEY" => l.openai_api_key = Some(value),
+            "OPENAI_BASE_URL" => l.openai_base_url = Some(value),
+            "OPENAI_MODEL" => l.openai_model = Some(value),
+            "OPENAI_DAILY_LIMIT" => {
+                l.openai_daily_limit = Some(parse_env(&key, &value, "a number per person per day")?)
+            }
             // Read by the command line, not by the server configuration.
             "CONFIG" => {}
             _ => {
@@ -832,6 +886,15 @@ oidc_client_id = "glucosync"
 
 # Log in with email and password. Off: single sign-on only (needs oidc_issuer).
 password_login = true
+
+# AI summaries and questions about a person's data (for those who opt in; only aggregates
+# and detected patterns are sent, never names, emails or notes). Any server speaking
+# OpenAI's chat completions API works. Unset key: the patterns alone (always available).
+# openai_api_key = "sk-…"
+openai_base_url = "https://api.openai.com/v1"
+openai_model = "gpt-4o-mini"
+# Summaries and questions per person per day.
+openai_daily_limit = 20
 "#;
 
 #[cfg(test)]

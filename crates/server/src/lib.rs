@@ -4,6 +4,7 @@
 //! problem+json (in [`error`] only), and the process lifecycle. It must never contain SQL or
 //! domain rules; those live in the store crates and the domain crate.
 
+pub mod ai;
 pub mod alerting;
 pub mod api;
 pub mod app;

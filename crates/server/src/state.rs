@@ -42,6 +42,8 @@ pub struct Inner {
     pub notifier: Arc<crate::delivery::Notifier>,
     /// The single sign-on provider, when configured.
     pub oidc: Option<Arc<crate::oidc::Provider>>,
+    /// The OpenAI-compatible API for summaries and questions, when configured.
+    pub ai: Option<Arc<crate::ai::AiClient>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -59,8 +61,10 @@ impl AppState {
         config: Arc<Config>,
     ) -> Self {
         let oidc = crate::oidc::Provider::from_config(&config).map(Arc::new);
+        let ai = crate::ai::AiClient::from_config(&config).map(Arc::new);
         AppState(Arc::new(Inner {
             oidc,
+            ai,
             store,
             cache: shared.cache,
             limiter: shared.limiter,

@@ -56,6 +56,18 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 }
 
 /// The seed's metric names (SPEC §5) and the process and storage gauges.
+/// The outcomes `glucosync_openai_api_calls_total` counts.
+pub const OPENAI_OUTCOMES: [&str; 8] = [
+    "ok",
+    "rate_limited",
+    "server_error",
+    "client_error",
+    "timeout",
+    "network_error",
+    "circuit_open",
+    "dose_withheld",
+];
+
 pub struct Metrics {
     registry: Registry,
     pub readings_total: IntCounter,
@@ -63,7 +75,10 @@ pub struct Metrics {
     pub user_signups_total: IntCounter,
     pub request_duration: HistogramVec,
     pub active_websocket_connections: IntGauge,
-    pub openai_api_calls_total: IntCounter,
+    /// Calls to the OpenAI-compatible API by outcome (`OPENAI_OUTCOMES`).
+    pub openai_api_calls_total: IntCounterVec,
+    /// Tokens used, by kind (`prompt`, `completion`).
+    pub openai_tokens_total: IntCounterVec,
     pub alert_notifications_total: IntCounterVec,
     pub alert_shards_held: IntGauge,
     pub deliveries_total: IntCounterVec,
@@ -112,6 +127,28 @@ impl Metrics {
             &["channel", "outcome"],
         )?;
         registry.register(Box::new(deliveries_total.clone()))?;
+        let openai_api_calls_total = IntCounterVec::new(
+            Opts::new(
+                "glucosync_openai_api_calls_total",
+                "Calls to the OpenAI-compatible API by outcome (ok, rate_limited, server_error, client_error, timeout, network_error, circuit_open, dose_withheld)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(openai_api_calls_total.clone()))?;
+        // Every outcome shows from the start, at 0 (dashboards and alert rules need the series).
+        for outcome in OPENAI_OUTCOMES {
+            openai_api_calls_total
+                .with_label_values(&[outcome])
+                .inc_by(0);
+        }
+        let openai_tokens_total = IntCounterVec::new(
+            Opts::new(
+                "glucosync_openai_tokens_total",
+                "Tokens used by the OpenAI-compatible API, by kind (prompt, completion)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(openai_tokens_total.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -134,10 +171,8 @@ impl Metrics {
                 "glucosync_alert_shards_held",
                 "Shards of the alert timers whose lease this replica holds (of 16)",
             )?,
-            openai_api_calls_total: counter(
-                "glucosync_openai_api_calls_total",
-                "Calls made to the OpenAI API",
-            )?,
+            openai_api_calls_total,
+            openai_tokens_total,
             db_connections: gauge("glucosync_db_pool_connections", "Database connections open")?,
             db_connections_in_use: gauge(
                 "glucosync_db_pool_connections_in_use",

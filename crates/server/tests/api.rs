@@ -735,7 +735,7 @@ async fn health_metrics_and_docs() {
         "glucosync_ml_predictions_total 0",
         "glucosync_user_signups_total 1",
         "glucosync_active_websocket_connections 0",
-        "glucosync_openai_api_calls_total 0",
+        "glucosync_openai_api_calls_total{outcome=\"ok\"} 0",
         "glucosync_api_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/readings\",status=\"201\"",
         "glucosync_db_pool_connections ",
         "process_resident_memory_bytes ",

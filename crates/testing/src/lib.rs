@@ -6,6 +6,7 @@
 
 pub mod live;
 pub mod oidc;
+pub mod openai;
 pub mod push;
 pub mod smtp;
 

@@ -335,6 +335,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/insights/ai": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whether AI summaries and questions can be used by the caller. */
+        get: operations["insights_ai_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/insights/ask": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Answers a question about the caller's data from aggregates and detected patterns only
+         *     (opt-in; counts against the daily limit). Informational, never dosing advice.
+         */
+        post: operations["insights_ask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/insights/patterns": {
         parameters: {
             query?: never;
@@ -352,6 +389,27 @@ export interface paths {
         get: operations["insights_patterns"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/insights/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A short narrative of the caller's last week against the week before, written by the
+         *     configured AI service from aggregates and detected patterns only (opt-in; counts against the
+         *     daily limit). Informational, never dosing advice.
+         */
+        post: operations["insights_summary"];
         delete?: never;
         options?: never;
         head?: never;
@@ -845,6 +903,28 @@ export interface components {
             /** @description The daily overlay: one curve per local day. */
             days: components["schemas"]["DayProfile"][];
         };
+        AiAnswer: {
+            text: string;
+            model: string;
+            /** Format: int64 */
+            prompt_tokens: number;
+            /** Format: int64 */
+            completion_tokens: number;
+            generated_at: string;
+            /** @description True when the reply named an amount of insulin and was replaced by a notice. */
+            withheld: boolean;
+        };
+        AiStatus: {
+            /** @description The installation has an AI service configured. */
+            available: boolean;
+            /** @description The person agreed to use it (settings: `ai_insights`). */
+            opted_in: boolean;
+            /**
+             * Format: int32
+             * @description Summaries and questions per day.
+             */
+            daily_limit: number;
+        };
         /** @enum {string} */
         AlertKind: "urgent_low" | "low" | "high" | "rapid_fall" | "rapid_rise" | "predicted_low" | "stale_data" | "urgent_stale_data";
         AlertList: {
@@ -1223,6 +1303,10 @@ export interface components {
             /** @description A new display name; null removes it. */
             display_name?: string | null;
         };
+        QuestionRequest: {
+            /** @description Up to 500 characters. Email addresses and long numbers are removed before it is sent. */
+            question: string;
+        };
         QuietHours: {
             /** @example 22:00:00 */
             start: string;
@@ -1291,6 +1375,8 @@ export interface components {
             /** Format: double */
             urgent_low_mgdl?: number | null;
             alerts?: null | components["schemas"]["AlertPreferences"];
+            /** @description Opt in to (or out of) AI summaries and questions. */
+            ai_insights?: boolean | null;
         };
         /**
          * @description How much a pattern asks for attention: lows first.
@@ -1660,6 +1746,12 @@ export interface components {
              *     }
              */
             alerts: components["schemas"]["AlertPreferences"];
+            /**
+             * @description The person agreed to send aggregates of their data (never identifiers or notes) to the
+             *     AI service the installation configured, for summaries and questions. Off by default.
+             * @default false
+             */
+            ai_insights: boolean;
         };
         VapidKey: {
             /** @description The `applicationServerKey` for `PushManager.subscribe` (base64url, uncompressed P-256). */
@@ -2239,6 +2331,88 @@ export interface operations {
             };
         };
     };
+    insights_ai_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AiStatus"];
+                };
+            };
+        };
+    };
+    insights_ask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuestionRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AiAnswer"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     insights_patterns: {
         parameters: {
             query?: {
@@ -2272,6 +2446,57 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    insights_summary: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AiAnswer"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -118,6 +118,8 @@ pub struct SettingsUpdate {
     pub urgent_low_mgdl: Option<f64>,
     /// Replaces the alert preferences as a whole.
     pub alerts: Option<glucosync_domain::settings::AlertPreferences>,
+    /// Opt in to (or out of) AI summaries and questions.
+    pub ai_insights: Option<bool>,
 }
 
 async fn limit(state: &AppState, key: String, max: u32, window: Duration) -> ApiResult<()> {
@@ -434,6 +436,9 @@ pub async fn update_settings(
     }
     if let Some(alerts) = req.alerts {
         s.alerts = alerts;
+    }
+    if let Some(v) = req.ai_insights {
+        s.ai_insights = v;
     }
     s.validate().map_err(ApiError::validation)?;
     state.store.set_settings(caller.user_id, &s).await?;

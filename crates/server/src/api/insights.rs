@@ -9,10 +9,11 @@ use glucosync_domain::{GlucoseMgdl, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::ai::AiError;
 use crate::api::reports::{cgm_points, context, period_treatments, ReportContext};
 use crate::auth::Caller;
-use crate::error::ApiResult;
-use crate::json::ApiQuery;
+use crate::error::{ApiError, ApiResult};
+use crate::json::{ApiJson, ApiQuery};
 use crate::state::{now_ms, AppState};
 
 const DAY_MS: i64 = 86_400_000;
@@ -143,4 +144,330 @@ pub async fn patterns(
             })
             .collect(),
     }))
+}
+
+// ---------------------------------------------------------------- AI summaries and questions
+
+/// The instructions every AI request starts with. The reply is checked for insulin amounts
+/// all the same (`insights::mentions_insulin_dose`).
+const SYSTEM_PROMPT: &str = "You are the assistant in GlucoSync, a diabetes data app. You \
+explain summaries of a person's continuous glucose monitor data to them in plain, kind, brief \
+language. You receive only aggregates and patterns that fixed rules found, never raw data. \
+Never give dosing advice: never suggest or state amounts of insulin, doses, ratios, correction \
+factors, basal rates, or changes to medication or pump settings, and never write a number \
+followed by units of insulin. If asked for a dose or a setting, say that such decisions \
+belong to their care team. Do not diagnose. Use the glucose unit given. Suggest discussing \
+notable patterns with their care team.";
+
+/// Shown instead of a reply that named an amount of insulin.
+const DOSE_WITHHELD: &str = "The answer mentioned an amount of insulin, so it is not shown: \
+GlucoSync never gives dosing advice. Please discuss doses and settings with your care team.";
+
+const MAX_QUESTION_CHARS: usize = 500;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AiStatus {
+    /// The installation has an AI service configured.
+    pub available: bool,
+    /// The person agreed to use it (settings: `ai_insights`).
+    pub opted_in: bool,
+    /// Summaries and questions per day.
+    pub daily_limit: u32,
+}
+
+/// Whether AI summaries and questions can be used by the caller.
+#[utoipa::path(get, path = "/insights/ai", tag = "insights",
+    responses((status = 200, body = AiStatus)))]
+pub async fn ai_status(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AiStatus>> {
+    let user = state
+        .store
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    Ok(Json(AiStatus {
+        available: state.ai.is_some(),
+        opted_in: user.settings.ai_insights,
+        daily_limit: state.config.openai_daily_limit,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AiAnswer {
+    pub text: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub generated_at: String,
+    /// True when the reply named an amount of insulin and was replaced by a notice.
+    pub withheld: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionRequest {
+    /// Up to 500 characters. Email addresses and long numbers are removed before it is sent.
+    pub question: String,
+}
+
+/// A short narrative of the caller's last week against the week before, written by the
+/// configured AI service from aggregates and detected patterns only (opt-in; counts against the
+/// daily limit). Informational, never dosing advice.
+#[utoipa::path(post, path = "/insights/summary", tag = "insights",
+    responses((status = 200, body = AiAnswer), (status = 403, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem)))]
+pub async fn summary(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AiAnswer>> {
+    ask_ai(
+        &state,
+        &caller,
+        "Write a short summary (at most 150 words) of this person's last 7 days compared with \
+         the 7 days before, from these figures and patterns.",
+    )
+    .await
+}
+
+/// Answers a question about the caller's data from aggregates and detected patterns only
+/// (opt-in; counts against the daily limit). Informational, never dosing advice.
+#[utoipa::path(post, path = "/insights/ask", tag = "insights", request_body = QuestionRequest,
+    responses((status = 200, body = AiAnswer), (status = 403, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+pub async fn ask(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<QuestionRequest>,
+) -> ApiResult<Json<AiAnswer>> {
+    let question = req.question.trim();
+    if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(ApiError::validation(
+            glucosync_domain::ValidationError::new(
+                "question",
+                format!("ask a question of 1 to {MAX_QUESTION_CHARS} characters"),
+            ),
+        ));
+    }
+    let instruction = format!(
+        "Answer this person's question from these figures and patterns only. If they do not \
+         answer it, say so.\n\nQuestion: {}",
+        scrub(question)
+    );
+    ask_ai(&state, &caller, &instruction).await
+}
+
+/// Removes what could identify someone from a typed question: email addresses and numbers of
+/// six digits or more (phone numbers, record numbers).
+pub fn scrub(text: &str) -> String {
+    text.split_whitespace()
+        .map(|w| {
+            let digits = w.chars().filter(char::is_ascii_digit).count();
+            if w.contains('@') || digits >= 6 {
+                "[removed]"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn ask_ai(state: &AppState, caller: &Caller, instruction: &str) -> ApiResult<Json<AiAnswer>> {
+    caller.require(glucosync_domain::accounts::Scope::Read)?;
+    let ai = state
+        .ai
+        .as_deref()
+        .ok_or(ApiError::NotFound("AI insights"))?;
+    let user = state
+        .store
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    if !user.settings.ai_insights {
+        return Err(ApiError::forbidden(
+            "ai_not_opted_in",
+            "AI summaries send aggregates of your data (never your name, email or notes) to an \
+             AI service. Turn them on in Settings first.",
+        ));
+    }
+    let now = now_ms();
+    let day = now / DAY_MS;
+    match state
+        .limiter
+        .hit(
+            &format!("ai:{}:{day}", caller.user_id),
+            state.config.openai_daily_limit,
+            std::time::Duration::from_secs(86_400),
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+    {
+        glucosync_shared_state::RateDecision::Allowed { .. } => {}
+        glucosync_shared_state::RateDecision::Limited { .. } => {
+            let retry_after_secs = ((day + 1) * DAY_MS - now) / 1000;
+            return Err(ApiError::RateLimited {
+                retry_after_secs: retry_after_secs.max(1) as u64,
+            });
+        }
+    }
+    let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let data = aggregates(state, &user, &tz, now).await?;
+    let message = format!("{instruction}\n\n{data}");
+    let completion = ai
+        .complete(SYSTEM_PROMPT, &message, &state.metrics)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "AI request failed");
+            match e {
+                AiError::CircuitOpen | AiError::RateLimited | AiError::Timeout => {
+                    ApiError::Unavailable(
+                        "the AI service is busy or failing; try again later".into(),
+                    )
+                }
+                AiError::Upstream(_) => {
+                    ApiError::Unavailable("the AI service could not answer; try again later".into())
+                }
+            }
+        })?;
+    let withheld = insights::mentions_insulin_dose(&completion.text);
+    if withheld {
+        state
+            .metrics
+            .openai_api_calls_total
+            .with_label_values(&["dose_withheld"])
+            .inc();
+    }
+    Ok(Json(AiAnswer {
+        text: if withheld {
+            DOSE_WITHHELD.to_owned()
+        } else {
+            completion.text
+        },
+        model: completion.model,
+        prompt_tokens: completion.prompt_tokens,
+        completion_tokens: completion.completion_tokens,
+        generated_at: Timestamp::from_utc_ms(now).to_rfc3339_utc(),
+        withheld,
+    }))
+}
+
+/// What the AI service is told about the person: aggregates of the last two weeks in their
+/// unit and the patterns found. No name, email, id, date of birth, notes or single readings;
+/// insulin only as how often it is logged (amounts would invite dose talk).
+async fn aggregates(
+    state: &AppState,
+    user: &glucosync_store::User,
+    tz: &chrono_tz::Tz,
+    now: i64,
+) -> ApiResult<String> {
+    use glucosync_domain::treatments::{InsulinType, TreatmentDetail};
+    use std::fmt::Write;
+    let unit = user.settings.display_unit;
+    let from = now - insights::WINDOW_DAYS * DAY_MS;
+    let points = cgm_points(
+        state,
+        user.id,
+        now - insights::WEEKDAY_WINDOW_DAYS * DAY_MS,
+        now,
+    )
+    .await?;
+    let treatments = period_treatments(state, user.id, from, now).await?;
+    let g = |mgdl: f64| {
+        let v = GlucoseMgdl::from_stored(mgdl).display(unit);
+        format!("{v} {}", unit.as_str())
+    };
+    let mut out = format!("Glucose unit: {}.\n", unit.as_str());
+    let week = 7 * DAY_MS;
+    for (label, a, b) in [
+        ("Last 7 days", now - week, now),
+        ("The 7 days before", now - 2 * week, now - week),
+    ] {
+        let slice: Vec<_> = points
+            .iter()
+            .filter(|p| (a..b).contains(&p.utc_ms))
+            .map(|p| p.mgdl)
+            .collect();
+        if slice.len() < 288 {
+            let _ = writeln!(out, "{label}: too little CGM data.");
+            continue;
+        }
+        let bands = glucosync_domain::analytics::bands(&slice);
+        let mean = glucosync_domain::analytics::mean(&slice).unwrap_or_default();
+        let cv = glucosync_domain::analytics::sd(&slice).map_or(0.0, |sd| 100.0 * sd / mean);
+        let _ = writeln!(
+            out,
+            "{label}: sensor coverage {:.0} %, time in range 70-180 mg/dL {:.0} %, below 70 {:.1} %, \
+             below 54 {:.1} %, above 180 {:.0} %, above 250 {:.0} %, mean {}, GMI {:.1} %, CV {:.0} %.",
+            100.0 * slice.len() as f64 / 2016.0,
+            bands.in_range,
+            bands.below_70(),
+            bands.very_low,
+            bands.above_180(),
+            bands.very_high,
+            g(mean),
+            glucosync_domain::analytics::gmi_percent(mean),
+            cv,
+        );
+    }
+    let recent: Vec<_> = points
+        .iter()
+        .filter(|p| p.utc_ms >= from)
+        .copied()
+        .collect();
+    let hourly: Vec<String> = glucosync_domain::statistics::hourly(&recent, tz)
+        .iter()
+        .enumerate()
+        .filter_map(|(h, s)| s.as_ref().map(|s| format!("{h:02}h {}", g(s.median))))
+        .collect();
+    if !hourly.is_empty() {
+        let _ = writeln!(
+            out,
+            "Median glucose by local hour, last 14 days: {}.",
+            hourly.join(", ")
+        );
+    }
+    let days = insights::WINDOW_DAYS as f64;
+    let boluses = treatments
+        .iter()
+        .filter(|t| {
+            t.time.utc_ms >= from
+                && matches!(
+                    t.detail,
+                    TreatmentDetail::Insulin {
+                        insulin_type: InsulinType::Bolus,
+                        ..
+                    }
+                )
+        })
+        .count();
+    let carbs: f64 = treatments
+        .iter()
+        .filter(|t| t.time.utc_ms >= from)
+        .filter_map(|t| match t.detail {
+            TreatmentDetail::Carbs { grams } => Some(grams),
+            _ => None,
+        })
+        .sum();
+    let _ = writeln!(
+        out,
+        "Logged in the last 14 days: mealtime insulin {:.1} times a day, carbohydrates {:.0} g a day.",
+        boluses as f64 / days,
+        carbs / days
+    );
+    let found = insights::patterns(&insights::Input {
+        points: &points,
+        treatments: &treatments,
+        tz,
+        now_ms: now,
+        low_mgdl: user.settings.target_low_mgdl,
+        high_mgdl: user.settings.target_high_mgdl,
+        unit,
+    });
+    if found.is_empty() {
+        out.push_str("Patterns found: none.\n");
+    } else {
+        out.push_str("Patterns found:\n");
+        for p in found {
+            let _ = writeln!(out, "- {}: {}", p.title, p.detail);
+        }
+    }
+    Ok(out)
 }
