@@ -1,4 +1,6 @@
-import { api, type Schemas } from "../api/client";
+import { useState, type FormEvent } from "react";
+import { api, problemMessage, type Schemas } from "../api/client";
+import { FormError } from "../components/FormError";
 import { Layout } from "../components/Layout";
 import { followedName, useFollowed } from "../lib/following";
 import { useRoute } from "../lib/router";
@@ -31,6 +33,7 @@ export default function Insights() {
       <p className="muted">
         Patterns in the last two to four weeks, found by fixed rules. They are observations to discuss with a care team, not advice on doses.
       </p>
+      {person === undefined && <AiInsights />}
       {report.error && <p className="form-error">{report.error}</p>}
       {report.loading && !report.data && <p>Looking for patterns…</p>}
       {report.data && patterns.length === 0 && <p>No patterns yet: they need at least a few days of readings.</p>}
@@ -96,5 +99,77 @@ function Sparkline({ readings }: { readings: Evidence["readings"] }) {
     <svg className="sparkline" viewBox="0 0 120 24" width="120" height="24" aria-hidden="true" focusable="false">
       <polyline points={points} fill="none" stroke="currentColor" strokeWidth="1.5" />
     </svg>
+  );
+}
+
+type AiAnswer = Schemas["AiAnswer"];
+
+/**
+ * The weekly summary and questions, written by the AI service the installation configured:
+ * offered only there, and used only after the person agrees (what is sent is said first).
+ */
+function AiInsights() {
+  const status = useResource(() => api.GET("/api/v1/insights/ai"), []);
+  const [answer, setAnswer] = useState<AiAnswer | null>(null);
+  const [question, setQuestion] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState<"summary" | "ask" | "consent" | null>(null);
+  const s = status.data;
+  if (!s?.available) return null;
+  const run = async (what: "summary" | "ask" | "consent", call: () => Promise<{ data?: unknown; error?: unknown; response: Response }>) => {
+    setBusy(what);
+    setError(null);
+    try {
+      const r = await call();
+      if (!r.response.ok) setError(problemMessage(r.error));
+      else if (what === "consent") status.reload();
+      else setAnswer(r.data as AiAnswer);
+    } catch {
+      setError("The server cannot be reached. Check your connection.");
+    } finally {
+      setBusy(null);
+    }
+  };
+  if (!s.opted_in) {
+    return (
+      <section className="card" aria-labelledby="ai-title">
+        <h2 id="ai-title">AI summaries</h2>
+        <p>
+          A weekly summary in plain words, and answers to your questions about your data. To write them, GlucoSync sends figures of your last weeks (time in
+          range, averages, the patterns below) to the AI service your GlucoSync administrator chose. Never your name, email, notes or single readings. You can
+          turn this off in Settings.
+        </p>
+        <FormError message={error} />
+        <button type="button" disabled={busy !== null} onClick={() => run("consent", () => api.PATCH("/api/v1/me/settings", { body: { ai_insights: true } }))}>
+          Turn on AI summaries
+        </button>
+      </section>
+    );
+  }
+  const ask = (e: FormEvent) => {
+    e.preventDefault();
+    void run("ask", () => api.POST("/api/v1/insights/ask", { body: { question } }));
+  };
+  return (
+    <section className="card" aria-labelledby="ai-title">
+      <h2 id="ai-title">AI summaries</h2>
+      <p className="muted">Written by an AI from your figures: informational, may be wrong, never dosing advice. Up to {s.daily_limit} a day.</p>
+      <button type="button" disabled={busy !== null} onClick={() => run("summary", () => api.POST("/api/v1/insights/summary"))}>
+        {busy === "summary" ? "Writing…" : "Write my weekly summary"}
+      </button>
+      <form onSubmit={ask} className="ai-ask">
+        <label htmlFor="ai-question">Ask about your data</label>
+        <textarea id="ai-question" maxLength={500} rows={2} required value={question} onChange={(e) => setQuestion(e.target.value)} />
+        <button type="submit" disabled={busy !== null || question.trim() === ""}>
+          {busy === "ask" ? "Asking…" : "Ask"}
+        </button>
+      </form>
+      <FormError message={error} />
+      {answer && (
+        <div className={answer.withheld ? "banner banner-warn ai-answer" : "ai-answer"} aria-live="polite" data-testid="ai-answer">
+          <p>{answer.text}</p>
+        </div>
+      )}
+    </section>
   );
 }

@@ -22,6 +22,7 @@ export default function Settings() {
     <Layout title="Settings">
       <GeneralSettings />
       <SingleSignOn />
+      <AiConsent />
       <Uploaders />
     </Layout>
   );
@@ -257,6 +258,31 @@ function SingleSignOn() {
           {busy ? "Opening…" : "Link single sign-on"}
         </button>
       </form>
+    </section>
+  );
+}
+
+/** The consent to AI summaries (offered only where the installation configured a service). */
+function AiConsent() {
+  const ai = useResource(() => api.GET("/api/v1/insights/ai"), []);
+  const { profile, setProfile } = useSession();
+  const [error, setError] = useState<string | null>(null);
+  if (!ai.data?.available || !profile) return null;
+  const toggle = async (on: boolean) => {
+    setError(null);
+    const r = await api.PATCH("/api/v1/me/settings", { body: { ai_insights: on } });
+    if (!r.data) return setError(problemMessage(r.error));
+    setProfile({ ...profile, settings: r.data });
+    ai.reload();
+  };
+  return (
+    <section className="card" aria-labelledby="ai-consent-title">
+      <h2 id="ai-consent-title">AI summaries</h2>
+      <p>Figures of your last weeks (never your name, email, notes or single readings) are sent to the AI service your administrator chose when you ask for a summary or ask a question.</p>
+      <label className="check">
+        <input type="checkbox" checked={ai.data.opted_in} onChange={(e) => void toggle(e.target.checked)} /> Use AI summaries
+      </label>
+      <FormError message={error} />
     </section>
   );
 }
