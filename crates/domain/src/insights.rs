@@ -873,47 +873,158 @@ fn weekly_trend<Tz: TimeZone>(input: &Input<'_, Tz>) -> Vec<Pattern> {
     }]
 }
 
-/// Whether a text states an amount of insulin: a number followed by a unit word ("4 units",
-/// "2U", "0.5 IU", "1-2 units", "3 Einheiten"). AI replies that do are not shown: GlucoSync
-/// never gives dosing advice, and a model may slip whatever its instructions say.
+/// Whether a text states an amount of insulin or a setting: a number (in digits or words)
+/// near a unit word ("4 units", "2U", "two more units", "0.5 IU", "3 Einheiten", "units: 4"),
+/// a ratio near ratio words ("1:10 carb ratio"), or a percentage change of insulin ("raise
+/// basal by 10 %"). AI replies that do are not shown: GlucoSync never gives dosing advice,
+/// and a model may slip whatever its instructions say. It leans towards withholding.
 pub fn mentions_insulin_dose(text: &str) -> bool {
-    const UNIT_WORDS: [&str; 10] = [
-        "u",
+    const UNIT_WORDS: [&str; 14] = [
         "iu",
-        "ie",
-        "unit",
+        "ui",
         "units",
+        "unit",
         "einheit",
         "einheiten",
         "unité",
         "unités",
+        "unites",
+        "unidad",
         "unidades",
+        "unità",
+        "unita",
+        "ie",
     ];
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        // The number, with a decimal part.
-        while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == ',') {
-            i += 1;
-        }
-        // Spaces, a hyphen ("2-unit"), then the word after it.
-        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == '-') {
-            i += 1;
-        }
-        let start = i;
-        while i < chars.len() && chars[i].is_alphabetic() {
-            i += 1;
-        }
-        let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
-        if UNIT_WORDS.contains(&word.as_str()) {
-            return true;
+    /// Only right after a number ("4 u", "4 E"): elsewhere they are other words.
+    const SHORT_UNITS: [&str; 2] = ["u", "e"];
+    const NUMBER_WORDS: [&str; 24] = [
+        "a",
+        "an",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "fifteen",
+        "twenty",
+        "half",
+        "couple",
+        "few",
+        "several",
+        "some",
+        "more",
+        "extra",
+        "additional",
+    ];
+    const RATIO_WORDS: [&str; 7] = [
+        "ratio",
+        "ratios",
+        "isf",
+        "sensitivity",
+        "factor",
+        "icr",
+        "carb",
+    ];
+    const INSULIN_WORDS: [&str; 7] = [
+        "basal", "bolus", "dose", "doses", "insulin", "ratio", "ratios",
+    ];
+    const CHANGE_WORDS: [&str; 10] = [
+        "increase", "decrease", "raise", "lower", "reduce", "cut", "up", "down", "by", "adjust",
+    ];
+    let tokens = tokens(text);
+    let is_number = |t: &str| t.chars().next().is_some_and(|c| c.is_numeric());
+    let near = |i: usize, before: usize, after: usize, set: &[&str]| {
+        let from = i.saturating_sub(before);
+        let to = (i + after + 1).min(tokens.len());
+        tokens[from..to].iter().any(|t| set.contains(&t.as_str()))
+    };
+    for (i, t) in tokens.iter().enumerate() {
+        let t = t.as_str();
+        if is_number(t) {
+            // "4 units", "4 more units", "2-3 units", "4u", "4 E"
+            let next = tokens.get(i + 1).map(String::as_str).unwrap_or("");
+            let i_e = next == "i" && tokens.get(i + 2).is_some_and(|t| t == "e");
+            if SHORT_UNITS.contains(&next) || i_e || near(i, 0, 3, &UNIT_WORDS) {
+                return true;
+            }
+            // "1:10 carb ratio", "ISF 1/40"
+            if matches!(next, ":" | "/")
+                && tokens.get(i + 2).is_some_and(|n| is_number(n))
+                && near(i, 3, 5, &RATIO_WORDS)
+            {
+                return true;
+            }
+            // "raise basal by 10 %"
+            if matches!(next, "%" | "percent")
+                && near(i, 5, 3, &INSULIN_WORDS)
+                && near(i, 5, 3, &CHANGE_WORDS)
+            {
+                return true;
+            }
+        } else if NUMBER_WORDS.contains(&t) && !matches!(t, "a" | "an" | "more" | "some") {
+            // "two units", "half a unit", "a couple of units"
+            if near(i, 0, 3, &UNIT_WORDS) {
+                return true;
+            }
+        } else if UNIT_WORDS.contains(&t) {
+            // "units: 4", "units 4"
+            if tokens
+                .get(i + 1..(i + 3).min(tokens.len()))
+                .is_some_and(|next| next.iter().any(|n| is_number(n)))
+            {
+                return true;
+            }
         }
     }
     false
+}
+
+/// Lower-case words, numbers (digits with their decimal point) and the symbols `%`, `:` and
+/// `/`, in order; a number and the letters right after it are separate ("4u" → "4", "u").
+fn tokens(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut numeric = false;
+    let flush = |current: &mut String, out: &mut Vec<String>| {
+        if !current.is_empty() {
+            out.push(std::mem::take(current));
+        }
+    };
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_numeric()
+            || (numeric
+                && matches!(c, '.' | ',')
+                && chars.get(i + 1).is_some_and(|n| n.is_numeric()))
+        {
+            if !numeric {
+                flush(&mut current, &mut out);
+            }
+            numeric = true;
+            current.push(c);
+        } else if c.is_alphabetic() {
+            if numeric {
+                flush(&mut current, &mut out);
+            }
+            numeric = false;
+            current.extend(c.to_lowercase());
+        } else {
+            flush(&mut current, &mut out);
+            numeric = false;
+            if matches!(c, '%' | ':' | '/') {
+                out.push(c.to_string());
+            }
+        }
+    }
+    flush(&mut current, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -921,15 +1032,31 @@ mod dose_tests {
     use super::mentions_insulin_dose;
 
     #[test]
-    fn amounts_of_insulin_are_recognised_and_glucose_figures_are_not() {
+    fn amounts_of_insulin_and_settings_are_recognised_and_glucose_figures_are_not() {
         for dose in [
             "Take 4 units before dinner.",
             "try 2U",
+            "4u at night",
             "0.5 IU more",
             "1-2 units",
             "a 3-unit correction",
             "3 Einheiten",
+            "4 I.E. vor dem Essen",
+            "4 UI avant le repas",
+            "1 unidad",
             "10 u at night",
+            "two units before breakfast",
+            "half a unit less",
+            "a couple of units",
+            "4 more units",
+            "2 extra units",
+            "4 (four) units",
+            "units: 4",
+            "a 1:10 carb ratio",
+            "an ISF of 1/40 would suit",
+            "raise basal by 10 %",
+            "lower your bolus doses by 20 percent",
+            "0.8 U/h overnight",
         ] {
             assert!(mentions_insulin_dose(dose), "{dose}");
         }
@@ -939,6 +1066,9 @@ mod dose_tests {
             "Your GMI is 6.9 %; CV 34 %.",
             "Discuss your insulin timing with your care team.",
             "6.1 mmol/L at 7 am",
+            "Breakfast at 07:30 was followed by a rise to 250 mg/dL on 5 of 7 days.",
+            "Time in range rose from 61 % to 70 % this week.",
+            "Your sensor covered 95 % of the time.",
         ] {
             assert!(!mentions_insulin_dose(fine), "{fine}");
         }

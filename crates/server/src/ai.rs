@@ -42,6 +42,38 @@ pub struct Completion {
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    /// After the pause, one request tries the service while the others still wait for it.
+    trial_running: bool,
+}
+
+impl Breaker {
+    /// Whether a request may call the service now (and if it is the trial, marks it).
+    fn admit(&mut self) -> bool {
+        match self.open_until {
+            None => true,
+            Some(t) if Instant::now() < t => false,
+            Some(_) if self.trial_running => false,
+            Some(_) => {
+                self.trial_running = true;
+                true
+            }
+        }
+    }
+
+    fn record(&mut self, service_failed: bool) {
+        self.trial_running = false;
+        if !service_failed {
+            *self = Breaker::default();
+            return;
+        }
+        self.failures += 1;
+        if self.open_until.is_some() || self.failures >= BREAKER_FAILURES {
+            // Opened, or the trial after a pause failed: pause again.
+            self.open_until = Some(Instant::now() + BREAKER_OPEN);
+            self.failures = 0;
+            tracing::warn!("the AI service keeps failing: calls pause for a minute");
+        }
+    }
 }
 
 pub struct AiClient {
@@ -56,7 +88,12 @@ enum Attempt {
     Done(Completion),
     /// Worth another try after the wait (the server's `Retry-After` when it gave one).
     Retry(AiError, Option<Duration>),
-    Fail(AiError),
+    /// Not retried. `service_failed` says whether it counts towards the circuit breaker (a
+    /// wrong key or a timed-out request does; an answer the model declined does not).
+    Fail {
+        error: AiError,
+        service_failed: bool,
+    },
 }
 
 impl AiClient {
@@ -69,27 +106,25 @@ impl AiClient {
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)
                 .build()
-                .unwrap_or_default(),
+                .expect("an HTTP client (the TLS backend initialises)"),
             breaker: Mutex::new(Breaker::default()),
         })
     }
 
-    /// One chat completion (system + user message), retried on 429/5xx/timeouts.
+    /// One chat completion (system + user message), retried on 429 and 5xx. A timed-out
+    /// request is not sent again: it may have been processed (and billed).
     pub async fn complete(
         &self,
         system: &str,
         user: &str,
         metrics: &Metrics,
     ) -> Result<Completion, AiError> {
-        {
-            let breaker = self.breaker.lock().expect("lock");
-            if breaker.open_until.is_some_and(|t| Instant::now() < t) {
-                metrics
-                    .openai_api_calls_total
-                    .with_label_values(&["circuit_open"])
-                    .inc();
-                return Err(AiError::CircuitOpen);
-            }
+        if !self.breaker.lock().expect("lock").admit() {
+            metrics
+                .openai_api_calls_total
+                .with_label_values(&["circuit_open"])
+                .inc();
+            return Err(AiError::CircuitOpen);
         }
         let body = json!({
             "model": self.model,
@@ -100,39 +135,51 @@ impl AiClient {
             "temperature": 0.3,
             "max_tokens": 700,
         });
-        let mut last = AiError::Upstream("no attempt".into());
+        let mut outcome = Err((AiError::Upstream("no attempt".into()), true));
         for attempt in 0..ATTEMPTS {
             match self.attempt(&body, metrics).await {
                 Attempt::Done(c) => {
-                    *self.breaker.lock().expect("lock") = Breaker::default();
-                    metrics
-                        .openai_tokens_total
-                        .with_label_values(&["prompt"])
-                        .inc_by(c.prompt_tokens);
-                    metrics
-                        .openai_tokens_total
-                        .with_label_values(&["completion"])
-                        .inc_by(c.completion_tokens);
-                    return Ok(c);
+                    outcome = Ok(c);
+                    break;
                 }
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(e, wait) => {
-                    last = e;
-                    if attempt + 1 < ATTEMPTS {
-                        let backoff = Duration::from_millis(500 * 2u64.pow(attempt));
-                        tokio::time::sleep(wait.unwrap_or(backoff).min(MAX_BACKOFF)).await;
+                Attempt::Fail {
+                    error,
+                    service_failed,
+                } => {
+                    outcome = Err((error, service_failed));
+                    break;
+                }
+                Attempt::Retry(error, wait) => {
+                    outcome = Err((error.clone(), true));
+                    if attempt + 1 == ATTEMPTS {
+                        break;
                     }
+                    let backoff = Duration::from_millis(500 * 2u64.pow(attempt));
+                    let wait = wait.unwrap_or(backoff);
+                    if wait > MAX_BACKOFF {
+                        // Asked to wait longer than a person waits for an answer.
+                        break;
+                    }
+                    tokio::time::sleep(wait + jitter()).await;
                 }
             }
         }
-        let mut breaker = self.breaker.lock().expect("lock");
-        breaker.failures += 1;
-        if breaker.failures >= BREAKER_FAILURES {
-            breaker.open_until = Some(Instant::now() + BREAKER_OPEN);
-            breaker.failures = 0;
-            tracing::warn!("the AI service keeps failing: calls pause for a minute");
+        let service_failed = matches!(&outcome, Err((_, true)));
+        self.breaker.lock().expect("lock").record(service_failed);
+        match outcome {
+            Ok(c) => {
+                metrics
+                    .openai_tokens_total
+                    .with_label_values(&["prompt"])
+                    .inc_by(c.prompt_tokens);
+                metrics
+                    .openai_tokens_total
+                    .with_label_values(&["completion"])
+                    .inc_by(c.completion_tokens);
+                Ok(c)
+            }
+            Err((e, _)) => Err(e),
         }
-        Err(last)
     }
 
     async fn attempt(&self, body: &Value, metrics: &Metrics) -> Attempt {
@@ -153,7 +200,10 @@ impl AiClient {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
                 count("timeout");
-                return Attempt::Retry(AiError::Timeout, None);
+                return Attempt::Fail {
+                    error: AiError::Timeout,
+                    service_failed: true,
+                };
             }
             Err(e) => {
                 count("network_error");
@@ -171,41 +221,50 @@ impl AiClient {
             Ok(t) => t,
             Err(e) if e.is_timeout() => {
                 count("timeout");
-                return Attempt::Retry(AiError::Timeout, None);
+                return Attempt::Fail {
+                    error: AiError::Timeout,
+                    service_failed: true,
+                };
             }
             Err(e) => {
                 count("network_error");
                 return Attempt::Retry(AiError::Upstream(e.without_url().to_string()), None);
             }
         };
-        // The error body's message, as OpenAI words it ({"error": {"message", "type", "code"}}).
-        let message = || {
-            serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| status.to_string())
-        };
         if status.as_u16() == 429 {
             count("rate_limited");
-            tracing::warn!(error = %message(), "the AI service is rate limiting");
+            tracing::warn!("the AI service is rate limiting");
             return Attempt::Retry(AiError::RateLimited, retry_after);
         }
         if status.is_server_error() {
             count("server_error");
-            return Attempt::Retry(AiError::Upstream(message()), retry_after);
+            // Not the body's message: some servers echo the prompt in it, and this is logged.
+            return Attempt::Retry(
+                AiError::Upstream(format!("server error ({status})")),
+                retry_after,
+            );
         }
         if !status.is_success() {
             count("client_error");
-            tracing::warn!(status = %status, error = %message(), "the AI service refused the request");
-            return Attempt::Fail(AiError::Upstream(message()));
+            tracing::warn!(status = %status, "the AI service refused the request");
+            // A wrong key or a model it does not know: every request would fail the same way.
+            return Attempt::Fail {
+                error: AiError::Upstream(format!("refused ({status})")),
+                service_failed: matches!(status.as_u16(), 401 | 403 | 404),
+            };
         }
         let Ok(v) = serde_json::from_str::<Value>(&text) else {
             count("server_error");
             return Attempt::Retry(AiError::Upstream("an unreadable answer".into()), None);
         };
         let Some(content) = v["choices"][0]["message"]["content"].as_str() else {
-            count("server_error");
-            return Attempt::Retry(AiError::Upstream("an answer without content".into()), None);
+            // The model declined (a refusal or a content filter): final, and no fault of the
+            // service's.
+            count("ok");
+            return Attempt::Fail {
+                error: AiError::Upstream("the model gave no answer".into()),
+                service_failed: false,
+            };
         };
         count("ok");
         Attempt::Done(Completion {
@@ -214,5 +273,42 @@ impl AiClient {
             prompt_tokens: v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
             completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
         })
+    }
+}
+
+/// Up to a quarter second, so that clients waiting out the same failure do not retry at once.
+fn jitter() -> Duration {
+    use rand::Rng;
+    Duration::from_millis(rand::thread_rng().gen_range(0..250))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_lets_one_trial_through_and_closes_on_success() {
+        let mut b = Breaker::default();
+        for _ in 0..BREAKER_FAILURES - 1 {
+            b.record(true);
+            assert!(b.admit(), "still closed");
+        }
+        b.record(true);
+        assert!(!b.admit(), "open");
+        // The pause is over: one trial at a time.
+        b.open_until = Some(Instant::now() - Duration::from_secs(1));
+        assert!(b.admit());
+        assert!(!b.admit(), "a second request waits for the trial");
+        b.record(true);
+        assert!(!b.admit(), "a failed trial pauses again");
+        b.open_until = Some(Instant::now() - Duration::from_secs(1));
+        assert!(b.admit());
+        b.record(false);
+        assert!(b.admit() && b.admit(), "closed after a successful trial");
+        // Failures that are not the service's (a declined answer) do not count.
+        for _ in 0..10 {
+            b.record(false);
+        }
+        assert!(b.admit());
     }
 }

@@ -298,8 +298,9 @@ fn looks_like_jwt(token: &str) -> bool {
 
 /// A JWT access token from the single sign-on provider, for service-to-service calls (only
 /// when `oidc_api_audience` is set): signed by the provider, for that audience, unexpired, and
-/// its subject linked to an account. Its `scope` claim grants the GlucoSync scopes it names
-/// (`read`, `readings:write`, `treatments:write`); none named: `read`. Never a session.
+/// its subject linked to an account, an access token (not an ID token). Its `scope` claim
+/// grants the GlucoSync scopes it names (`read`, `readings:write`, `treatments:write`), and
+/// must name one. Never a session.
 async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let (Some(provider), Some(audience)) = (
         state.oidc.as_deref(),
@@ -339,7 +340,7 @@ async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, 
             "This account is disabled.",
         ));
     }
-    let mut scopes: Vec<Scope> = claims
+    let scopes: Vec<Scope> = claims
         .get("scope")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("")
@@ -347,7 +348,11 @@ async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, 
         .filter_map(Scope::parse)
         .collect();
     if scopes.is_empty() {
-        scopes.push(Scope::Read);
+        // Granted nothing of GlucoSync's: no default.
+        return Err(ApiError::forbidden(
+            "insufficient_scope",
+            "This token grants none of GlucoSync's scopes (read, readings:write, treatments:write).",
+        ));
     }
     Ok(Caller {
         user_id: user.id,

@@ -8,6 +8,25 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// A secret that is not a URL (an API key, a client secret): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
 /// A URL that may carry a password; `Debug` and `Display` hide it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretUrl(String);
@@ -129,7 +148,7 @@ pub struct Config {
     pub oidc_issuer: Option<String>,
     /// The client registered at the provider for GlucoSync.
     pub oidc_client_id: String,
-    pub oidc_client_secret: Option<SecretUrl>,
+    pub oidc_client_secret: Option<Secret>,
     /// Members of this group (the ID token's `groups` claim) are administrators.
     pub oidc_admin_group: Option<String>,
     /// Accept the provider's JWT access tokens for this audience as bearer tokens on the API
@@ -139,7 +158,7 @@ pub struct Config {
     pub password_login: bool,
     /// AI summaries and questions (docs/insights.md): the key of an OpenAI-compatible API.
     /// Unset: the patterns only.
-    pub openai_api_key: Option<SecretUrl>,
+    pub openai_api_key: Option<Secret>,
     /// The API's base URL: OpenAI's, or any server speaking its chat completions API.
     pub openai_base_url: String,
     pub openai_model: String,
@@ -469,7 +488,7 @@ impl Config {
             self.oidc_client_id = v.trim().to_owned();
         }
         if let Some(v) = l.oidc_client_secret {
-            self.oidc_client_secret = (!v.is_empty()).then_some(SecretUrl(v));
+            self.oidc_client_secret = (!v.is_empty()).then_some(Secret(v));
         }
         if let Some(v) = l.oidc_admin_group {
             self.oidc_admin_group = text(v);
@@ -481,7 +500,7 @@ impl Config {
             self.password_login = v;
         }
         if let Some(v) = l.openai_api_key {
-            self.openai_api_key = (!v.trim().is_empty()).then(|| SecretUrl(v.trim().to_owned()));
+            self.openai_api_key = (!v.trim().is_empty()).then(|| Secret(v.trim().to_owned()));
         }
         if let Some(v) = l.openai_base_url {
             self.openai_base_url = v.trim().trim_end_matches('/').to_owned();
@@ -501,6 +520,11 @@ impl Config {
                 return Err(bad(format!(
                     "oidc_issuer (GLUCOSYNC_OIDC_ISSUER) is `{issuer}`; use the provider's issuer URL, e.g. https://auth.example.org/application/o/glucosync/"
                 )));
+            }
+            if self.oidc_api_audience.as_deref() == Some(self.oidc_client_id.as_str()) {
+                return Err(bad(
+                    "oidc_api_audience (GLUCOSYNC_OIDC_API_AUDIENCE) equals oidc_client_id: the provider's ID tokens for GlucoSync would pass as API tokens; give the API its own audience (e.g. urn:glucosync:api)",
+                ));
             }
             if self.oidc_client_id.is_empty() {
                 return Err(bad(
@@ -906,6 +930,54 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn single_sign_on_and_ai_settings_are_validated_and_their_secrets_never_shown() {
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "GLUCOSYNC_OIDC_ISSUER",
+                    "https://auth.example.org/application/o/gs/",
+                ),
+                ("GLUCOSYNC_OIDC_CLIENT_SECRET", "client-secret-value"),
+                ("GLUCOSYNC_OPENAI_API_KEY", "sk-secret-key-value"),
+                ("GLUCOSYNC_PASSWORD_LOGIN", "false"),
+            ]),
+        )
+        .expect("valid");
+        assert!(!c.password_login);
+        for shown in [format!("{c:?}"), c.to_redacted_toml()] {
+            assert!(
+                !shown.contains("client-secret-value") && !shown.contains("sk-secret-key-value"),
+                "{shown}"
+            );
+        }
+        for (pairs, says) in [
+            (
+                vec![("GLUCOSYNC_PASSWORD_LOGIN", "false")],
+                "nobody could log in",
+            ),
+            (
+                vec![("GLUCOSYNC_OIDC_ISSUER", "auth.example.org")],
+                "issuer URL",
+            ),
+            (
+                vec![
+                    ("GLUCOSYNC_OIDC_ISSUER", "https://auth.example.org"),
+                    ("GLUCOSYNC_OIDC_API_AUDIENCE", "glucosync"),
+                ],
+                "ID tokens",
+            ),
+            (
+                vec![("GLUCOSYNC_OPENAI_BASE_URL", "api.openai.com")],
+                "OpenAI-compatible",
+            ),
+        ] {
+            let e = Config::load(None, env(&pairs)).expect_err("refused");
+            assert!(e.to_string().contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub const JWKS_MIN_REFETCH: Duration = Duration::from_secs(5);
 /// The discovery document and keys are fetched again after this long anyway.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longer tokens are refused unread (real ones are 1–2 kB).
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Why a token was not accepted. The text is for logs; clients get one generic answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +51,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("the nonce does not match the login's")]
     Nonce,
+    #[error("an ID token where an access token belongs")]
+    NotAnAccessToken,
     #[error("the claim {0} is missing")]
     Missing(&'static str),
     #[error("the provider cannot be reached: {0}")]
@@ -116,9 +120,13 @@ pub struct Expected<'a> {
     pub now_s: i64,
 }
 
+#[derive(Default)]
 struct Keys {
     keys: Vec<Jwk>,
-    fetched: Instant,
+    /// The last successful fetch.
+    fetched: Option<Instant>,
+    /// The last attempt, successful or not: the refetch limit counts from it.
+    attempted: Option<Instant>,
 }
 
 pub struct Provider {
@@ -130,7 +138,7 @@ pub struct Provider {
     pub api_audience: Option<String>,
     http: reqwest::Client,
     metadata: RwLock<Option<(Metadata, Instant)>>,
-    keys: RwLock<Option<Keys>>,
+    keys: RwLock<Keys>,
     /// Held while the keys are fetched, so that concurrent misses fetch once.
     refetching: Mutex<()>,
 }
@@ -157,9 +165,9 @@ impl Provider {
                 .timeout(HTTP_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap_or_default(),
+                .expect("an HTTP client (the TLS backend initialises)"),
             metadata: RwLock::new(None),
-            keys: RwLock::new(None),
+            keys: RwLock::new(Keys::default()),
             refetching: Mutex::new(()),
         })
     }
@@ -206,29 +214,31 @@ impl Provider {
         Ok(m)
     }
 
-    /// Fetches the keys unless another caller did within `JWKS_MIN_REFETCH`.
+    /// Fetches the keys unless anyone tried within `JWKS_MIN_REFETCH` (a failed attempt counts:
+    /// a provider that is down is not asked again by every request). On failure the keys
+    /// known before stay in use.
     async fn refresh_keys(&self) -> Result<(), TokenError> {
         let _one_at_a_time = self.refetching.lock().await;
-        if let Some(k) = &*self.keys.read().await {
-            if k.fetched.elapsed() < JWKS_MIN_REFETCH {
-                return Ok(());
-            }
+        if self
+            .keys
+            .read()
+            .await
+            .attempted
+            .is_some_and(|t| t.elapsed() < JWKS_MIN_REFETCH)
+        {
+            return Ok(());
         }
+        self.keys.write().await.attempted = Some(Instant::now());
         let jwks_uri = self.metadata().await?.jwks_uri;
         let set: JwkSet = self.get_json(&jwks_uri).await?;
-        *self.keys.write().await = Some(Keys {
-            keys: set.keys,
-            fetched: Instant::now(),
-        });
+        let mut keys = self.keys.write().await;
+        keys.keys = set.keys;
+        keys.fetched = Some(Instant::now());
         Ok(())
     }
 
     async fn find_key(&self, kid: Option<&str>, kty: &str) -> Option<Jwk> {
         let keys = self.keys.read().await;
-        let keys = keys.as_ref()?;
-        if keys.fetched.elapsed() > METADATA_TTL {
-            return None;
-        }
         keys.keys
             .iter()
             .filter(|k| k.kty == kty && k.usage.as_deref() != Some("enc"))
@@ -241,9 +251,25 @@ impl Provider {
     /// when the key id is unknown: the provider rotated its keys), then its issuer, audience,
     /// lifetime and nonce. Returns the claims.
     pub async fn verify(&self, token: &str, expected: &Expected<'_>) -> Result<Value, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
         let jws = Jws::parse(token)?;
         let kty = key_type(&jws.header.alg)?;
         let kid = jws.header.kid.as_deref();
+        // Known keys are refreshed hourly (in the request that notices; the old ones stay in
+        // use if that fails).
+        let stale = self
+            .keys
+            .read()
+            .await
+            .fetched
+            .is_none_or(|t| t.elapsed() > METADATA_TTL);
+        if stale {
+            if let Err(e) = self.refresh_keys().await {
+                tracing::warn!(error = %e, "could not refresh the provider's keys");
+            }
+        }
         let key = match self.find_key(kid, kty).await {
             Some(k) => k,
             None => {
@@ -255,6 +281,18 @@ impl Provider {
         };
         jws.verify_signature(&key)?;
         check_claims(&jws.claims, &self.issuer, expected)?;
+        if expected.nonce.is_none() {
+            // An access token: an ID token is not one, even where a provider gives both the
+            // same audience. ID tokens carry a nonce (GlucoSync always sends one) or hashes of
+            // the code and token issued with them; many providers type both `JWT`, so the
+            // header's `typ` cannot tell them apart.
+            if ["nonce", "at_hash", "c_hash"]
+                .iter()
+                .any(|k| jws.claims.get(*k).is_some())
+            {
+                return Err(TokenError::NotAnAccessToken);
+            }
+        }
         Ok(jws.claims)
     }
 
@@ -270,7 +308,16 @@ impl Provider {
             ("response_type", "code"),
             ("client_id", self.client_id.as_str()),
             ("redirect_uri", self.redirect_uri.as_str()),
-            ("scope", "openid email profile groups"),
+            // `groups` only when it is used: some providers (Google, Entra ID) refuse scopes
+            // they do not know.
+            (
+                "scope",
+                if self.admin_group.is_some() {
+                    "openid email profile groups"
+                } else {
+                    "openid email profile"
+                },
+            ),
             ("state", state),
             ("nonce", nonce),
             ("code_challenge", code_challenge),

@@ -57,7 +57,7 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 
 /// The seed's metric names (SPEC §5) and the process and storage gauges.
 /// The outcomes `glucosync_openai_api_calls_total` counts.
-pub const OPENAI_OUTCOMES: [&str; 8] = [
+pub const OPENAI_OUTCOMES: [&str; 7] = [
     "ok",
     "rate_limited",
     "server_error",
@@ -65,7 +65,6 @@ pub const OPENAI_OUTCOMES: [&str; 8] = [
     "timeout",
     "network_error",
     "circuit_open",
-    "dose_withheld",
 ];
 
 pub struct Metrics {
@@ -79,6 +78,8 @@ pub struct Metrics {
     pub openai_api_calls_total: IntCounterVec,
     /// Tokens used, by kind (`prompt`, `completion`).
     pub openai_tokens_total: IntCounterVec,
+    /// AI replies not shown because they named an amount of insulin.
+    pub ai_replies_withheld_total: IntCounter,
     pub alert_notifications_total: IntCounterVec,
     pub alert_shards_held: IntGauge,
     pub deliveries_total: IntCounterVec,
@@ -130,7 +131,7 @@ impl Metrics {
         let openai_api_calls_total = IntCounterVec::new(
             Opts::new(
                 "glucosync_openai_api_calls_total",
-                "Calls to the OpenAI-compatible API by outcome (ok, rate_limited, server_error, client_error, timeout, network_error, circuit_open, dose_withheld)",
+                "Calls to the OpenAI-compatible API by outcome (ok, rate_limited, server_error, client_error, timeout, network_error, circuit_open)",
             ),
             &["outcome"],
         )?;
@@ -173,6 +174,10 @@ impl Metrics {
             )?,
             openai_api_calls_total,
             openai_tokens_total,
+            ai_replies_withheld_total: counter(
+                "glucosync_ai_replies_withheld_total",
+                "AI replies withheld because they named an amount of insulin",
+            )?,
             db_connections: gauge("glucosync_db_pool_connections", "Database connections open")?,
             db_connections_in_use: gauge(
                 "glucosync_db_pool_connections_in_use",

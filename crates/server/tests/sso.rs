@@ -32,7 +32,7 @@ async fn setup(adjust: impl FnOnce(&mut glucosync_server::config::Config)) -> Se
         c.public_url = base;
         c.oidc_issuer = Some(issuer);
         c.oidc_client_id = CLIENT_ID.into();
-        c.oidc_client_secret = Some(glucosync_server::config::SecretUrl::new(CLIENT_SECRET));
+        c.oidc_client_secret = Some(glucosync_server::config::Secret::new(CLIENT_SECRET));
         c.oidc_admin_group = Some("glucosync-admins".into());
         adjust(c);
     })
@@ -386,6 +386,32 @@ async fn an_unverified_email_links_only_with_the_accounts_password() {
 }
 
 #[tokio::test]
+async fn a_password_account_is_never_taken_over_by_email() {
+    let s = setup(|_| {}).await;
+    // Someone signed up with ana's address (sign-up does not prove it). The provider's
+    // verified email does not open that account: its owner must link from Settings.
+    let session = s.server.user("ana@example.org").await;
+    let mut browser = Browser::new();
+    let r = sso_login(&s, &mut browser, "ana", "ana-password").await;
+    assert_eq!(location(&r), "/app/login?sso_error=link_required");
+    assert!(browser
+        .cookie(&s.server.url("/"), "glucosync_session")
+        .is_none());
+    // Nothing was linked: the next single sign-on is refused the same way, and the
+    // account's own session goes on.
+    let mut again = Browser::new();
+    let r = sso_login(&s, &mut again, "ana", "ana-password").await;
+    assert_eq!(location(&r), "/app/login?sso_error=link_required");
+    let r = s
+        .server
+        .req(Method::GET, "/api/v1/me", &session)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn password_login_can_be_switched_off() {
     let s = setup(|c| c.password_login = false).await;
     for path in ["/api/v1/auth/login", "/api/v1/auth/signup"] {
@@ -441,7 +467,11 @@ fn claims(s: &Setup, changes: Value) -> Value {
         "iat": now, "exp": now + 300, "email": "ana@example.org", "email_verified": true,
     });
     for (k, v) in changes.as_object().expect("object") {
-        c[k] = v.clone();
+        if v.is_null() {
+            c.as_object_mut().expect("object").remove(k);
+        } else {
+            c[k] = v.clone();
+        }
     }
     c
 }
@@ -604,9 +634,18 @@ async fn provider_access_tokens_are_api_bearer_tokens_for_linked_accounts() {
         .await
         .expect("send");
     expect_problem(r, StatusCode::FORBIDDEN, "session_required").await;
-    // Another audience (an ID token), an unlinked subject, an expired token: not accepted.
+    // A token granting none of GlucoSync's scopes grants nothing.
+    let none = sign(&s, api("api")).await;
+    let r = call(none, Method::GET, "/api/v1/readings")
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::FORBIDDEN, "insufficient_scope").await;
+    // Another audience (an ID token), an ID token for the API's audience (it has a nonce), an
+    // unlinked subject, an expired token: not accepted.
     let now = glucosync_server::state::now_ms() / 1000;
     for bad in [
+        claims(&s, json!({"aud": "urn:glucosync:api", "scope": "read"})),
         claims(&s, json!({"scope": "read"})),
         claims(
             &s,

@@ -46,5 +46,8 @@ export const SSO_ERRORS: Record<string, string> = {
   email_unverified:
     "Your organisation's account has no verified email address. If you have a GlucoSync account, log in with your password and link single sign-on in Settings.",
   conflict: "This single sign-on account is already linked to another GlucoSync account.",
+  link_required:
+    "A GlucoSync account with this email address exists. Log in with its password, then link single sign-on in Settings (this keeps anyone else from taking over the account).",
+  server: "GlucoSync could not complete the sign-in. Please try again in a moment.",
   disabled: "This account is disabled.",
 };

@@ -26,8 +26,8 @@ use crate::state::{now_ms, AppState};
 
 /// Login attempts per account per window, and per client address.
 const LOGIN_PER_ACCOUNT: u32 = 10;
-const LOGIN_PER_ADDRESS: u32 = 50;
-const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub(crate) const LOGIN_PER_ADDRESS: u32 = 50;
+pub(crate) const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 const SIGNUPS_PER_ADDRESS: u32 = 20;
 const SIGNUP_WINDOW: Duration = Duration::from_secs(60 * 60);
 
@@ -122,7 +122,12 @@ pub struct SettingsUpdate {
     pub ai_insights: Option<bool>,
 }
 
-async fn limit(state: &AppState, key: String, max: u32, window: Duration) -> ApiResult<()> {
+pub(crate) async fn limit(
+    state: &AppState,
+    key: String,
+    max: u32,
+    window: Duration,
+) -> ApiResult<()> {
     match state.limiter.hit(&key, max, window).await? {
         RateDecision::Allowed { .. } => Ok(()),
         RateDecision::Limited { retry_after } => Err(ApiError::RateLimited {
@@ -131,7 +136,7 @@ async fn limit(state: &AppState, key: String, max: u32, window: Duration) -> Api
     }
 }
 
-fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>> {
+pub(crate) fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>> {
     match name.map(str::trim) {
         None | Some("") => Ok(None),
         Some(n) => Ok(Some(

@@ -246,21 +246,62 @@ pub async fn ask(
             ),
         ));
     }
+    let owner = state
+        .store
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let own: Vec<&str> = std::iter::once(owner.email.as_str())
+        .chain(
+            owner
+                .display_name
+                .as_deref()
+                .into_iter()
+                .flat_map(str::split_whitespace),
+        )
+        .collect();
     let instruction = format!(
         "Answer this person's question from these figures and patterns only. If they do not \
          answer it, say so.\n\nQuestion: {}",
-        scrub(question)
+        scrub(question, &own)
     );
     ask_ai(&state, &caller, &instruction).await
 }
 
-/// Removes what could identify someone from a typed question: email addresses and numbers of
-/// six digits or more (phone numbers, record numbers).
-pub fn scrub(text: &str) -> String {
-    text.split_whitespace()
-        .map(|w| {
-            let digits = w.chars().filter(char::is_ascii_digit).count();
-            if w.contains('@') || digits >= 6 {
+/// Removes what could identify someone from a typed question: email addresses, numbers of
+/// six digits or more (phone and record numbers, also written in groups: every digit group
+/// next to another counts), and the words of `own` (the person's email and name). Names of
+/// other people cannot be recognised: the app says not to type them.
+pub fn scrub(text: &str, own: &[&str]) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let digits = |w: &str| w.chars().filter(|c| c.is_numeric()).count();
+    let bare = |w: &str| {
+        w.trim_matches(|c: char| !c.is_alphanumeric() && c != '@')
+            .to_lowercase()
+    };
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            // A run of digit groups ("0171 234 567") counts as one number.
+            let mut run = digits(w);
+            if run > 0 {
+                let mut j = i;
+                while j > 0 && digits(words[j - 1]) > 0 {
+                    j -= 1;
+                    run += digits(words[j]);
+                }
+                let mut k = i + 1;
+                while k < words.len() && digits(words[k]) > 0 {
+                    run += digits(words[k]);
+                    k += 1;
+                }
+            }
+            let b = bare(w);
+            if w.contains('@')
+                || run >= 6
+                || own.iter().any(|o| o.len() > 1 && b == o.to_lowercase())
+            {
                 "[removed]"
             } else {
                 w
@@ -271,7 +312,8 @@ pub fn scrub(text: &str) -> String {
 }
 
 async fn ask_ai(state: &AppState, caller: &Caller, instruction: &str) -> ApiResult<Json<AiAnswer>> {
-    caller.require(glucosync_domain::accounts::Scope::Read)?;
+    // The person in the app: API tokens (uploaders, services) cannot spend the daily quota.
+    caller.require_session()?;
     let ai = state
         .ai
         .as_deref()
@@ -329,11 +371,7 @@ async fn ask_ai(state: &AppState, caller: &Caller, instruction: &str) -> ApiResu
         })?;
     let withheld = insights::mentions_insulin_dose(&completion.text);
     if withheld {
-        state
-            .metrics
-            .openai_api_calls_total
-            .with_label_values(&["dose_withheld"])
-            .inc();
+        state.metrics.ai_replies_withheld_total.inc();
     }
     Ok(Json(AiAnswer {
         text: if withheld {

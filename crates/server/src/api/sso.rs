@@ -3,11 +3,10 @@
 //! callback with a code, and leaves with a GlucoSync session. The account rules (docs/sso.md):
 //!
 //! 1. An identity (issuer + subject) already linked logs in to its account.
-//! 2. Otherwise a provider-verified email logs in to the account with that email, linking the
-//!    identity (the provider vouches for the address, as a password reset by email would), or
-//!    creates the account when there is none.
-//! 3. An unverified email is refused: a password account is linked only from its own
-//!    Settings, with its password (`POST /auth/oidc/link`).
+//! 2. Otherwise a provider-verified email with no account yet creates one, linked.
+//! 3. An existing account is never taken over by email, verified or not (sign-up does not
+//!    prove the address, and providers' `email_verified` is not always earned): its owner logs
+//!    in with the password and links the provider from Settings (`POST /auth/oidc/link`).
 
 use std::time::Duration;
 
@@ -20,8 +19,10 @@ use glucosync_store::{AdminGrant, NewUser, StoreError, User};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::accounts::start_session;
-use crate::auth::{verify_password, Caller, NO_PASSWORD};
+use crate::api::accounts::{
+    check_display_name, limit, start_session, LOGIN_PER_ADDRESS, LOGIN_WINDOW,
+};
+use crate::auth::{verify_password, Caller, ClientIp, NO_PASSWORD};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiQuery};
 use crate::oidc::{self, Expected, Identity, Provider};
@@ -81,7 +82,15 @@ fn provider(state: &AppState) -> ApiResult<&Provider> {
 /// people anywhere.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/app/") && !n.contains("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with("/app/")
+                && !n.contains("//")
+                && !n.contains('\\')
+                // Visible ASCII only: it becomes a Location header.
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.to_owned()
+        }
         _ => "/app/".into(),
     }
 }
@@ -133,8 +142,17 @@ fn new_pending(next: String, link_to: Option<i64>) -> Pending {
               (status = 404, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiQuery(params): ApiQuery<LoginParams>,
 ) -> ApiResult<Response> {
+    // Each start stores a login in progress: limited per address like password logins.
+    limit(
+        &state,
+        format!("sso:ip:{ip}"),
+        LOGIN_PER_ADDRESS,
+        LOGIN_WINDOW,
+    )
+    .await?;
     let (url, cookie) = begin(&state, new_pending(safe_next(params.next.as_deref()), None)).await?;
     Ok(redirect(&url, Some(cookie)))
 }
@@ -208,7 +226,11 @@ enum Failure {
     EmailUnverified,
     /// The identity belongs to another account.
     Conflict,
+    /// An account with this email exists: its owner links the provider from Settings.
+    LinkRequired,
     Disabled,
+    /// GlucoSync could not complete it (storage unavailable, a race): try again.
+    Server,
 }
 
 impl Failure {
@@ -219,7 +241,9 @@ impl Failure {
             Failure::Token => "token",
             Failure::EmailUnverified => "email_unverified",
             Failure::Conflict => "conflict",
+            Failure::LinkRequired => "link_required",
             Failure::Disabled => "disabled",
+            Failure::Server => "server",
         }
     }
 }
@@ -320,13 +344,14 @@ pub async fn callback(
             return Ok(failed(Failure::Token));
         }
     };
-    let user = match account_for(&state, provider, &identity, pending.link_to).await? {
-        Ok(user) => user,
-        Err(failure) => return Ok(failed(failure)),
+    let user = match account_for(&state, provider, &identity, pending.link_to).await {
+        Ok(Ok(user)) => user,
+        Ok(Err(failure)) => return Ok(failed(failure)),
+        Err(e) => {
+            tracing::warn!(error = %e, "single sign-on could not complete");
+            return Ok(failed(Failure::Server));
+        }
     };
-    if user.disabled {
-        return Ok(failed(Failure::Disabled));
-    }
     if pending.link_to.is_some() {
         // Linked from Settings: the session there goes on.
         return Ok(redirect(&pending.next, Some(clear_state_cookie())));
@@ -367,28 +392,19 @@ async fn account_for(
 ) -> ApiResult<Result<User, Failure>> {
     let issuer = provider.issuer();
     let now = now_ms();
-    let link = |user_id| async move {
-        match state
+    let mut user = if let Some(user_id) = link_to {
+        // Linking from Settings: the account's owner proved the password to start it.
+        state
             .store
-            .link_identity(user_id, issuer, &identity.subject, now)
-            .await
-        {
-            Ok(()) => Ok(Ok(())),
-            Err(StoreError::Conflict(_)) => Ok(Err(Failure::Conflict)),
-            Err(e) => Err(ApiError::from(e)),
-        }
-    };
-    let user = if let Some(user_id) = link_to {
-        if let Err(f) = link(user_id).await? {
-            return Ok(Err(f));
-        }
-        state.store.user_by_id(user_id).await?
+            .user_by_id(user_id)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?
     } else if let Some(user) = state
         .store
         .user_by_identity(issuer, &identity.subject)
         .await?
     {
-        Some(user)
+        user
     } else {
         let Some(email) = identity
             .email
@@ -398,37 +414,44 @@ async fn account_for(
         else {
             return Ok(Err(Failure::EmailUnverified));
         };
-        let user = match state.store.user_by_email(email.as_str()).await? {
-            Some((user, _)) => user,
-            None => {
-                let created = state
-                    .store
-                    .create_user(NewUser {
-                        email,
-                        password_hash: NO_PASSWORD.into(),
-                        admin: AdminGrant::No,
-                        now_ms: now,
-                    })
-                    .await?;
-                if let Some(name) = identity.name.as_deref().filter(|n| !n.trim().is_empty()) {
-                    let name: String = name.trim().chars().take(100).collect();
-                    state
-                        .store
-                        .set_display_name(created.id, Some(&name))
-                        .await?;
-                }
-                created
-            }
-        };
-        if let Err(f) = link(user.id).await? {
-            return Ok(Err(f));
+        if state.store.user_by_email(email.as_str()).await?.is_some() {
+            return Ok(Err(Failure::LinkRequired));
         }
-        state.store.user_by_id(user.id).await?
+        let created = state
+            .store
+            .create_user(NewUser {
+                email,
+                password_hash: NO_PASSWORD.into(),
+                admin: AdminGrant::No,
+                now_ms: now,
+            })
+            .await?;
+        // The provider's name, if it passes the rules of one typed in the app.
+        if let Ok(Some(name)) = check_display_name(identity.name.as_deref()) {
+            state
+                .store
+                .set_display_name(created.id, Some(&name))
+                .await?;
+        }
+        state
+            .store
+            .user_by_id(created.id)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?
     };
-    let Some(mut user) = user else {
-        return Err(ApiError::NotFound("account"));
-    };
-    // The provider's groups decide who is an administrator, at every login.
+    if user.disabled {
+        return Ok(Err(Failure::Disabled));
+    }
+    match state
+        .store
+        .link_identity(user.id, issuer, &identity.subject, now)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Ok(Err(Failure::Conflict)),
+        Err(e) => return Err(e.into()),
+    }
+    // The provider's groups decide who is an administrator, at every single sign-on.
     if let Some(admin) = oidc::is_admin(provider, identity) {
         if admin != user.is_admin {
             state.store.set_admin(user.id, admin).await?;
