@@ -519,13 +519,17 @@ fn check_claims(claims: &Value, issuer: &str, expected: &Expected<'_>) -> Result
     }
     let number = |k: &str| claims.get(k).and_then(Value::as_i64);
     let exp = number("exp").ok_or(TokenError::Missing("exp"))?;
-    if exp + LEEWAY_S <= expected.now_s {
+    if exp.saturating_add(LEEWAY_S) <= expected.now_s {
         return Err(TokenError::Expired);
     }
     for k in ["nbf", "iat"] {
-        if number(k).is_some_and(|t| t - LEEWAY_S > expected.now_s) {
+        if number(k).is_some_and(|t| t.saturating_sub(LEEWAY_S) > expected.now_s) {
             return Err(TokenError::NotYetValid);
         }
+    }
+    // OpenID Connect Core §2: an ID token always says when it was issued.
+    if expected.nonce.is_some() && number("iat").is_none() {
+        return Err(TokenError::Missing("iat"));
     }
     if let Some(nonce) = expected.nonce {
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
@@ -638,6 +642,11 @@ mod tests {
             check(claims(json!({"exp": null})), 1_500),
             Err(TokenError::Missing("exp"))
         );
+        assert_eq!(
+            check(claims(json!({"iat": null})), 1_500),
+            Err(TokenError::Missing("iat"))
+        );
+        assert_eq!(check(claims(json!({"exp": i64::MAX})), 1_500), Ok(()));
     }
 
     #[test]
