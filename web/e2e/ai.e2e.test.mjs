@@ -20,6 +20,17 @@ before(async () => {
       const parsed = JSON.parse(body);
       requests.push(parsed);
       const content = replies.shift() ?? "Time in range improved this week. The morning lows are worth discussing with your care team.";
+      if (parsed.stream) {
+        // OpenAI's streaming format: chunks with deltas, then the usage, then [DONE].
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        const chunk = (delta, extra = {}) =>
+          `data: ${JSON.stringify({ id: "chatcmpl-e2e", object: "chat.completion.chunk", created: 0, model: parsed.model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+        res.write(chunk({ role: "assistant", content: "" }));
+        for (const word of content.split(/(?<= )/)) res.write(chunk({ content: word }));
+        res.write(`data: ${JSON.stringify({ id: "chatcmpl-e2e", object: "chat.completion.chunk", created: 0, model: parsed.model, choices: [], usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 } })}\n\n`);
+        res.end("data: [DONE]\n\n");
+        return;
+      }
       res.writeHead(200, { "content-type": "application/json" });
       res.end(
         JSON.stringify({
@@ -71,14 +82,15 @@ test("AI summaries: consent, a summary, a question, a dose withheld", async () =
   await answer.waitFor();
   assert.match(await answer.innerText(), /Time in range improved this week/);
   assert.equal(requests.length, 1);
+  assert.equal(requests[0].stream, true, "the reply is streamed");
   assert.doesNotMatch(JSON.stringify(requests[0]), /demo@glucosync\.local/);
   await screenshot(page, "insights-ai-summary");
   assert.deepEqual(await axeViolations(page), []);
 
-  replies.push("Take 3 units before breakfast.");
+  replies.push("Mornings look steady. Take 3 units before breakfast. Then eat.");
   await page.getByLabel("Ask about your data").fill("How much insulin for breakfast?");
   await page.getByRole("button", { name: "Ask", exact: true }).click();
   await page.getByText("never gives dosing advice").waitFor();
-  assert.doesNotMatch(await answer.innerText(), /3 units/);
+  assert.doesNotMatch(await answer.innerText(), /3 units|Mornings look steady/);
   assert.equal(requests.length, 2);
 });

@@ -1,7 +1,8 @@
 //! The OpenAI-compatible chat completions client behind AI summaries and questions: timeouts,
 //! retries with backoff on 429 and 5xx (honouring `Retry-After`), a circuit breaker that stops
-//! calling a failing service for a minute, token usage and outcomes in the metrics. What is
-//! sent is built in `api::insights` from aggregates only.
+//! calling a failing service for a minute, token usage and outcomes in the metrics, and
+//! streamed replies (server-sent events, read as they come). What is sent is built in
+//! `api::insights` from aggregates only.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -84,8 +85,8 @@ pub struct AiClient {
     breaker: Mutex<Breaker>,
 }
 
-enum Attempt {
-    Done(Completion),
+enum Attempt<T> {
+    Done(T),
     /// Worth another try after the wait (the server's `Retry-After` when it gave one).
     Retry(AiError, Option<Duration>),
     /// Not retried. `service_failed` says whether it counts towards the circuit breaker (a
@@ -94,6 +95,37 @@ enum Attempt {
         error: AiError,
         service_failed: bool,
     },
+}
+
+impl<T> Attempt<T> {
+    /// The same failure for another kind of result.
+    fn failure<U>(self) -> Option<Attempt<U>> {
+        match self {
+            Attempt::Done(_) => None,
+            Attempt::Retry(e, w) => Some(Attempt::Retry(e, w)),
+            Attempt::Fail {
+                error,
+                service_failed,
+            } => Some(Attempt::Fail {
+                error,
+                service_failed,
+            }),
+        }
+    }
+}
+
+/// A streamed reply, piece by piece.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Text(String),
+    /// The reply is complete (usage when the service reported it).
+    Done {
+        model: String,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    },
+    /// The stream broke off.
+    Broken(AiError),
 }
 
 impl AiClient {
@@ -111,22 +143,8 @@ impl AiClient {
         })
     }
 
-    /// One chat completion (system + user message), retried on 429 and 5xx. A timed-out
-    /// request is not sent again: it may have been processed (and billed).
-    pub async fn complete(
-        &self,
-        system: &str,
-        user: &str,
-        metrics: &Metrics,
-    ) -> Result<Completion, AiError> {
-        if !self.breaker.lock().expect("lock").admit() {
-            metrics
-                .openai_api_calls_total
-                .with_label_values(&["circuit_open"])
-                .inc();
-            return Err(AiError::CircuitOpen);
-        }
-        let body = json!({
+    fn body(&self, system: &str, user: &str, stream: bool) -> Value {
+        let mut body = json!({
             "model": self.model,
             "messages": [
                 {"role": "system", "content": system},
@@ -135,11 +153,31 @@ impl AiClient {
             "temperature": 0.3,
             "max_tokens": 700,
         });
+        if stream {
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    /// Runs `once` under the circuit breaker, retrying on 429, 5xx and network errors.
+    async fn with_retries<T, F, Fut>(&self, metrics: &Metrics, mut once: F) -> Result<T, AiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        if !self.breaker.lock().expect("lock").admit() {
+            metrics
+                .openai_api_calls_total
+                .with_label_values(&["circuit_open"])
+                .inc();
+            return Err(AiError::CircuitOpen);
+        }
         let mut outcome = Err((AiError::Upstream("no attempt".into()), true));
         for attempt in 0..ATTEMPTS {
-            match self.attempt(&body, metrics).await {
-                Attempt::Done(c) => {
-                    outcome = Ok(c);
+            match once().await {
+                Attempt::Done(v) => {
+                    outcome = Ok(v);
                     break;
                 }
                 Attempt::Fail {
@@ -150,7 +188,7 @@ impl AiClient {
                     break;
                 }
                 Attempt::Retry(error, wait) => {
-                    outcome = Err((error.clone(), true));
+                    outcome = Err((error, true));
                     if attempt + 1 == ATTEMPTS {
                         break;
                     }
@@ -166,23 +204,55 @@ impl AiClient {
         }
         let service_failed = matches!(&outcome, Err((_, true)));
         self.breaker.lock().expect("lock").record(service_failed);
-        match outcome {
-            Ok(c) => {
-                metrics
-                    .openai_tokens_total
-                    .with_label_values(&["prompt"])
-                    .inc_by(c.prompt_tokens);
-                metrics
-                    .openai_tokens_total
-                    .with_label_values(&["completion"])
-                    .inc_by(c.completion_tokens);
-                Ok(c)
-            }
-            Err((e, _)) => Err(e),
-        }
+        outcome.map_err(|(e, _)| e)
     }
 
-    async fn attempt(&self, body: &Value, metrics: &Metrics) -> Attempt {
+    /// One chat completion (system + user message), retried on 429 and 5xx. A timed-out
+    /// request is not sent again: it may have been processed (and billed).
+    pub async fn complete(
+        &self,
+        system: &str,
+        user: &str,
+        metrics: &Metrics,
+    ) -> Result<Completion, AiError> {
+        let body = self.body(system, user, false);
+        let c = self
+            .with_retries(metrics, || async {
+                match self.send(&body, metrics).await {
+                    Attempt::Done(response) => self.read_completion(response, metrics).await,
+                    failed => failed.failure().expect("not done"),
+                }
+            })
+            .await?;
+        count_tokens(metrics, c.prompt_tokens, c.completion_tokens);
+        Ok(c)
+    }
+
+    /// A streamed completion: the reply's pieces as the service sends them. Failures before
+    /// the reply starts are retried like `complete`'s; a stream that breaks off ends with
+    /// `Broken`.
+    pub async fn stream(
+        &self,
+        system: &str,
+        user: &str,
+        metrics: &std::sync::Arc<Metrics>,
+    ) -> Result<tokio::sync::mpsc::Receiver<StreamEvent>, AiError> {
+        let body = self.body(system, user, true);
+        let response = self
+            .with_retries(metrics, || self.send(&body, metrics))
+            .await?;
+        metrics
+            .openai_api_calls_total
+            .with_label_values(&["ok"])
+            .inc();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (model, metrics) = (self.model.clone(), metrics.clone());
+        tokio::spawn(async move { read_stream(response, model, &metrics, tx).await });
+        Ok(rx)
+    }
+
+    /// Sends the request; a 2xx response is returned unread.
+    async fn send(&self, body: &Value, metrics: &Metrics) -> Attempt<reqwest::Response> {
         let count = |outcome: &str| {
             metrics
                 .openai_api_calls_total
@@ -217,20 +287,6 @@ impl AiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) if e.is_timeout() => {
-                count("timeout");
-                return Attempt::Fail {
-                    error: AiError::Timeout,
-                    service_failed: true,
-                };
-            }
-            Err(e) => {
-                count("network_error");
-                return Attempt::Retry(AiError::Upstream(e.without_url().to_string()), None);
-            }
-        };
         if status.as_u16() == 429 {
             count("rate_limited");
             tracing::warn!("the AI service is rate limiting");
@@ -253,20 +309,43 @@ impl AiClient {
                 service_failed: matches!(status.as_u16(), 401 | 403 | 404),
             };
         }
-        let Ok(v) = serde_json::from_str::<Value>(&text) else {
-            count("server_error");
-            return Attempt::Retry(AiError::Upstream("an unreadable answer".into()), None);
+        Attempt::Done(response)
+    }
+
+    async fn read_completion(
+        &self,
+        response: reqwest::Response,
+        metrics: &Metrics,
+    ) -> Attempt<Completion> {
+        let count = |outcome: &str| {
+            metrics
+                .openai_api_calls_total
+                .with_label_values(&[outcome])
+                .inc()
         };
+        let v = match response.json::<Value>().await {
+            Ok(v) => v,
+            Err(e) if e.is_timeout() => {
+                count("timeout");
+                return Attempt::Fail {
+                    error: AiError::Timeout,
+                    service_failed: true,
+                };
+            }
+            Err(_) => {
+                count("server_error");
+                return Attempt::Retry(AiError::Upstream("an unreadable answer".into()), None);
+            }
+        };
+        count("ok");
         let Some(content) = v["choices"][0]["message"]["content"].as_str() else {
             // The model declined (a refusal or a content filter): final, and no fault of the
             // service's.
-            count("ok");
             return Attempt::Fail {
                 error: AiError::Upstream("the model gave no answer".into()),
                 service_failed: false,
             };
         };
-        count("ok");
         Attempt::Done(Completion {
             text: content.trim().to_owned(),
             model: v["model"].as_str().unwrap_or(&self.model).to_owned(),
@@ -274,6 +353,89 @@ impl AiClient {
             completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
         })
     }
+}
+
+fn count_tokens(metrics: &Metrics, prompt: u64, completion: u64) {
+    metrics
+        .openai_tokens_total
+        .with_label_values(&["prompt"])
+        .inc_by(prompt);
+    metrics
+        .openai_tokens_total
+        .with_label_values(&["completion"])
+        .inc_by(completion);
+}
+
+/// Reads a chat completion stream (server-sent events: `data: {chunk}` lines, `data: [DONE]`
+/// at the end) into `tx`, until the reply ends or the receiver is gone.
+async fn read_stream(
+    mut response: reqwest::Response,
+    mut model: String,
+    metrics: &Metrics,
+    tx: tokio::sync::mpsc::Sender<StreamEvent>,
+) {
+    let mut buffer: Vec<u8> = Vec::new();
+    let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                let error = if e.is_timeout() {
+                    AiError::Timeout
+                } else {
+                    AiError::Upstream(e.without_url().to_string())
+                };
+                let _ = tx.send(StreamEvent::Broken(error)).await;
+                return;
+            }
+        };
+        buffer.extend_from_slice(&chunk);
+        // Complete lines only; a line may arrive in pieces.
+        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                count_tokens(metrics, prompt_tokens, completion_tokens);
+                let _ = tx
+                    .send(StreamEvent::Done {
+                        model,
+                        prompt_tokens,
+                        completion_tokens,
+                    })
+                    .await;
+                return;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            if let Some(m) = v["model"].as_str() {
+                model = m.to_owned();
+            }
+            if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
+                prompt_tokens = usage["prompt_tokens"].as_u64().unwrap_or(prompt_tokens);
+                completion_tokens = usage["completion_tokens"]
+                    .as_u64()
+                    .unwrap_or(completion_tokens);
+            }
+            if let Some(piece) = v["choices"][0]["delta"]["content"].as_str() {
+                if !piece.is_empty() && tx.send(StreamEvent::Text(piece.to_owned())).await.is_err()
+                {
+                    // Nobody reads any more (withheld, or the person left): stop reading.
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx
+        .send(StreamEvent::Broken(AiError::Upstream(
+            "the reply ended without [DONE]".into(),
+        )))
+        .await;
 }
 
 /// Up to a quarter second, so that clients waiting out the same failure do not retry at once.

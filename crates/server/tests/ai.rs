@@ -291,3 +291,80 @@ async fn without_a_configured_service_there_are_patterns_only() {
     opt_in(&s, &ana).await;
     expect_problem(summary(&s, &ana).await, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+/// The server-sent events of a streamed reply: (event, data) pairs.
+fn events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).ok();
+                }
+            }
+            Some((name?, data?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn streamed_replies_come_in_sentences_and_a_dose_never_reaches_the_app() {
+    let (fake, s, ana) = setup(20).await;
+    opt_in(&s, &ana).await;
+    let r = s
+        .req(Method::POST, "/api/v1/insights/summary?stream=true", &ana)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/event-stream"));
+    let got = events(&r.text().await.expect("body"));
+    let text: String = got
+        .iter()
+        .filter(|(n, _)| n == "delta")
+        .map(|(_, d)| d["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(text, SUMMARY);
+    let (last, done) = got.last().expect("events");
+    assert_eq!(last, "done");
+    assert_eq!(done["withheld"], false);
+    assert!(
+        done["completion_tokens"].as_u64().expect("tokens") > 0,
+        "{done}"
+    );
+    assert_eq!(fake.requests()[0].body["stream"], true);
+
+    // A dose in the middle: the sentences before it arrive, the dose and the rest never do.
+    fake.script([Reply::Text(
+        "Your week went well. Take 4 units before dinner. See your team.".into(),
+    )]);
+    let r = s
+        .req(Method::POST, "/api/v1/insights/ask?stream=true", &ana)
+        .json(&json!({"question": "How much insulin at dinner?"}))
+        .send()
+        .await
+        .expect("send");
+    let body = r.text().await.expect("body");
+    assert!(
+        !body.contains("4 units") && !body.contains("See your team"),
+        "{body}"
+    );
+    let got = events(&body);
+    assert_eq!(got[0].0, "delta");
+    assert_eq!(got[0].1["text"], "Your week went well.");
+    let (last, withheld) = got.last().expect("events");
+    assert_eq!(last, "withheld");
+    assert!(withheld["text"]
+        .as_str()
+        .expect("text")
+        .contains("never gives dosing advice"));
+    assert!(metrics(&s)
+        .await
+        .contains("glucosync_ai_replies_withheld_total 1"));
+}

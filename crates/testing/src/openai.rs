@@ -160,6 +160,12 @@ async fn completions(
                 }
                 events.push(json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": model,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+                // With stream_options.include_usage, a last chunk with no choices and the usage.
+                if body["stream_options"]["include_usage"].as_bool() == Some(true) {
+                    events.push(json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": model,
+                        "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens}}));
+                }
                 let mut sse: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
                 sse.push_str("data: [DONE]\n\n");
                 return ([("content-type", "text/event-stream")], sse).into_response();

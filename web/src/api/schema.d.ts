@@ -2352,7 +2352,14 @@ export interface operations {
     };
     insights_ask: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Stream the reply as server-sent events (`delta` events with text, then `done` with the
+                 *     usage; `withheld` if it named a dose; `error` if the service broke off) instead of one
+                 *     JSON answer.
+                 */
+                stream?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -2363,6 +2370,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description JSON, or text/event-stream with stream=true */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2457,13 +2465,21 @@ export interface operations {
     };
     insights_summary: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Stream the reply as server-sent events (`delta` events with text, then `done` with the
+                 *     usage; `withheld` if it named a dose; `error` if the service broke off) instead of one
+                 *     JSON answer.
+                 */
+                stream?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
+            /** @description JSON, or text/event-stream with stream=true */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -6,6 +6,7 @@ import { followedName, useFollowed } from "../lib/following";
 import { useRoute } from "../lib/router";
 import { useSession } from "../lib/session";
 import { useResource } from "../lib/useResource";
+import { streamAi } from "../lib/aiStream";
 
 type Pattern = Schemas["PatternOut"];
 type Evidence = Schemas["EvidenceOut"];
@@ -102,30 +103,42 @@ function Sparkline({ readings }: { readings: Evidence["readings"] }) {
   );
 }
 
-type AiAnswer = Schemas["AiAnswer"];
-
 /**
  * The weekly summary and questions, written by the AI service the installation configured:
  * offered only there, and used only after the person agrees (what is sent is said first).
  */
 function AiInsights() {
   const status = useResource(() => api.GET("/api/v1/insights/ai"), []);
-  const [answer, setAnswer] = useState<AiAnswer | null>(null);
+  const [answer, setAnswer] = useState<{ text: string; withheld: boolean } | null>(null);
   const [question, setQuestion] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState<"summary" | "ask" | "consent" | null>(null);
   const s = status.data;
   if (!s?.available) return null;
-  const run = async (what: "summary" | "ask" | "consent", call: () => Promise<{ data?: unknown; error?: unknown; response: Response }>) => {
-    setBusy(what);
+  const consent = async () => {
+    setBusy("consent");
     setError(null);
     try {
-      const r = await call();
+      const r = await api.PATCH("/api/v1/me/settings", { body: { ai_insights: true } });
       if (!r.response.ok) setError(problemMessage(r.error));
-      else if (what === "consent") status.reload();
-      else setAnswer(r.data as AiAnswer);
+      else status.reload();
     } catch {
       setError("The server cannot be reached. Check your connection.");
+    } finally {
+      setBusy(null);
+    }
+  };
+  // The reply appears as it is written, a sentence at a time.
+  const run = async (what: "summary" | "ask") => {
+    setBusy(what);
+    setError(null);
+    setAnswer(null);
+    try {
+      await streamAi(what === "summary" ? "/api/v1/insights/summary" : "/api/v1/insights/ask", what === "ask" ? { question } : undefined, {
+        text: (text, withheld) => setAnswer({ text, withheld }),
+      });
+    } catch (e) {
+      setError(e instanceof TypeError ? "The server cannot be reached. Check your connection." : (e as Error).message);
     } finally {
       setBusy(null);
     }
@@ -140,7 +153,7 @@ function AiInsights() {
           turn this off in Settings.
         </p>
         <FormError message={error} />
-        <button type="button" disabled={busy !== null} onClick={() => run("consent", () => api.PATCH("/api/v1/me/settings", { body: { ai_insights: true } }))}>
+        <button type="button" disabled={busy !== null} onClick={() => void consent()}>
           Turn on AI summaries
         </button>
       </section>
@@ -148,13 +161,13 @@ function AiInsights() {
   }
   const ask = (e: FormEvent) => {
     e.preventDefault();
-    void run("ask", () => api.POST("/api/v1/insights/ask", { body: { question } }));
+    void run("ask");
   };
   return (
     <section className="card" aria-labelledby="ai-title">
       <h2 id="ai-title">AI summaries</h2>
       <p className="muted">Written by an AI from your figures: informational, may be wrong, never dosing advice. Up to {s.daily_limit} a day.</p>
-      <button type="button" disabled={busy !== null} onClick={() => run("summary", () => api.POST("/api/v1/insights/summary"))}>
+      <button type="button" disabled={busy !== null} onClick={() => void run("summary")}>
         {busy === "summary" ? "Writing…" : "Write my weekly summary"}
       </button>
       <form onSubmit={ask} className="ai-ask">

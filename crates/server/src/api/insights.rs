@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiQuery};
 use crate::state::{now_ms, AppState};
+use axum::response::Response;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -209,34 +210,52 @@ pub struct QuestionRequest {
     pub question: String,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Stream the reply as server-sent events (`delta` events with text, then `done` with the
+    /// usage; `withheld` if it named a dose; `error` if the service broke off) instead of one
+    /// JSON answer.
+    pub stream: Option<bool>,
+}
+
 /// A short narrative of the caller's last week against the week before, written by the
 /// configured AI service from aggregates and detected patterns only (opt-in; counts against the
 /// daily limit). Informational, never dosing advice.
-#[utoipa::path(post, path = "/insights/summary", tag = "insights",
-    responses((status = 200, body = AiAnswer), (status = 403, body = crate::error::Problem),
+#[utoipa::path(post, path = "/insights/summary", tag = "insights", params(StreamParams),
+    responses((status = 200, body = AiAnswer, description = "JSON, or text/event-stream with stream=true"),
+              (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
               (status = 503, body = crate::error::Problem)))]
-pub async fn summary(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AiAnswer>> {
-    ask_ai(
+pub async fn summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<StreamParams>,
+) -> ApiResult<Response> {
+    let message = prepare(
         &state,
         &caller,
         "Write a short summary (at most 150 words) of this person's last 7 days compared with \
          the 7 days before, from these figures and patterns.",
     )
-    .await
+    .await?;
+    reply(&state, &message, params.stream.unwrap_or(false)).await
 }
 
 /// Answers a question about the caller's data from aggregates and detected patterns only
 /// (opt-in; counts against the daily limit). Informational, never dosing advice.
-#[utoipa::path(post, path = "/insights/ask", tag = "insights", request_body = QuestionRequest,
-    responses((status = 200, body = AiAnswer), (status = 403, body = crate::error::Problem),
+#[utoipa::path(post, path = "/insights/ask", tag = "insights", request_body = QuestionRequest, params(StreamParams),
+    responses((status = 200, body = AiAnswer, description = "JSON, or text/event-stream with stream=true"),
+              (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
               (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 pub async fn ask(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(params): ApiQuery<StreamParams>,
     ApiJson(req): ApiJson<QuestionRequest>,
-) -> ApiResult<Json<AiAnswer>> {
+) -> ApiResult<Response> {
     let question = req.question.trim();
     if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
         return Err(ApiError::validation(
@@ -265,7 +284,8 @@ pub async fn ask(
          answer it, say so.\n\nQuestion: {}",
         scrub(question, &own)
     );
-    ask_ai(&state, &caller, &instruction).await
+    let message = prepare(&state, &caller, &instruction).await?;
+    reply(&state, &message, params.stream.unwrap_or(false)).await
 }
 
 /// Removes what could identify someone from a typed question: email addresses, numbers of
@@ -311,10 +331,13 @@ pub fn scrub(text: &str, own: &[&str]) -> String {
         .join(" ")
 }
 
-async fn ask_ai(state: &AppState, caller: &Caller, instruction: &str) -> ApiResult<Json<AiAnswer>> {
+/// Checks that the caller may use the AI service now (configured, consent, daily limit) and
+/// builds the message: the instruction and the person's aggregates.
+async fn prepare(state: &AppState, caller: &Caller, instruction: &str) -> ApiResult<String> {
     // The person in the app: API tokens (uploaders, services) cannot spend the daily quota.
     caller.require_session()?;
-    let ai = state
+    // Configured at all (404 otherwise).
+    state
         .ai
         .as_deref()
         .ok_or(ApiError::NotFound("AI insights"))?;
@@ -352,39 +375,136 @@ async fn ask_ai(state: &AppState, caller: &Caller, instruction: &str) -> ApiResu
     }
     let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let data = aggregates(state, &user, &tz, now).await?;
-    let message = format!("{instruction}\n\n{data}");
-    let completion = ai
-        .complete(SYSTEM_PROMPT, &message, &state.metrics)
+    Ok(format!("{instruction}\n\n{data}"))
+}
+
+fn unavailable(e: AiError) -> ApiError {
+    tracing::warn!(error = %e, "AI request failed");
+    match e {
+        AiError::CircuitOpen | AiError::RateLimited | AiError::Timeout => {
+            ApiError::Unavailable("the AI service is busy or failing; try again later".into())
+        }
+        AiError::Upstream(_) => {
+            ApiError::Unavailable("the AI service could not answer; try again later".into())
+        }
+    }
+}
+
+/// The reply to `message`: one JSON answer, or streamed (server-sent events). Either way a
+/// reply that names an amount of insulin is not shown; streamed, the text goes out a sentence
+/// at a time, each checked with everything before it, so a dose never reaches the screen.
+async fn reply(state: &AppState, message: &str, stream: bool) -> ApiResult<Response> {
+    use axum::response::IntoResponse;
+    let ai = state.ai.clone().ok_or(ApiError::NotFound("AI insights"))?;
+    let now = now_ms();
+    if !stream {
+        let completion = ai
+            .complete(SYSTEM_PROMPT, message, &state.metrics)
+            .await
+            .map_err(unavailable)?;
+        let withheld = insights::mentions_insulin_dose(&completion.text);
+        if withheld {
+            state.metrics.ai_replies_withheld_total.inc();
+        }
+        return Ok(Json(AiAnswer {
+            text: if withheld {
+                DOSE_WITHHELD.to_owned()
+            } else {
+                completion.text
+            },
+            model: completion.model,
+            prompt_tokens: completion.prompt_tokens,
+            completion_tokens: completion.completion_tokens,
+            generated_at: Timestamp::from_utc_ms(now).to_rfc3339_utc(),
+            withheld,
+        })
+        .into_response());
+    }
+    use crate::ai::StreamEvent;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut pieces = ai
+        .stream(SYSTEM_PROMPT, message, &state.metrics)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "AI request failed");
-            match e {
-                AiError::CircuitOpen | AiError::RateLimited | AiError::Timeout => {
-                    ApiError::Unavailable(
-                        "the AI service is busy or failing; try again later".into(),
-                    )
+        .map_err(unavailable)?;
+    let metrics = state.metrics.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let json_event =
+            |name: &str, v: serde_json::Value| Event::default().event(name).data(v.to_string());
+        let mut shown = String::new();
+        let mut pending = String::new();
+        // Sends `chunk` unless, with what was shown, it names a dose: then the notice, and the end.
+        let emit = async |chunk: String, shown: &mut String| -> bool {
+            if insights::mentions_insulin_dose(&format!("{shown}{chunk}")) {
+                metrics.ai_replies_withheld_total.inc();
+                let _ = tx
+                    .send(json_event(
+                        "withheld",
+                        serde_json::json!({"text": DOSE_WITHHELD}),
+                    ))
+                    .await;
+                return false;
+            }
+            shown.push_str(&chunk);
+            tx.send(json_event("delta", serde_json::json!({"text": chunk})))
+                .await
+                .is_ok()
+        };
+        while let Some(event) = pieces.recv().await {
+            match event {
+                StreamEvent::Text(piece) => {
+                    pending.push_str(&piece);
+                    if let Some(end) = pending.rfind(['.', '!', '?', '\n']) {
+                        let chunk: String = pending.drain(..=end).collect();
+                        if !emit(chunk, &mut shown).await {
+                            return;
+                        }
+                    }
                 }
-                AiError::Upstream(_) => {
-                    ApiError::Unavailable("the AI service could not answer; try again later".into())
+                StreamEvent::Done {
+                    model,
+                    prompt_tokens,
+                    completion_tokens,
+                } => {
+                    if !pending.is_empty() && !emit(std::mem::take(&mut pending), &mut shown).await
+                    {
+                        return;
+                    }
+                    let _ = tx
+                        .send(json_event(
+                            "done",
+                            serde_json::json!({
+                                "model": model,
+                                "prompt_tokens": prompt_tokens,
+                                "completion_tokens": completion_tokens,
+                                "generated_at": Timestamp::from_utc_ms(now).to_rfc3339_utc(),
+                                "withheld": false,
+                            }),
+                        ))
+                        .await;
+                    return;
+                }
+                StreamEvent::Broken(e) => {
+                    tracing::warn!(error = %e, "the AI reply broke off");
+                    let _ = tx
+                        .send(json_event(
+                            "error",
+                            serde_json::json!({"detail": "The AI service stopped answering; try again later."}),
+                        ))
+                        .await;
+                    return;
                 }
             }
-        })?;
-    let withheld = insights::mentions_insulin_dose(&completion.text);
-    if withheld {
-        state.metrics.ai_replies_withheld_total.inc();
-    }
-    Ok(Json(AiAnswer {
-        text: if withheld {
-            DOSE_WITHHELD.to_owned()
-        } else {
-            completion.text
-        },
-        model: completion.model,
-        prompt_tokens: completion.prompt_tokens,
-        completion_tokens: completion.completion_tokens,
-        generated_at: Timestamp::from_utc_ms(now).to_rfc3339_utc(),
-        withheld,
-    }))
+        }
+    });
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// What the AI service is told about the person: aggregates of the last two weeks in their
