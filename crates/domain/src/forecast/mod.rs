@@ -650,9 +650,17 @@ impl Origin {
     /// A step model's prediction (the change over the step) from its folded coefficients.
     fn predict(&self, step: usize, inputs: Inputs, folded: &[f64]) -> f64 {
         let (w0, w) = (folded[0], &folded[1..]);
-        let glucose = ridge::dot(&w[..GLUCOSE_FEATURES], &self.glucose);
+        // A model's coefficients match its inputs (fitted so, or the population's).
+        let glucose_w: &[f64; GLUCOSE_FEATURES] = w[..GLUCOSE_FEATURES]
+            .try_into()
+            .expect("a coefficient per glucose feature");
+        let glucose = ridge::dot(glucose_w, &self.glucose);
         if inputs == Inputs::Full {
-            w0 + glucose + ridge::dot(&w[GLUCOSE_FEATURES..], &self.dose_features(step))
+            let dose_w: &[f64; FULL_FEATURES - GLUCOSE_FEATURES] = w
+                [GLUCOSE_FEATURES..FULL_FEATURES]
+                .try_into()
+                .expect("a coefficient per dose feature");
+            w0 + glucose + ridge::dot(dose_w, &self.dose_features(step))
         } else {
             w0 + glucose
         }

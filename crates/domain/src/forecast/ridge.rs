@@ -183,10 +183,9 @@ pub fn fold(beta: &[f64], mean: &[f64], sd: &[f64]) -> Vec<f64> {
     w
 }
 
-/// Σ w_j x_j over `x`, in four independent sums (which the compiler can keep in vector
-/// registers).
-pub fn dot(w: &[f64], x: &[f64]) -> f64 {
-    let w = &w[..x.len()];
+/// Σ w_j x_j, in four independent sums. The lengths are constants, so the compiler unrolls
+/// the loop and keeps the sums in vector registers.
+pub fn dot<const N: usize>(w: &[f64; N], x: &[f64; N]) -> f64 {
     let mut sums = [0.0; 4];
     let (wc, xc) = (w.chunks_exact(4), x.chunks_exact(4));
     let tail: f64 = wc
@@ -255,7 +254,8 @@ mod tests {
             [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
             [-7.5, 0.1, 100.0, -3.0, 2.5, 1e3],
         ] {
-            let (a, b) = (predict(&beta, &mean, &sd, &row), w[0] + dot(&w[1..], &row));
+            let weights: &[f64; 6] = w[1..].try_into().expect("six weights");
+            let (a, b) = (predict(&beta, &mean, &sd, &row), w[0] + dot(weights, &row));
             assert!((a - b).abs() < 1e-9 * a.abs().max(1.0), "{a} vs {b}");
         }
     }
