@@ -340,36 +340,51 @@ async fn an_unverified_email_links_only_with_the_accounts_password() {
         StatusCode::UNAUTHORIZED,
         "a login session is needed"
     );
-    let r = s
-        .server
-        .client
-        .post(s.server.url("/api/v1/auth/oidc/link"))
-        .bearer_auth(&session)
-        .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::OK);
-    // The state cookie came with the answer; the browser goes on with it.
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .to_owned();
-    let value = cookie
-        .split(';')
-        .next()
-        .and_then(|p| p.split_once('='))
-        .map(|(_, v)| v.to_owned())
-        .expect("value");
-    browser
+    // Starting a link: the provider URL, and the state cookie that comes with it.
+    let start_link = || async {
+        let r = s
+            .server
+            .client
+            .post(s.server.url("/api/v1/auth/oidc/link"))
+            .bearer_auth(&session)
+            .json(&json!({"password": PASSWORD}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .to_owned();
+        let state = cookie
+            .split(';')
+            .next()
+            .and_then(|p| p.split_once('='))
+            .map(|(_, v)| v.to_owned())
+            .expect("value");
+        let url = r.json::<Value>().await.expect("json")["authorization_url"]
+            .as_str()
+            .expect("url")
+            .to_owned();
+        (url, state)
+    };
+    let server_host = Browser::host(&s.server.url("/"));
+    // Completed in a browser that is not logged in to Ben's account: refused.
+    let (url, state) = start_link().await;
+    let mut stranger = Browser::new();
+    stranger
         .cookies
-        .entry(Browser::host(&s.server.url("/")))
+        .entry(server_host.clone())
         .or_default()
-        .insert("glucosync_oidc".into(), value);
-    let url = r.json::<Value>().await.expect("json")["authorization_url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
+        .insert("glucosync_oidc".into(), state);
+    let callback = stranger.through_provider(&url, "ben", "ben-password").await;
+    let r = stranger.send(Method::GET, &callback, None).await;
+    assert_eq!(location(&r), "/app/login?sso_error=state");
+    // In Ben's own browser, which holds his session (the app's cookie): linked.
+    let (url, state) = start_link().await;
+    let jar = browser.cookies.entry(server_host).or_default();
+    jar.insert("glucosync_oidc".into(), state);
+    jar.insert("glucosync_session".into(), session.clone());
     let callback = browser.through_provider(&url, "ben", "ben-password").await;
     let r = browser.send(Method::GET, &callback, None).await;
     assert_eq!(location(&r), "/app/settings");

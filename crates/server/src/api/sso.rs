@@ -288,6 +288,7 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
+    session: Result<Caller, ApiError>,
     ApiQuery(params): ApiQuery<CallbackParams>,
 ) -> ApiResult<Response> {
     let provider = provider(&state)?;
@@ -316,6 +317,17 @@ pub async fn callback(
         tracing::warn!("single sign-on callback with an unknown or used state");
         return Ok(failed(Failure::State));
     };
+    // A link started in Settings completes only in the browser still logged in to that
+    // account (not in a shared browser where someone else has logged in since).
+    if let Some(link_to) = pending.link_to {
+        let same = session.as_ref().is_ok_and(|c| {
+            c.user_id == link_to && c.kind == glucosync_store::CredentialKind::Session
+        });
+        if !same {
+            tracing::warn!("single sign-on link completed without the linking account's session");
+            return Ok(failed(Failure::State));
+        }
+    }
     if let Some(error) = &params.error {
         tracing::info!(error = %error, "the single sign-on provider refused the login");
         return Ok(failed(Failure::Provider));
