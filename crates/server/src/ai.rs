@@ -167,10 +167,7 @@ impl AiClient {
         Fut: std::future::Future<Output = Attempt<T>>,
     {
         if !self.breaker.lock().expect("lock").admit() {
-            metrics
-                .openai_api_calls_total
-                .with_label_values(&["circuit_open"])
-                .inc();
+            count_call(metrics, "circuit_open");
             return Err(AiError::CircuitOpen);
         }
         let mut outcome = Err((AiError::Upstream("no attempt".into()), true));
@@ -241,10 +238,7 @@ impl AiClient {
         let response = self
             .with_retries(metrics, || self.send(&body, metrics))
             .await?;
-        metrics
-            .openai_api_calls_total
-            .with_label_values(&["ok"])
-            .inc();
+        count_call(metrics, "ok");
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (model, metrics) = (self.model.clone(), metrics.clone());
         tokio::spawn(async move { read_stream(response, model, &metrics, tx).await });
@@ -253,12 +247,7 @@ impl AiClient {
 
     /// Sends the request; a 2xx response is returned unread.
     async fn send(&self, body: &Value, metrics: &Metrics) -> Attempt<reqwest::Response> {
-        let count = |outcome: &str| {
-            metrics
-                .openai_api_calls_total
-                .with_label_values(&[outcome])
-                .inc()
-        };
+        let count = |outcome: &str| count_call(metrics, outcome);
         let sent = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
@@ -317,12 +306,7 @@ impl AiClient {
         response: reqwest::Response,
         metrics: &Metrics,
     ) -> Attempt<Completion> {
-        let count = |outcome: &str| {
-            metrics
-                .openai_api_calls_total
-                .with_label_values(&[outcome])
-                .inc()
-        };
+        let count = |outcome: &str| count_call(metrics, outcome);
         let v = match response.json::<Value>().await {
             Ok(v) => v,
             Err(e) if e.is_timeout() => {
@@ -353,6 +337,13 @@ impl AiClient {
             completion_tokens: v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
         })
     }
+}
+
+fn count_call(metrics: &Metrics, outcome: &str) {
+    metrics
+        .openai_api_calls_total
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 fn count_tokens(metrics: &Metrics, prompt: u64, completion: u64) {

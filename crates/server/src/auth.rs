@@ -206,9 +206,9 @@ pub fn cache_key(token_hash: &str) -> String {
     format!("cred:{token_hash}")
 }
 
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The value of the cookie `name` in a request's headers.
+pub(crate) fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -237,7 +237,7 @@ impl FromRequestParts<AppState> for Caller {
             parts.extensions.insert(caller.clone());
             return Ok(caller);
         }
-        let (secret, via) = match (bearer(parts), cookie_value(parts, SESSION_COOKIE)) {
+        let (secret, via) = match (bearer(parts), cookie_value(&parts.headers, SESSION_COOKIE)) {
             (Some(t), _) => (t.to_owned(), Via::Bearer),
             (None, Some(c)) => (c.to_owned(), Via::Cookie),
             (None, None) => return Err(ApiError::Unauthenticated),
@@ -302,15 +302,11 @@ fn looks_like_jwt(token: &str) -> bool {
 /// grants the GlucoSync scopes it names (`read`, `readings:write`, `treatments:write`), and
 /// must name one. Never a session.
 async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
-    let (Some(provider), Some(audience)) = (
-        state.oidc.as_deref(),
-        state
-            .oidc
-            .as_deref()
-            .and_then(|p| p.api_audience.as_deref()),
-    ) else {
-        return Err(ApiError::Unauthenticated);
-    };
+    let provider = state.oidc.as_deref().ok_or(ApiError::Unauthenticated)?;
+    let audience = provider
+        .api_audience
+        .as_deref()
+        .ok_or(ApiError::Unauthenticated)?;
     let claims = provider
         .verify(
             token,

@@ -182,6 +182,19 @@ async fn sso_login(
     browser.send(Method::GET, &callback, None).await
 }
 
+/// `GET /api/v1/auth/oidc`: how the installation logs people in.
+async fn sso_status(s: &Setup) -> Value {
+    s.server
+        .client
+        .get(s.server.url("/api/v1/auth/oidc"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn location(r: &reqwest::Response) -> String {
     r.headers()["location"]
         .to_str()
@@ -198,16 +211,7 @@ async fn me(s: &Setup, browser: &mut Browser) -> reqwest::Response {
 #[tokio::test]
 async fn a_verified_email_gets_an_account_and_the_admin_group_is_honoured() {
     let s = setup(|_| {}).await;
-    let status: Value = s
-        .server
-        .client
-        .get(s.server.url("/api/v1/auth/oidc"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let status = sso_status(&s).await;
     assert_eq!(status, json!({"enabled": true, "password_login": true}));
 
     let mut browser = Browser::new();
@@ -440,16 +444,7 @@ async fn password_login_can_be_switched_off() {
             .expect("send");
         expect_problem(r, StatusCode::FORBIDDEN, "password_login_disabled").await;
     }
-    let status: Value = s
-        .server
-        .client
-        .get(s.server.url("/api/v1/auth/oidc"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let status = sso_status(&s).await;
     assert_eq!(status, json!({"enabled": true, "password_login": false}));
     let mut browser = Browser::new();
     assert_eq!(

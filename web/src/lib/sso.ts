@@ -2,8 +2,8 @@
  * Single sign-on in the app: whether the installation offers it, the login and logout
  * round trips through the provider, and the messages for a login that did not complete.
  */
-import { useEffect, useState } from "react";
 import { api, type Schemas } from "../api/client";
+import { useResource } from "./useResource";
 
 export type SsoStatus = Schemas["SsoStatus"];
 
@@ -11,18 +11,7 @@ export type SsoStatus = Schemas["SsoStatus"];
 const SSO_SESSION_KEY = "glucosync.sso";
 
 export function useSsoStatus(): SsoStatus | null {
-  const [status, setStatus] = useState<SsoStatus | null>(null);
-  useEffect(() => {
-    let live = true;
-    api
-      .GET("/api/v1/auth/oidc")
-      .then((r) => live && r.data && setStatus(r.data))
-      .catch(() => undefined);
-    return () => {
-      live = false;
-    };
-  }, []);
-  return status;
+  return useResource(() => api.GET("/api/v1/auth/oidc"), []).data ?? null;
 }
 
 /** Leaves for the provider's login; back at `next` (a path of this app) with a session. */

@@ -238,6 +238,7 @@ pub async fn summary(
         &caller,
         "Write a short summary (at most 150 words) of this person's last 7 days compared with \
          the 7 days before, from these figures and patterns.",
+        None,
     )
     .await?;
     reply(&state, &message, params.stream.unwrap_or(false)).await
@@ -265,26 +266,14 @@ pub async fn ask(
             ),
         ));
     }
-    let owner = state
-        .store
-        .user_by_id(caller.user_id)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
-    let own: Vec<&str> = std::iter::once(owner.email.as_str())
-        .chain(
-            owner
-                .display_name
-                .as_deref()
-                .into_iter()
-                .flat_map(str::split_whitespace),
-        )
-        .collect();
-    let instruction = format!(
+    let message = prepare(
+        &state,
+        &caller,
         "Answer this person's question from these figures and patterns only. If they do not \
-         answer it, say so.\n\nQuestion: {}",
-        scrub(question, &own)
-    );
-    let message = prepare(&state, &caller, &instruction).await?;
+         answer it, say so.",
+        Some(question),
+    )
+    .await?;
     reply(&state, &message, params.stream.unwrap_or(false)).await
 }
 
@@ -333,7 +322,13 @@ pub fn scrub(text: &str, own: &[&str]) -> String {
 
 /// Checks that the caller may use the AI service now (configured, consent, daily limit) and
 /// builds the message: the instruction and the person's aggregates.
-async fn prepare(state: &AppState, caller: &Caller, instruction: &str) -> ApiResult<String> {
+/// A `question` is added after the instruction, scrubbed of the person's identifiers.
+async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    instruction: &str,
+    question: Option<&str>,
+) -> ApiResult<String> {
     // The person in the app: API tokens (uploaders, services) cannot spend the daily quota.
     caller.require_session()?;
     // Configured at all (404 otherwise).
@@ -375,7 +370,23 @@ async fn prepare(state: &AppState, caller: &Caller, instruction: &str) -> ApiRes
     }
     let tz: chrono_tz::Tz = user.settings.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let data = aggregates(state, &user, &tz, now).await?;
-    Ok(format!("{instruction}\n\n{data}"))
+    match question {
+        Some(question) => {
+            let own: Vec<&str> = std::iter::once(user.email.as_str())
+                .chain(
+                    user.display_name
+                        .as_deref()
+                        .into_iter()
+                        .flat_map(str::split_whitespace),
+                )
+                .collect();
+            Ok(format!(
+                "{instruction}\n\nQuestion: {}\n\n{data}",
+                scrub(question, &own)
+            ))
+        }
+        None => Ok(format!("{instruction}\n\n{data}")),
+    }
 }
 
 fn unavailable(e: AiError) -> ApiError {

@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::accounts::{
     check_display_name, limit, start_session, LOGIN_PER_ADDRESS, LOGIN_WINDOW,
 };
-use crate::auth::{verify_password, Caller, ClientIp, NO_PASSWORD};
+use crate::auth::{cookie_value, verify_password, Caller, ClientIp, NO_PASSWORD};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{ApiJson, ApiQuery};
 use crate::oidc::{self, Expected, Identity, Provider};
@@ -260,7 +260,8 @@ fn redirect(to: &str, cookie: Option<HeaderValue>) -> Response {
 }
 
 fn clear_state_cookie() -> HeaderValue {
-    HeaderValue::from_static("glucosync_oidc=; Path=/api/v1/auth/oidc; Max-Age=0")
+    HeaderValue::from_str(&format!("{STATE_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0"))
+        .expect("a valid cookie")
 }
 
 fn failed(failure: Failure) -> Response {
@@ -268,17 +269,6 @@ fn failed(failure: Failure) -> Response {
         &format!("/app/login?sso_error={}", failure.code()),
         Some(clear_state_cookie()),
     )
-}
-
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// The provider sends the browser back here with a code: the login completes with a session
