@@ -1,6 +1,7 @@
-// The app as the cluster serves it: nginx (web/nginx/default.conf.template, the NewClient
-// container's configuration) serving web/dist and site/, with the API and the live socket
-// proxied to a real GlucoEngine. Same app, same behaviour as in embedded mode.
+// The app as the cluster serves it: the NewClient and MainWebsite containers' nginx
+// configurations (deploy/images/nginx) serving web/dist and site/, behind a stand-in for the
+// cluster's ingress that routes /api and the live socket to a real GlucoEngine. Same app, same
+// behaviour as in embedded mode.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -8,6 +9,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { axeViolations, DESKTOP, freePort, launchBrowser, loginToken, ROOT, signUpInApp, startEngine, WEB } from "./harness.mjs";
+
+const CONF = join(ROOT, "deploy", "images", "nginx");
+
+/** A configuration template of deploy/images/nginx with its placeholders filled in. */
+function render(name, values) {
+  let text = readFileSync(join(CONF, name), "utf8");
+  for (const [key, value] of Object.entries(values)) text = text.replaceAll("${" + key + "}", value);
+  assert.ok(!/\$\{[A-Z_]+\}/.test(text), `every placeholder of ${name} rendered`);
+  return text;
+}
 
 let engine;
 let nginx;
@@ -17,17 +28,21 @@ let browser;
 
 before(async () => {
   engine = await startEngine();
-  const port = await freePort();
+  const [port, newclientPort, websitePort] = [await freePort(), await freePort(), await freePort()];
   base = `http://127.0.0.1:${port}`;
   dir = mkdtempSync(join(tmpdir(), "gs-nginx-"));
   for (const d of ["body", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, d));
-  const site = readFileSync(join(WEB, "nginx", "default.conf.template"), "utf8")
-    .replaceAll("${LISTEN}", `127.0.0.1:${port}`)
-    .replaceAll("${WEB_ROOT}", join(WEB, "dist"))
-    .replaceAll("${SITE_ROOT}", join(ROOT, "site"))
-    .replaceAll("${API_UPSTREAM}", new URL(engine.base).host);
-  assert.ok(!/\$\{[A-Z_]+\}/.test(site), "every placeholder rendered");
-  writeFileSync(join(dir, "default.conf"), site);
+  const servers = [
+    render("newclient.conf.template", { LISTEN: `127.0.0.1:${newclientPort}`, WEB_ROOT: join(WEB, "dist"), CONF_DIR: CONF }),
+    render("mainwebsite.conf.template", { LISTEN: `127.0.0.1:${websitePort}`, SITE_ROOT: join(ROOT, "site"), CONF_DIR: CONF }),
+    render("ingress-standin.conf.template", {
+      LISTEN: `127.0.0.1:${port}`,
+      API_UPSTREAM: new URL(engine.base).host,
+      NEWCLIENT_UPSTREAM: `127.0.0.1:${newclientPort}`,
+      MAINWEBSITE_UPSTREAM: `127.0.0.1:${websitePort}`,
+    }),
+  ];
+  writeFileSync(join(dir, "default.conf"), servers.join("\n"));
   writeFileSync(
     join(dir, "nginx.conf"),
     `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;
@@ -77,6 +92,9 @@ test("nginx serves the app, the site and the service worker with the embedded mo
   const site = await fetch(`${base}/`);
   assert.match(await site.text(), /GlucoSync/);
   assert.equal((await fetch(`${base}/privacy`)).status, 200);
+  const icon = await fetch(`${base}/favicon.svg`);
+  assert.equal(icon.headers.get("cache-control"), "public, max-age=86400");
+  assert.match(icon.headers.get("content-security-policy"), /default-src 'self'/);
 });
 
 test("through nginx: sign up, see a reading, get the next one live over the proxied socket", async () => {

@@ -41,6 +41,17 @@ enum Command {
     },
     /// Print a commented example configuration file.
     DefaultConfig,
+    /// Check that the server on this machine is alive (`/health` answers 200 within the
+    /// timeout) and exit 0, else 1: a container HEALTHCHECK in an image without curl.
+    Healthcheck {
+        /// The URL to ask. Default: /health on GLUCOSYNC_LISTEN's port (on 127.0.0.1 when the
+        /// server listens on every address).
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Print the effective configuration (defaults, file, environment), secrets redacted.
     ShowConfig,
     /// Forecast models: evaluation against the baselines.
@@ -113,6 +124,22 @@ fn main() -> Result<()> {
         Command::ShowConfig => {
             print!("{}", load_config(&cli)?.to_redacted_toml());
             return Ok(());
+        }
+        Command::Healthcheck { url, timeout } => {
+            let url = match url {
+                Some(u) => u.clone(),
+                None => health_url(load_config(&cli)?.listen),
+            };
+            match check_health(&url, std::time::Duration::from_secs(*timeout)) {
+                Ok(()) => {
+                    println!("healthy: {url}");
+                    return Ok(());
+                }
+                Err(why) => {
+                    eprintln!("unhealthy: {url}: {why}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Model {
             command:
@@ -216,7 +243,10 @@ async fn run(command: Command, config: Config) -> Result<()> {
             store.close().await;
             result
         }
-        Command::DefaultConfig | Command::ShowConfig | Command::Model { .. } => Ok(()),
+        Command::DefaultConfig
+        | Command::ShowConfig
+        | Command::Healthcheck { .. }
+        | Command::Model { .. } => Ok(()),
     }
 }
 
@@ -243,6 +273,39 @@ fn read_patients(dir: &std::path::Path) -> Result<Vec<glucosync_domain::forecast
 }
 
 /// Logs a run; MLflow being unreachable is reported, never an error of the command.
+/// `/health` on the port the server listens on; an unspecified address (0.0.0.0, ::) is
+/// reached on loopback.
+fn health_url(listen: std::net::SocketAddr) -> String {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/health",
+        std::net::SocketAddr::new(ip, listen.port())
+    )
+}
+
+fn check_health(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("status {}", response.status()))
+        }
+    })
+}
+
 fn log_to_mlflow(url: &str, run: glucosync_server::mlflow::Run) {
     let now = glucosync_server::state::now_ms();
     let result = tokio::runtime::Builder::new_current_thread()

@@ -230,3 +230,47 @@ fn model_eval_prints_every_model_at_30_and_60_minutes() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn healthcheck_exits_zero_only_while_the_server_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut engine = BACKEND.with(|b| common::Engine::start(dir.path(), "info", b));
+    let health = engine.url("/health");
+    let ok = glucoengine(dir.path(), &["healthcheck", "--url", &health], None, &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout(&ok).contains("healthy"), "{}", stdout(&ok));
+    // The default URL follows GLUCOSYNC_LISTEN, with an unspecified address asked on loopback.
+    let port = health
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/health");
+    let listen = format!("0.0.0.0:{port}");
+    let by_listen = glucoengine(
+        dir.path(),
+        &["healthcheck"],
+        None,
+        &[("GLUCOSYNC_LISTEN", &listen)],
+    );
+    assert!(
+        by_listen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_listen.stderr)
+    );
+    // A route that is not 2xx, then no server at all.
+    let missing = engine.url("/no-such-page");
+    let not_found = glucoengine(dir.path(), &["healthcheck", "--url", &missing], None, &[]);
+    assert_eq!(not_found.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("status 404"));
+    engine.terminate();
+    let down = glucoengine(
+        dir.path(),
+        &["healthcheck", "--url", &health, "--timeout", "1"],
+        None,
+        &[],
+    );
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
+}

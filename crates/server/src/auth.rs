@@ -503,9 +503,10 @@ impl FromRequestParts<AppState> for ClientIp {
 pub fn client_ip(
     peer: std::net::IpAddr,
     headers: &axum::http::HeaderMap,
-    trusted: &[std::net::IpAddr],
+    trusted: &[crate::config::IpRange],
 ) -> std::net::IpAddr {
-    if !trusted.contains(&peer) {
+    let is_trusted = |a: std::net::IpAddr| trusted.iter().any(|r| r.contains(a));
+    if !is_trusted(peer) {
         return peer;
     }
     let forwarded: Vec<std::net::IpAddr> = headers
@@ -518,7 +519,7 @@ pub fn client_ip(
     forwarded
         .into_iter()
         .rev()
-        .find(|a| !trusted.contains(a))
+        .find(|a| !is_trusted(*a))
         .unwrap_or(peer)
 }
 
@@ -529,13 +530,14 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+        let trusted: crate::config::IpRange = "10.0.0.1".parse().expect("range");
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(
             "x-forwarded-for",
             "6.6.6.6, 203.0.113.9".parse().expect("header"),
         );
         assert_eq!(
-            client_ip(proxy, &headers, &[proxy]).to_string(),
+            client_ip(proxy, &headers, &[trusted]).to_string(),
             "203.0.113.9"
         );
         assert_eq!(
@@ -544,10 +546,34 @@ mod tests {
             "untrusted peer"
         );
         let other: std::net::IpAddr = "198.51.100.7".parse().expect("ip");
-        assert_eq!(client_ip(other, &headers, &[proxy]), other);
+        assert_eq!(client_ip(other, &headers, &[trusted]), other);
         assert_eq!(
-            client_ip(proxy, &axum::http::HeaderMap::new(), &[proxy]),
+            client_ip(proxy, &axum::http::HeaderMap::new(), &[trusted]),
             proxy
+        );
+    }
+
+    #[test]
+    fn a_trusted_range_covers_every_ingress_pod_and_skips_proxies_in_the_chain() {
+        let pods: crate::config::IpRange = "10.42.0.0/16".parse().expect("range");
+        let mut headers = axum::http::HeaderMap::new();
+        // client → an edge proxy inside the range → the ingress pod (the peer).
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 10.42.3.17".parse().expect("header"),
+        );
+        let ingress_pod: std::net::IpAddr = "10.42.1.5".parse().expect("ip");
+        assert_eq!(
+            client_ip(ingress_pod, &headers, &[pods]).to_string(),
+            "203.0.113.9"
+        );
+        let outside: std::net::IpAddr = "10.43.0.1".parse().expect("ip");
+        assert_eq!(client_ip(outside, &headers, &[pods]), outside);
+        // The same peer seen through a dual-stack socket.
+        let mapped: std::net::IpAddr = "::ffff:10.42.1.5".parse().expect("ip");
+        assert_eq!(
+            client_ip(mapped, &headers, &[pods]).to_string(),
+            "203.0.113.9"
         );
     }
 }

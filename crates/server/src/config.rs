@@ -97,7 +97,7 @@ pub struct Config {
     pub redis_url: Option<SecretUrl>,
     /// Proxies (e.g. HAProxy) whose `X-Forwarded-For` names the real client address, used for
     /// per-address rate limits. Requests from other peers are taken at their TCP address.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub trusted_proxies: Vec<IpRange>,
     /// Web origins (`https://app.example.org`) besides the server's own that may open the
     /// WebSocket with the session cookie. A browser sends its page's origin; anything else is
     /// refused, so another site cannot open a socket with a visitor's cookie.
@@ -383,7 +383,7 @@ impl Config {
                 .map(|p| {
                     p.parse().map_err(|_| {
                         bad(format!(
-                            "trusted_proxies (GLUCOSYNC_TRUSTED_PROXIES) holds `{p}`; list IP addresses separated by commas"
+                            "trusted_proxies (GLUCOSYNC_TRUSTED_PROXIES) holds `{p}`; list IP addresses or ranges (10.42.0.0/16) separated by commas"
                         ))
                     })
                 })
@@ -703,6 +703,69 @@ impl Config {
     }
 }
 
+/// An IP address or a CIDR range (`10.42.0.0/16`, `fd00::/8`): a trusted proxy in a cluster
+/// is any pod of the ingress controller, whose addresses change with every restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack listener.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let network: std::net::IpAddr = addr.parse().map_err(|_| ())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(())?,
+            None => max,
+        };
+        Ok(IpRange { network, prefix })
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let max = if self.network.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            write!(f, "{}", self.network)
+        } else {
+            write!(f, "{}/{}", self.network, self.prefix)
+        }
+    }
+}
+
 fn parse_addr(what: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| {
         bad(format!(
@@ -836,7 +899,8 @@ database_pool_size = 16
 # redis_url = "redis://127.0.0.1:6379"
 
 # Load balancers whose X-Forwarded-For header names the real client (for per-address limits),
-# as IP addresses separated by commas. Unset: the TCP peer is the client.
+# as IP addresses or CIDR ranges (a cluster's pod network: 10.42.0.0/16) separated by commas.
+# Unset: the TCP peer is the client.
 trusted_proxies = ""
 
 # Web origins besides GlucoEngine's own that may open the live WebSocket with the session
@@ -1058,6 +1122,11 @@ mod tests {
                 vec![("GLUCOSYNC_LISTN", "x")],
                 "unknown environment variable GLUCOSYNC_LISTN",
             ),
+            (
+                vec![("GLUCOSYNC_TRUSTED_PROXIES", "10.42.0.0/33")],
+                "10.42.0.0/16",
+            ),
+            (vec![("GLUCOSYNC_TRUSTED_PROXIES", "ingress")], "ranges"),
         ] {
             let err = Config::load(None, env(&pairs))
                 .expect_err("invalid")
@@ -1071,6 +1140,34 @@ mod tests {
             .expect_err("unknown key")
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges_and_print_back_as_given() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "GLUCOSYNC_TRUSTED_PROXIES",
+                "10.0.0.5, 10.42.0.0/16,fd00::/8, 0.0.0.0/0",
+            )]),
+        )
+        .expect("valid");
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.5", "10.42.0.0/16", "fd00::/8", "0.0.0.0/0"]);
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        assert!(c.trusted_proxies[0].contains(ip("10.0.0.5")));
+        assert!(!c.trusted_proxies[0].contains(ip("10.0.0.6")));
+        assert!(c.trusted_proxies[1].contains(ip("10.42.255.1")));
+        assert!(!c.trusted_proxies[1].contains(ip("10.43.0.1")));
+        assert!(c.trusted_proxies[2].contains(ip("fd12::1")));
+        assert!(
+            !c.trusted_proxies[2].contains(ip("10.42.0.1")),
+            "families differ"
+        );
+        assert!(
+            c.trusted_proxies[3].contains(ip("198.51.100.1")),
+            "/0 is everything"
+        );
     }
 
     #[test]
