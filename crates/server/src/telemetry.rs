@@ -67,6 +67,13 @@ pub const OPENAI_OUTCOMES: [&str; 7] = [
     "circuit_open",
 ];
 
+/// What `glucosync_notification_deliveries_total` counts, by channel and outcome.
+pub const DELIVERY_OUTCOMES: [&str; 4] = ["sent", "retry", "failed", "expired"];
+/// Why `glucosync_alert_notifications_total` counts a notification.
+pub const NOTIFY_REASONS: [&str; 4] = ["raised", "repeated", "snooze_ended", "resolved"];
+/// The token kinds `glucosync_openai_tokens_total` counts.
+pub const TOKEN_KINDS: [&str; 2] = ["prompt", "completion"];
+
 pub struct Metrics {
     registry: Registry,
     pub readings_total: IntCounter,
@@ -120,6 +127,13 @@ impl Metrics {
             &["kind", "reason"],
         )?;
         registry.register(Box::new(alert_notifications_total.clone()))?;
+        for kind in glucosync_domain::alerts::AlertKind::ALL {
+            for reason in NOTIFY_REASONS {
+                alert_notifications_total
+                    .with_label_values(&[kind.as_str(), reason])
+                    .inc_by(0);
+            }
+        }
         let deliveries_total = IntCounterVec::new(
             Opts::new(
                 "glucosync_notification_deliveries_total",
@@ -128,6 +142,16 @@ impl Metrics {
             &["channel", "outcome"],
         )?;
         registry.register(Box::new(deliveries_total.clone()))?;
+        for channel in [
+            glucosync_store::DeliveryChannel::Push,
+            glucosync_store::DeliveryChannel::Email,
+        ] {
+            for outcome in DELIVERY_OUTCOMES {
+                deliveries_total
+                    .with_label_values(&[channel.as_str(), outcome])
+                    .inc_by(0);
+            }
+        }
         let openai_api_calls_total = IntCounterVec::new(
             Opts::new(
                 "glucosync_openai_api_calls_total",
@@ -136,7 +160,8 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(openai_api_calls_total.clone()))?;
-        // Every outcome shows from the start, at 0 (dashboards and alert rules need the series).
+        // Every known series shows from the start, at 0: dashboards and alert rules need it, and
+        // rate() cannot see a counter's first increment from nothing.
         for outcome in OPENAI_OUTCOMES {
             openai_api_calls_total
                 .with_label_values(&[outcome])
@@ -150,6 +175,9 @@ impl Metrics {
             &["kind"],
         )?;
         registry.register(Box::new(openai_tokens_total.clone()))?;
+        for kind in TOKEN_KINDS {
+            openai_tokens_total.with_label_values(&[kind]).inc_by(0);
+        }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

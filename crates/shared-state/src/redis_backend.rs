@@ -42,7 +42,10 @@ fn unavailable(e: RedisError) -> SharedStateError {
 }
 
 /// Parses `redis://[:password@]host:port[/db]` or
-/// `redis+sentinel://[:password@]host1:port1,host2:port2/master_name[/db]`.
+/// `redis+sentinel://[:password@]host1:port1,host2:port2/master_name[/db][?sentinel_password=…]`.
+/// The userinfo password is the data nodes'; Sentinels are asked with `sentinel_password`
+/// when they have one of their own (`requirepass` in sentinel.conf), and without a password
+/// otherwise: a Sentinel without one refuses AUTH, so the two cannot simply be the same.
 fn parse_target(url: &str) -> Result<Target, SharedStateError> {
     let bad = |why: &str| SharedStateError::Unavailable(format!("invalid Redis URL: {why}"));
     if url.starts_with("redis://") || url.starts_with("rediss://") {
@@ -58,6 +61,21 @@ fn parse_target(url: &str) -> Result<Target, SharedStateError> {
     let (hosts, path) = rest
         .split_once('/')
         .ok_or_else(|| bad("name the master: redis+sentinel://host:26379/mymaster"))?;
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut sentinel_password = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_password", v)) if !v.is_empty() => {
+                sentinel_password = Some(v.to_owned())
+            }
+            _ => {
+                let name = pair.split('=').next().unwrap_or(pair);
+                return Err(bad(&format!(
+                    "unknown parameter `{name}`; the one known is sentinel_password"
+                )));
+            }
+        }
+    }
     let mut path_parts = path.split('/');
     let master = path_parts
         .next()
@@ -72,7 +90,11 @@ fn parse_target(url: &str) -> Result<Target, SharedStateError> {
     let sentinels: Vec<String> = hosts
         .split(',')
         .filter(|h| !h.is_empty())
-        .map(|h| format!("redis://{h}"))
+        .map(|h| match &sentinel_password {
+            // Still percent-encoded as it came in the URL: it goes back into one.
+            Some(p) => format!("redis://:{p}@{h}"),
+            None => format!("redis://{h}"),
+        })
         .collect();
     if sentinels.is_empty() {
         return Err(bad("no Sentinel addresses"));

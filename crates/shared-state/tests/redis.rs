@@ -135,3 +135,104 @@ async fn a_replica_subscribes_in_redis_only_while_someone_follows_the_topic() {
         .expect("delivered in time");
     assert_eq!(got.as_deref(), Some("back"));
 }
+
+/// A Sentinel with a password of its own (`requirepass`), watching the test Redis: started
+/// from `redis-server --sentinel` (the same binary), killed on drop.
+struct PasswordedSentinel {
+    child: std::process::Child,
+    port: u16,
+    master: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PasswordedSentinel {
+    fn start(password: &str) -> PasswordedSentinel {
+        let redis = url();
+        let address = redis.trim_start_matches("redis://").trim_end_matches('/');
+        let (host, port) = address
+            .rsplit_once(':')
+            .expect("GS_TEST_REDIS_URL host:port");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let sentinel_port = free.local_addr().expect("addr").port();
+        drop(free);
+        let master = format!("gs-test-{}", std::process::id());
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nrequirepass {password}\n\
+                 sentinel monitor {master} {host} {port} 1\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        let sentinel = PasswordedSentinel {
+            child,
+            port: sentinel_port,
+            master,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", sentinel_port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Sentinel did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        sentinel
+    }
+}
+
+impl Drop for PasswordedSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_sentinel_with_its_own_password_is_asked_with_sentinel_password() {
+    let sentinel = PasswordedSentinel::start("sentinel-secret");
+    let base = format!(
+        "redis+sentinel://127.0.0.1:{}/{}",
+        sentinel.port, sentinel.master
+    );
+    use glucosync_shared_state::Cache;
+    let key = format!("{}:sentinel", prefix());
+    let ttl = std::time::Duration::from_secs(60);
+
+    let with = RedisCache::new(
+        RedisConnection::open(&format!("{base}?sentinel_password=sentinel-secret")).expect("url"),
+    );
+    with.put(&key, "found through Sentinel", ttl)
+        .await
+        .expect("the master, found with the Sentinel's password");
+    assert_eq!(
+        with.get(&key).await.expect("get").as_deref(),
+        Some("found through Sentinel")
+    );
+
+    // Without its password the Sentinel refuses to say who the master is.
+    let without = RedisCache::new(RedisConnection::open(&base).expect("url"));
+    assert!(without.get(&key).await.is_err(), "NOAUTH from Sentinel");
+    let wrong = RedisCache::new(
+        RedisConnection::open(&format!("{base}?sentinel_password=guess")).expect("url"),
+    );
+    assert!(wrong.get(&key).await.is_err(), "wrong Sentinel password");
+
+    // A parameter the engine does not know is a configuration mistake, said at startup.
+    let err = RedisConnection::open(&format!("{base}?sentinel_pasword=x"))
+        .err()
+        .expect("unknown parameter")
+        .to_string();
+    assert!(err.contains("sentinel_password"), "{err}");
+    with.remove(&[key]).await.expect("clean up");
+}

@@ -7,6 +7,7 @@
 
 mod group_commit;
 mod migrations;
+mod tls;
 
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use glucosync_store::{
     ShareRole, Store, StoreError, StoredForecast, StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -64,14 +65,16 @@ pub struct PostgresStore {
 }
 
 fn make_pool(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError> {
+    tls::check_sslmode(url).map_err(StoreError::Unavailable)?;
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
     config.connect_timeout(options.timeout);
     config.application_name("glucoengine");
+    // TLS as the URL's sslmode says (default `prefer`, as libpq): see `tls`.
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls::MakeRustlsConnect::unverified(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -1,0 +1,3 @@
+FROM debian:latest
+RUN apt-get update && apt-get install -y curl
+CMD curl http://example.com
