@@ -352,6 +352,7 @@ def policy_violations(objects: list[dict]) -> list[str]:
     for ns in sorted(namespaces):
         if ns not in deny:
             problems.append(f"Namespace {ns}: no default-deny NetworkPolicy (ingress and egress)")
+    accounts = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects if o["kind"] == "ServiceAccount"}
     for o in objects:
         name = f"{o['kind']}/{o['metadata'].get('namespace', '-')}/{o['metadata']['name']}"
         if o["kind"] == "Secret" and (o.get("data") or o.get("stringData")):
@@ -363,6 +364,15 @@ def policy_violations(objects: list[dict]) -> list[str]:
         if o["kind"] not in WORKLOADS:
             continue
         spec = pod_spec(o)
+        # Per-application ServiceAccounts, and no API token mounted into pods that never call
+        # the Kubernetes API (none of ours do).
+        account = spec.get("serviceAccountName", "default")
+        if account == "default":
+            problems.append(f"{name}: runs as the namespace's default ServiceAccount")
+        elif (o["metadata"].get("namespace"), account) not in accounts:
+            problems.append(f"{name}: ServiceAccount {account} is not defined in the tree")
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{name}: automountServiceAccountToken is not false")
         long_running = o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")
         pod_sc = spec.get("securityContext", {})
         for c in spec.get("initContainers", []) + spec.get("containers", []):
@@ -441,7 +451,8 @@ def check_policies(tmp: Path) -> str:
             problems.append(f"{env}: namespaces missing: {missing}")
     if problems:
         raise Failure("\n".join(problems))
-    return "every container: requests, limits, probes, non-root, no escalation, read-only root, pinned image; default-deny in every namespace; no plaintext Secret"
+    return ("every container: requests, limits, probes, non-root, no escalation, read-only root, pinned image; "
+            "own ServiceAccounts without API tokens; default-deny in every namespace; no plaintext Secret")
 
 
 # ----------------------------------------------------------------------------------- metrics
