@@ -189,7 +189,18 @@ def check_rules(tmp: Path) -> str:
     missing = sorted((alerts - fired) | (alerts - quiet))
     if missing:
         raise Failure(f"alerts without a firing and a quiet test case: {missing}")
-    return f"{len(alerts)} alerts: rules valid, each fires and stays quiet in promtool tests"
+    # Every alert links to its section of the troubleshooting runbook.
+    runbook = (ROOT / "docs" / "runbooks" / "troubleshooting.md").read_text()
+    for spec in rules.values():
+        for g in spec["groups"]:
+            for r in g["rules"]:
+                if "alert" not in r:
+                    continue
+                url = r.get("annotations", {}).get("runbook_url", "")
+                anchor = url.partition("docs/runbooks/troubleshooting.md#")[2]
+                if not anchor or f'id="{anchor}"' not in runbook:
+                    raise Failure(f"{r['alert']}: runbook_url `{url}` has no section in docs/runbooks/troubleshooting.md")
+    return f"{len(alerts)} alerts: rules valid, each fires and stays quiet in promtool tests, each has its runbook section"
 
 
 def alertmanager_config() -> dict:
