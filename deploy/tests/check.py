@@ -262,13 +262,38 @@ def yaml_files() -> list[Path]:
     return sorted(files) + [ROOT / ".woodpecker.yml"]
 
 
+def staging_values_problems(values_dir: Path) -> list[str]:
+    """Every chart whose values name a production host has staging values that name none: the
+    staging cluster must not answer for, or log in through, production's hostnames."""
+    problems = []
+    production_host = re.compile(r"(?<![\w.-])(?:[a-z0-9-]+\.)?glucosync\.io(?![\w-])")
+    for f in sorted(values_dir.glob("*.yaml")):
+        if f.name.count(".") > 1:
+            continue
+        if not production_host.search(yaml.safe_dump(yaml.safe_load(f.read_text()))):
+            continue
+        staging = f.with_name(f"{f.stem}.staging.yaml")
+        if not staging.exists():
+            problems.append(f"{f.name} names production hosts and has no {staging.name}")
+            continue
+        overrides = yaml.safe_dump(yaml.safe_load(staging.read_text()))
+        for m in production_host.finditer(overrides):
+            if not m.group(0).endswith("staging.glucosync.io"):
+                problems.append(f"{staging.name} names the production host {m.group(0)}")
+    return problems
+
+
 def check_lint(tmp: Path) -> str:
     files = yaml_files()
     run(["yamllint", "--strict", "-c", str(DEPLOY / ".yamllint"), *map(str, files)])
     dockerfiles = sorted((DEPLOY / "images").glob("*.Dockerfile"))
     run(["hadolint", *map(str, dockerfiles)])
     run(["check-jsonschema", "--builtin-schema", "vendor.woodpecker-ci", str(ROOT / ".woodpecker.yml")])
-    return f"yamllint: {len(files)} files; hadolint: {len(dockerfiles)} Dockerfiles; .woodpecker.yml matches its schema"
+    problems = staging_values_problems(DEPLOY / "helm-values")
+    if problems:
+        raise Failure("\n".join(problems))
+    return (f"yamllint: {len(files)} files; hadolint: {len(dockerfiles)} Dockerfiles; .woodpecker.yml matches its schema; "
+            "staging values name only staging hosts")
 
 
 # -------------------------------------------------------------------------------- dashboards
@@ -677,6 +702,7 @@ def check_broken(tmp: Path) -> str:
         "haproxy failover bound": lambda: check_haproxy(tmp, broken("haproxy-slow-checks.cfg")),
         "yamllint": lambda: run(["yamllint", "--strict", "-c", str(DEPLOY / ".yamllint"), str(broken("yamllint-duplicate-key.yaml"))]),
         "hadolint": lambda: run(["hadolint", str(broken("latest.Dockerfile"))]),
+        "staging values": lambda: rejected_if(staging_values_problems(broken("helm-values"))),
         "woodpecker schema": lambda: run(["check-jsonschema", "--builtin-schema", "vendor.woodpecker-ci", str(broken("woodpecker-bad-step.yml"))]),
         "dashboards": lambda: check_dashboards(tmp, broken("dashboards")),
         "config": lambda: rejected_if([e] if (e := engine_config_error(load(broken("glucoengine-bad-config.yaml")), tmp / "config")) else []),
