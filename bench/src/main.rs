@@ -486,12 +486,12 @@ fn ms(d: Duration) -> f64 {
 
 /// The batch-ingest bodies: `batches` JSON arrays of `batch` readings, one per second from T0.
 pub(crate) fn batch_bodies(args: &Args) -> Vec<String> {
-    batch_bodies_from(args, 0)
+    batch_bodies_from(args, 0, args.batches)
 }
 
-/// Batch bodies of readings `first ..` (one a second of data time from T0).
-pub(crate) fn batch_bodies_from(args: &Args, first: usize) -> Vec<String> {
-    (0..args.batches)
+/// `batches` bodies of `args.batch` readings `first ..` (one a second of data time from T0).
+pub(crate) fn batch_bodies_from(args: &Args, first: usize, batches: usize) -> Vec<String> {
+    (0..batches)
         .map(|b| {
             let items: Vec<Value> = (0..args.batch)
                 .map(|i| {
