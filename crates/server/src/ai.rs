@@ -257,13 +257,7 @@ impl AiClient {
             .await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                count("timeout");
-                return Attempt::Fail {
-                    error: AiError::Timeout,
-                    service_failed: true,
-                };
-            }
+            Err(e) if e.is_timeout() => return timed_out(metrics),
             Err(e) => {
                 count("network_error");
                 return Attempt::Retry(AiError::Upstream(e.without_url().to_string()), None);
@@ -309,13 +303,7 @@ impl AiClient {
         let count = |outcome: &str| count_call(metrics, outcome);
         let v = match response.json::<Value>().await {
             Ok(v) => v,
-            Err(e) if e.is_timeout() => {
-                count("timeout");
-                return Attempt::Fail {
-                    error: AiError::Timeout,
-                    service_failed: true,
-                };
-            }
+            Err(e) if e.is_timeout() => return timed_out(metrics),
             Err(_) => {
                 count("server_error");
                 return Attempt::Retry(AiError::Upstream("an unreadable answer".into()), None);
@@ -339,6 +327,16 @@ impl AiClient {
     }
 }
 
+/// A request or its answer outran the timeout: counted, final (not retried: the caller has
+/// already waited that long), and a failure of the service's.
+fn timed_out<T>(metrics: &Metrics) -> Attempt<T> {
+    count_call(metrics, "timeout");
+    Attempt::Fail {
+        error: AiError::Timeout,
+        service_failed: true,
+    }
+}
+
 fn count_call(metrics: &Metrics, outcome: &str) {
     metrics
         .openai_api_calls_total
@@ -347,14 +345,13 @@ fn count_call(metrics: &Metrics, outcome: &str) {
 }
 
 fn count_tokens(metrics: &Metrics, prompt: u64, completion: u64) {
-    metrics
-        .openai_tokens_total
-        .with_label_values(&["prompt"])
-        .inc_by(prompt);
-    metrics
-        .openai_tokens_total
-        .with_label_values(&["completion"])
-        .inc_by(completion);
+    let [prompt_kind, completion_kind] = crate::telemetry::TOKEN_KINDS;
+    for (kind, tokens) in [(prompt_kind, prompt), (completion_kind, completion)] {
+        metrics
+            .openai_tokens_total
+            .with_label_values(&[kind])
+            .inc_by(tokens);
+    }
 }
 
 /// Reads a chat completion stream (server-sent events: `data: {chunk}` lines, `data: [DONE]`

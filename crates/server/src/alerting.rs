@@ -441,12 +441,15 @@ fn lease_name(shard: u32) -> String {
     format!("alerts:{shard}")
 }
 
+/// The reason's name in live events and in `glucosync_alert_notifications_total` (one list,
+/// telemetry's, which shows every series from the start).
 fn reason_name(r: NotifyReason) -> &'static str {
+    let [raised, repeated, snooze_ended, resolved] = crate::telemetry::NOTIFY_REASONS;
     match r {
-        NotifyReason::Raised => "raised",
-        NotifyReason::Repeated => "repeated",
-        NotifyReason::SnoozeEnded => "snooze_ended",
-        NotifyReason::Resolved => "resolved",
+        NotifyReason::Raised => raised,
+        NotifyReason::Repeated => repeated,
+        NotifyReason::SnoozeEnded => snooze_ended,
+        NotifyReason::Resolved => resolved,
     }
 }
 

@@ -355,12 +355,15 @@ fn retry(delivery: &Delivery, error: String) -> DeliveryOutcome {
     }
 }
 
+/// The outcome's label in `glucosync_notification_deliveries_total` (the names are
+/// telemetry's, which shows every one from the start).
 fn outcome_name(o: &DeliveryOutcome) -> &'static str {
+    let [sent, retry, failed, expired] = crate::telemetry::DELIVERY_OUTCOMES;
     match o {
-        DeliveryOutcome::Sent => "sent",
-        DeliveryOutcome::Retry { .. } => "retry",
-        DeliveryOutcome::Failed { .. } => "failed",
-        DeliveryOutcome::Expired { .. } => "expired",
+        DeliveryOutcome::Sent => sent,
+        DeliveryOutcome::Retry { .. } => retry,
+        DeliveryOutcome::Failed { .. } => failed,
+        DeliveryOutcome::Expired { .. } => expired,
     }
 }
 
