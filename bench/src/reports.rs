@@ -108,6 +108,7 @@ pub async fn run(args: &Args, engine_bin: &Path) -> Result<()> {
             kind: glucosync_domain::readings::ReadingKind::Cgm,
             trend: None,
             device: String::new(),
+            extra: None,
         })
         .collect();
     store.insert_readings(user.id, readings, end_ms).await?;

@@ -333,6 +333,7 @@ async fn alerts_and_live_events_cross_replicas_and_outlive_the_replica_that_took
             kind: glucosync_domain::readings::ReadingKind::Cgm,
             trend: None,
             device: String::new(),
+            extra: None,
         })
         .collect();
     store

@@ -93,6 +93,9 @@ pub struct NewReading {
     pub trend: Option<TrendDirection>,
     /// Empty when the uploader did not name a device.
     pub device: String,
+    /// The uploader's fields GlucoSync does not model (a JSON object), kept for Nightscout
+    /// clients, which expect their own fields back.
+    pub extra: Option<String>,
 }
 
 /// A stored reading.
@@ -104,6 +107,7 @@ pub struct Reading {
     pub kind: ReadingKind,
     pub trend: Option<TrendDirection>,
     pub device: String,
+    pub extra: Option<String>,
 }
 
 impl NewReading {
@@ -130,6 +134,7 @@ impl NewReading {
             kind,
             trend,
             device,
+            extra: None,
         })
     }
 }
@@ -255,6 +260,7 @@ mod tests {
             value: GlucoseMgdl::from_stored(v),
             kind: ReadingKind::Cgm,
             trend: None,
+            extra: None,
             device: String::new(),
         };
         assert_eq!(delta(&r(2, 5, 110.0), Some(&r(1, 0, 100.0))), Some(10.0));

@@ -290,6 +290,7 @@ mod tests {
             id: format!("t{h}"),
             time: Timestamp::from_utc_ms(h * 3_600_000),
             detail,
+            extra: None,
             created_ms: 0,
             updated_ms: 0,
         };

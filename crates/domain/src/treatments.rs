@@ -137,6 +137,9 @@ pub struct NewTreatment {
     pub id: String,
     pub time: Timestamp,
     pub detail: TreatmentDetail,
+    /// The uploader's fields GlucoSync does not model (a JSON object), kept for Nightscout
+    /// clients. `None` on an update keeps what is stored.
+    pub extra: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +147,7 @@ pub struct Treatment {
     pub id: String,
     pub time: Timestamp,
     pub detail: TreatmentDetail,
+    pub extra: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -244,7 +248,12 @@ impl NewTreatment {
             Some(id) => check_client_id(id)?.to_owned(),
             None => content_id(&time, &detail),
         };
-        Ok(NewTreatment { id, time, detail })
+        Ok(NewTreatment {
+            id,
+            time,
+            detail,
+            extra: None,
+        })
     }
 }
 

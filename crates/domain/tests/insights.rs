@@ -56,6 +56,7 @@ impl Data {
             id: format!("t{day}-{minute}"),
             time: Timestamp::from_utc_ms(utc_ms),
             detail,
+            extra: None,
             created_ms: 0,
             updated_ms: 0,
         });

@@ -116,6 +116,7 @@ pub async fn refresh(store: &dyn Store, now_ms: i64) -> Result<DemoAccount, Stor
                 kind: ReadingKind::Cgm,
                 trend,
                 device: "simglucose GuardianRT".into(),
+                extra: None,
             });
         }
         let mut add = |tag: &str, detail: TreatmentDetail| {
@@ -123,6 +124,7 @@ pub async fn refresh(store: &dyn Store, now_ms: i64) -> Result<DemoAccount, Stor
                 id: format!("demo-{tag}-{i}"),
                 time,
                 detail,
+                extra: None,
             })
         };
         if row.carbs > 0.0 {

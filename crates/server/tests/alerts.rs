@@ -277,6 +277,7 @@ async fn an_upload_no_replica_evaluated_is_alerted_from_durable_state() {
             kind: glucosync_domain::readings::ReadingKind::Cgm,
             trend: None,
             device: String::new(),
+            extra: None,
         })
         .collect();
     s.store.insert_readings(id, low, now).await.expect("insert");

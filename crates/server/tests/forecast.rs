@@ -122,6 +122,7 @@ async fn each_reading_gets_the_models_forecast_in_data_time() {
                         id: format!("c{t}"),
                         time: at,
                         detail: TreatmentDetail::Carbs { grams: carbs },
+                        extra: None,
                         created_ms: 0,
                         updated_ms: 0,
                     });
@@ -135,6 +136,7 @@ async fn each_reading_gets_the_models_forecast_in_data_time() {
                             insulin_type: InsulinType::Bolus,
                             insulin_name: None,
                         },
+                        extra: None,
                         created_ms: 0,
                         updated_ms: 0,
                     });

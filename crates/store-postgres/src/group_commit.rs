@@ -64,8 +64,8 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
 /// statement.
 fn insert_sql() -> String {
     format!(
-        "WITH ins AS (INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::bigint[]) \
+        "WITH ins AS (INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms, extra) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::bigint[], $9::text[]) \
          ON CONFLICT DO NOTHING RETURNING user_id, time_ms, kind, device), {} \
          SELECT user_id, time_ms, kind, device FROM ins",
         crate::MARK_ALERTS_DUE
@@ -116,6 +116,7 @@ async fn insert(pool: &Pool, group: &[Pending]) -> Result<Vec<u64>, StoreError> 
     let mut values = Vec::with_capacity(rows);
     let mut trends: Vec<Option<&str>> = Vec::with_capacity(rows);
     let mut created = Vec::with_capacity(rows);
+    let mut extras: Vec<Option<&str>> = Vec::with_capacity(rows);
     // The first call that proposed a row gets the credit for inserting it.
     let mut owner: HashMap<(UserId, i64, &str, &str), usize> = HashMap::with_capacity(rows);
     for (i, p) in group.iter().enumerate() {
@@ -128,6 +129,7 @@ async fn insert(pool: &Pool, group: &[Pending]) -> Result<Vec<u64>, StoreError> 
             values.push(r.value.mgdl());
             trends.push(r.trend.map(|t| t.as_str()));
             created.push(p.now_ms);
+            extras.push(r.extra.as_deref());
             owner
                 .entry((p.user_id, r.time.utc_ms, r.kind.as_str(), r.device.as_str()))
                 .or_insert(i);
@@ -139,7 +141,7 @@ async fn insert(pool: &Pool, group: &[Pending]) -> Result<Vec<u64>, StoreError> 
         .query(
             &stmt,
             &[
-                &users, &times, &offsets, &kinds, &devices, &values, &trends, &created,
+                &users, &times, &offsets, &kinds, &devices, &values, &trends, &created, &extras,
             ],
         )
         .await

@@ -25,9 +25,10 @@ use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
     AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, CredentialKind, Delivery,
-    DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, InsertOutcome, NewCredential,
-    NewDelivery, NewInvite, NewUser, PoolStats, PushSubscription, RangeQuery, Readiness, Share,
-    ShareRole, Store, StoreError, StoredForecast, StoredModel, User, UserId,
+    DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection,
+    InsertOutcome, NewCredential, NewDelivery, NewDocument, NewInvite, NewUser, NightscoutSite,
+    PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store, StoreError,
+    StoredForecast, StoredId, StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -206,8 +207,8 @@ impl PostgresStore {
 const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
 const CREDENTIAL_COLUMNS: &str =
     "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
-const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend";
-const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms";
+const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra";
+const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms, extra";
 
 fn user_from_row(r: &Row, at: usize) -> Result<User, StoreError> {
     let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
@@ -255,6 +256,7 @@ fn reading_from_row(r: &Row) -> Result<Reading, StoreError> {
         device: r.try_get(4).map_err(get)?,
         value: GlucoseMgdl::from_stored(r.try_get(5).map_err(get)?),
         trend: trend.as_deref().and_then(TrendDirection::parse),
+        extra: r.try_get(7).map_err(get)?,
     })
 }
 
@@ -278,6 +280,7 @@ fn treatment_from_row(r: &Row) -> Result<Treatment, StoreError> {
             offset_minutes: r.try_get(2).map_err(get)?,
         },
         detail: columns.into_detail()?,
+        extra: r.try_get(14).map_err(get)?,
         created_ms: r.try_get(12).map_err(get)?,
         updated_ms: r.try_get(13).map_err(get)?,
     })
@@ -693,6 +696,7 @@ impl Store for PostgresStore {
         let mut devices = Vec::with_capacity(n);
         let mut values = Vec::with_capacity(n);
         let mut trends: Vec<Option<&str>> = Vec::with_capacity(n);
+        let mut extras: Vec<Option<&str>> = Vec::with_capacity(n);
         for r in &readings {
             times.push(r.time.utc_ms);
             offsets.push(r.time.offset_minutes);
@@ -700,16 +704,19 @@ impl Store for PostgresStore {
             devices.push(r.device.as_str());
             values.push(r.value.mgdl());
             trends.push(r.trend.map(|t| t.as_str()));
+            extras.push(r.extra.as_deref());
         }
         let inserted = self
             .query(
                 &format!(
-                    "WITH ins AS (INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
-                     SELECT $1, t.* , $8 FROM UNNEST($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[]) AS t \
+                    "WITH ins AS (INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms, extra) \
+                     SELECT $1, t.time_ms, t.utc_offset_min, t.kind, t.device, t.value_mgdl, t.trend, $8, t.extra \
+                     FROM UNNEST($2::bigint[], $3::smallint[], $4::text[], $5::text[], $6::float8[], $7::text[], $9::text[]) \
+                     AS t (time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra) \
                      ON CONFLICT DO NOTHING RETURNING user_id, kind), {MARK_ALERTS_DUE} \
                      SELECT count(*) FROM ins"
                 ),
-                &[&user_id, &times, &offsets, &kinds, &devices, &values, &trends, &now_ms],
+                &[&user_id, &times, &offsets, &kinds, &devices, &values, &trends, &now_ms, &extras],
             )
             .await?
             .first()
@@ -811,7 +818,7 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare_cached(&format!(
                 "INSERT INTO treatments (user_id, {TREATMENT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT DO NOTHING"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) ON CONFLICT DO NOTHING"
             ))
             .await
             .map_err(pg_err)?;
@@ -836,6 +843,7 @@ impl Store for PostgresStore {
                         &c.text,
                         &c.units_per_hour,
                         &now_ms,
+                        &t.extra,
                     ],
                 )
                 .await
@@ -895,11 +903,11 @@ impl Store for PostgresStore {
                 &format!(
                     "UPDATE treatments SET time_ms = $3, utc_offset_min = $4, kind = $5, units = $6, insulin_type = $7, \
                      insulin_name = $8, grams = $9, minutes = $10, intensity = $11, text = $12, units_per_hour = $13, \
-                     updated_ms = $14 WHERE user_id = $1 AND id = $2 RETURNING {TREATMENT_COLUMNS}"
+                     updated_ms = $14, extra = COALESCE($15, extra) WHERE user_id = $1 AND id = $2 RETURNING {TREATMENT_COLUMNS}"
                 ),
                 &[
                     &user_id, &t.id, &t.time.utc_ms, &t.time.offset_minutes, &c.kind, &c.units, &c.insulin_type,
-                    &c.insulin_name, &c.grams, &c.minutes, &c.intensity, &c.text, &c.units_per_hour, &now_ms,
+                    &c.insulin_name, &c.grams, &c.minutes, &c.intensity, &c.text, &c.units_per_hour, &now_ms, &t.extra,
                 ],
             )
             .await?;
@@ -1495,10 +1503,422 @@ impl Store for PostgresStore {
             })
             .collect())
     }
+
+    async fn nightscout_site(&self, user_id: UserId) -> Result<Option<NightscoutSite>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE user_id = $1"),
+                &[&user_id],
+            )
+            .await?;
+        rows.first().map(site_from_row).transpose()
+    }
+
+    async fn create_nightscout_site(
+        &self,
+        site: &NightscoutSite,
+    ) -> Result<NightscoutSite, StoreError> {
+        // The existing site wins over the candidate; a handle or secret someone else has is a
+        // unique violation (a Conflict).
+        let rows = self
+            .query(
+                &format!(
+                    "WITH ins AS (INSERT INTO nightscout_sites ({SITE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (user_id) DO NOTHING RETURNING {SITE_COLUMNS}) \
+                     SELECT {SITE_COLUMNS} FROM ins UNION ALL \
+                     SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE user_id = $1"
+                ),
+                &[
+                    &site.user_id,
+                    &site.handle,
+                    &site.secret_sha1,
+                    &site.secret_sealed,
+                    &site.public_read,
+                    &site.created_ms,
+                    &site.updated_ms,
+                ],
+            )
+            .await?;
+        rows.first()
+            .map(site_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::Internal("a created site was not returned".into()))
+    }
+
+    async fn nightscout_site_by_handle(
+        &self,
+        handle: &str,
+    ) -> Result<Option<NightscoutSite>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE handle = $1"),
+                &[&handle],
+            )
+            .await?;
+        rows.first().map(site_from_row).transpose()
+    }
+
+    async fn nightscout_site_by_secret(
+        &self,
+        secret_sha1: &str,
+    ) -> Result<Option<NightscoutSite>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE secret_sha1 = $1"),
+                &[&secret_sha1],
+            )
+            .await?;
+        rows.first().map(site_from_row).transpose()
+    }
+
+    async fn update_nightscout_site(&self, site: &NightscoutSite) -> Result<bool, StoreError> {
+        Ok(self
+            .execute(
+                "UPDATE nightscout_sites SET secret_sha1 = $2, secret_sealed = $3, public_read = $4, \
+                 updated_ms = $5 WHERE user_id = $1",
+                &[
+                    &site.user_id,
+                    &site.secret_sha1,
+                    &site.secret_sealed,
+                    &site.public_read,
+                    &site.updated_ms,
+                ],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn insert_entries(
+        &self,
+        user_id: UserId,
+        readings: Vec<NewReading>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // The duplicate rule (same kind and time, any device) is not a unique index: uploads
+        // of one person take turns so that two cannot both find the reading missing.
+        tx.execute(NIGHTSCOUT_UPLOAD_LOCK, &[&user_id])
+            .await
+            .map_err(pg_err)?;
+        let find = tx
+            .prepare_cached(
+                "SELECT id FROM readings WHERE user_id = $1 AND time_ms = $2 AND kind = $3 LIMIT 1",
+            )
+            .await
+            .map_err(pg_err)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms, extra) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut stored = Vec::with_capacity(readings.len());
+        let mut cgm_inserted = false;
+        for r in &readings {
+            let kind = r.kind.as_str();
+            let existing = tx
+                .query_opt(&find, &[&user_id, &r.time.utc_ms, &kind])
+                .await
+                .map_err(pg_err)?;
+            let (id, inserted): (i64, bool) = match existing {
+                Some(row) => (row.get(0), false),
+                None => {
+                    let row = tx
+                        .query_one(
+                            &insert,
+                            &[
+                                &user_id,
+                                &r.time.utc_ms,
+                                &r.time.offset_minutes,
+                                &kind,
+                                &r.device,
+                                &r.value.mgdl(),
+                                &r.trend.map(|t| t.as_str()),
+                                &now_ms,
+                                &r.extra,
+                            ],
+                        )
+                        .await
+                        .map_err(pg_err)?;
+                    cgm_inserted |= r.kind == ReadingKind::Cgm;
+                    (row.get(0), true)
+                }
+            };
+            stored.push(StoredId {
+                id: id.to_string(),
+                inserted,
+            });
+        }
+        if cgm_inserted {
+            tx.execute(
+                "INSERT INTO alert_books (user_id, version) VALUES ($1, 1) \
+                 ON CONFLICT (user_id) DO UPDATE SET version = alert_books.version + 1",
+                &[&user_id],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(stored)
+    }
+
+    async fn insert_nightscout_treatments(
+        &self,
+        user_id: UserId,
+        treatments: Vec<NewTreatment>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(NIGHTSCOUT_UPLOAD_LOCK, &[&user_id])
+            .await
+            .map_err(pg_err)?;
+        let find = tx
+            .prepare_cached(
+                "SELECT id FROM treatments WHERE user_id = $1 AND id = $2 UNION ALL \
+                 (SELECT id FROM treatments WHERE user_id = $1 AND time_ms = $3 AND kind = $4 ORDER BY id LIMIT 1) LIMIT 1",
+            )
+            .await
+            .map_err(pg_err)?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO treatments (user_id, {TREATMENT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let mut stored = Vec::with_capacity(treatments.len());
+        for t in &treatments {
+            let c = TreatmentColumns::from_detail(&t.detail);
+            let existing = tx
+                .query_opt(&find, &[&user_id, &t.id, &t.time.utc_ms, &c.kind])
+                .await
+                .map_err(pg_err)?;
+            if let Some(row) = existing {
+                stored.push(StoredId {
+                    id: row.get(0),
+                    inserted: false,
+                });
+                continue;
+            }
+            tx.execute(
+                &insert,
+                &[
+                    &user_id,
+                    &t.id,
+                    &t.time.utc_ms,
+                    &t.time.offset_minutes,
+                    &c.kind,
+                    &c.units,
+                    &c.insulin_type,
+                    &c.insulin_name,
+                    &c.grams,
+                    &c.minutes,
+                    &c.intensity,
+                    &c.text,
+                    &c.units_per_hour,
+                    &now_ms,
+                    &t.extra,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+            stored.push(StoredId {
+                id: t.id.clone(),
+                inserted: true,
+            });
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(stored)
+    }
+
+    async fn insert_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        documents: Vec<NewDocument>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO nightscout_documents (user_id, collection, id, time_ms, body, created_ms, modified_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut stored = Vec::with_capacity(documents.len());
+        for d in documents {
+            let n = tx
+                .execute(
+                    &insert,
+                    &[
+                        &user_id,
+                        &collection.as_str(),
+                        &d.id,
+                        &d.time_ms,
+                        &d.body,
+                        &now_ms,
+                    ],
+                )
+                .await
+                .map_err(pg_err)?;
+            stored.push(StoredId {
+                id: d.id,
+                inserted: n == 1,
+            });
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(stored)
+    }
+
+    async fn put_document(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        d: NewDocument,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO nightscout_documents (user_id, collection, id, time_ms, body, created_ms, modified_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (user_id, collection, id) DO UPDATE SET \
+             time_ms = excluded.time_ms, body = excluded.body, modified_ms = excluded.modified_ms, deleted = FALSE",
+            &[&user_id, &collection.as_str(), &d.id, &d.time_ms, &d.body, &now_ms],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        q: &RangeQuery,
+    ) -> Result<Vec<Document>, StoreError> {
+        let (after_t, after_id) = match &q.after {
+            Some(c) => (c.time_ms, c.key.clone()),
+            None if q.descending => (i64::MAX, String::new()),
+            None => (i64::MIN, String::new()),
+        };
+        let (cmp, order) = page_bounds(q);
+        let client = self.read_client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {DOCUMENT_COLUMNS} FROM nightscout_documents WHERE user_id = $1 AND collection = $2 \
+                 AND NOT deleted AND time_ms >= $3 AND time_ms < $4 \
+                 AND (time_ms {cmp} $5 OR (time_ms = $5 AND id {cmp} $6)) ORDER BY time_ms {order}, id {order} LIMIT $7"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &user_id,
+                    &collection.as_str(),
+                    &q.from_ms,
+                    &q.to_ms,
+                    &after_t,
+                    &after_id,
+                    &(q.limit as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    async fn document(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        id: &str,
+    ) -> Result<Option<Document>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM nightscout_documents WHERE user_id = $1 AND collection = $2 AND id = $3"
+                ),
+                &[&user_id, &collection.as_str(), &id],
+            )
+            .await?;
+        rows.first().map(document_from_row).transpose()
+    }
+
+    async fn documents_modified_since(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM nightscout_documents WHERE user_id = $1 AND collection = $2 \
+                     AND modified_ms >= $3 ORDER BY modified_ms, id LIMIT $4"
+                ),
+                &[&user_id, &collection.as_str(), &since_ms, &(limit as i64)],
+            )
+            .await?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    async fn delete_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE nightscout_documents SET deleted = TRUE, modified_ms = $4 \
+             WHERE user_id = $1 AND collection = $2 AND id = ANY($3) AND NOT deleted",
+            &[&user_id, &collection.as_str(), &ids, &now_ms],
+        )
+        .await
+    }
 }
 
 /// A CTE that makes the owners of the CGM readings in `ins` (rows of user_id, kind) due for
 /// alert evaluation, in the statement that inserts them.
+/// Makes one person's Nightscout uploads take turns (see `insert_entries`). The two-key form
+/// has its own key space, apart from the migration and lease locks.
+const NIGHTSCOUT_UPLOAD_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(726102, ($1::bigint % 2147483647)::int)";
+
+const SITE_COLUMNS: &str =
+    "user_id, handle, secret_sha1, secret_sealed, public_read, created_ms, updated_ms";
+const DOCUMENT_COLUMNS: &str = "id, time_ms, body, created_ms, modified_ms, deleted";
+
+fn site_from_row(r: &Row) -> Result<NightscoutSite, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    Ok(NightscoutSite {
+        user_id: r.try_get(0).map_err(get)?,
+        handle: r.try_get(1).map_err(get)?,
+        secret_sha1: r.try_get(2).map_err(get)?,
+        secret_sealed: r.try_get(3).map_err(get)?,
+        public_read: r.try_get(4).map_err(get)?,
+        created_ms: r.try_get(5).map_err(get)?,
+        updated_ms: r.try_get(6).map_err(get)?,
+    })
+}
+
+fn document_from_row(r: &Row) -> Result<Document, StoreError> {
+    let get = |e: tokio_postgres::Error| StoreError::Internal(e.to_string());
+    Ok(Document {
+        id: r.try_get(0).map_err(get)?,
+        time_ms: r.try_get(1).map_err(get)?,
+        body: r.try_get(2).map_err(get)?,
+        created_ms: r.try_get(3).map_err(get)?,
+        modified_ms: r.try_get(4).map_err(get)?,
+        deleted: r.try_get(5).map_err(get)?,
+    })
+}
+
 pub(crate) const MARK_ALERTS_DUE: &str = "marked AS (INSERT INTO alert_books (user_id, version) \
      SELECT DISTINCT user_id, 1 FROM ins WHERE kind = 'cgm' \
      ON CONFLICT (user_id) DO UPDATE SET version = alert_books.version + 1)";

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_alerts.sql")),
     (6, include_str!("../migrations/0006_notifications.sql")),
     (7, include_str!("../migrations/0007_identities.sql")),
+    (8, include_str!("../migrations/0008_nightscout.sql")),
 ];
 const MIGRATION_LOCK: i64 = 7_261_000;
 

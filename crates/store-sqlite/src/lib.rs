@@ -19,9 +19,10 @@ use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
     AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, Delivery, DeliveryChannel,
-    DeliveryOutcome, DeliveryScope, DeliveryStatus, InsertOutcome, NewCredential, NewDelivery,
-    NewInvite, NewUser, PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole,
-    Store, StoreError, StoredForecast, StoredModel, User, UserId,
+    DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection, InsertOutcome,
+    NewCredential, NewDelivery, NewDocument, NewInvite, NewUser, NightscoutSite, PoolStats,
+    PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
+    StoredId, StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -148,8 +149,8 @@ fn revoke_where(
 const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
 const CREDENTIAL_COLUMNS: &str =
     "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
-const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend";
-const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms";
+const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra";
+const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms, extra";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -526,8 +527,8 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
-                        "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                        "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms, extra) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
                     )
                     .map_err(sql_err)?;
                 let mut inserted = 0u64;
@@ -542,7 +543,8 @@ impl Store for SqliteStore {
                             r.device,
                             r.value.mgdl(),
                             r.trend.map(|t| t.as_str()),
-                            now_ms
+                            now_ms,
+                            r.extra
                         ])
                         .map_err(sql_err)? as u64;
                     inserted += n;
@@ -673,7 +675,7 @@ impl Store for SqliteStore {
                 let mut stmt = conn
                     .prepare_cached(&format!(
                         "INSERT INTO treatments (user_id, {TREATMENT_COLUMNS}) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT DO NOTHING"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING"
                     ))
                     .map_err(sql_err)?;
                 let mut inserted = 0u64;
@@ -682,7 +684,7 @@ impl Store for SqliteStore {
                     inserted += stmt
                         .execute(params![
                             user_id, t.id, t.time.utc_ms, t.time.offset_minutes, p.kind, p.units, p.insulin_type,
-                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms, now_ms
+                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms, now_ms, t.extra
                         ])
                         .map_err(sql_err)? as u64;
                 }
@@ -758,10 +760,10 @@ impl Store for SqliteStore {
                     .execute(
                         "UPDATE treatments SET time_ms = ?3, utc_offset_min = ?4, kind = ?5, units = ?6, insulin_type = ?7, \
                          insulin_name = ?8, grams = ?9, minutes = ?10, intensity = ?11, text = ?12, units_per_hour = ?13, \
-                         updated_ms = ?14 WHERE user_id = ?1 AND id = ?2",
+                         updated_ms = ?14, extra = COALESCE(?15, extra) WHERE user_id = ?1 AND id = ?2",
                         params![
                             user_id, t.id, t.time.utc_ms, t.time.offset_minutes, p.kind, p.units, p.insulin_type,
-                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms
+                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms, t.extra
                         ],
                     )
                     .map_err(sql_err)?;
@@ -1429,6 +1431,373 @@ impl Store for SqliteStore {
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(sql_err)?;
                 Ok(rows)
+            })
+            .await
+    }
+
+    async fn nightscout_site(&self, user_id: UserId) -> Result<Option<NightscoutSite>, StoreError> {
+        self.site_where("user_id = ?1", user_id.to_string()).await
+    }
+
+    async fn create_nightscout_site(
+        &self,
+        site: &NightscoutSite,
+    ) -> Result<NightscoutSite, StoreError> {
+        let site = site.clone();
+        self.engine
+            .write(move |conn| {
+                let existing = conn
+                    .query_row(
+                        &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE user_id = ?1"),
+                        params![site.user_id],
+                        site_from_row,
+                    )
+                    .optional()
+                    .map_err(sql_err)?;
+                if let Some(existing) = existing {
+                    return Ok(existing);
+                }
+                conn.execute(
+                    &format!("INSERT INTO nightscout_sites ({SITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                    params![
+                        site.user_id, site.handle, site.secret_sha1, site.secret_sealed,
+                        site.public_read, site.created_ms, site.updated_ms
+                    ],
+                )
+                .map_err(sql_err)?;
+                Ok(site)
+            })
+            .await
+    }
+
+    async fn nightscout_site_by_handle(
+        &self,
+        handle: &str,
+    ) -> Result<Option<NightscoutSite>, StoreError> {
+        self.site_where("handle = ?1", handle.to_owned()).await
+    }
+
+    async fn nightscout_site_by_secret(
+        &self,
+        secret_sha1: &str,
+    ) -> Result<Option<NightscoutSite>, StoreError> {
+        self.site_where("secret_sha1 = ?1", secret_sha1.to_owned())
+            .await
+    }
+
+    async fn update_nightscout_site(&self, site: &NightscoutSite) -> Result<bool, StoreError> {
+        let site = site.clone();
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE nightscout_sites SET secret_sha1 = ?2, secret_sealed = ?3, public_read = ?4, \
+                     updated_ms = ?5 WHERE user_id = ?1",
+                    params![site.user_id, site.secret_sha1, site.secret_sealed, site.public_read, site.updated_ms],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn insert_entries(
+        &self,
+        user_id: UserId,
+        readings: Vec<NewReading>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let mut find = conn
+                    .prepare_cached("SELECT id FROM readings WHERE user_id = ?1 AND time_ms = ?2 AND kind = ?3 LIMIT 1")
+                    .map_err(sql_err)?;
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT INTO readings (user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms, extra) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                    )
+                    .map_err(sql_err)?;
+                let mut stored = Vec::with_capacity(readings.len());
+                let mut cgm_inserted = false;
+                for r in &readings {
+                    let existing: Option<i64> = find
+                        .query_row(params![user_id, r.time.utc_ms, r.kind.as_str()], |row| row.get(0))
+                        .optional()
+                        .map_err(sql_err)?;
+                    let (id, inserted) = match existing {
+                        Some(id) => (id, false),
+                        None => {
+                            let id: i64 = insert
+                                .query_row(
+                                    params![
+                                        user_id, r.time.utc_ms, r.time.offset_minutes, r.kind.as_str(), r.device,
+                                        r.value.mgdl(), r.trend.map(|t| t.as_str()), now_ms, r.extra
+                                    ],
+                                    |row| row.get(0),
+                                )
+                                .map_err(sql_err)?;
+                            cgm_inserted |= r.kind == ReadingKind::Cgm;
+                            (id, true)
+                        }
+                    };
+                    stored.push(StoredId { id: id.to_string(), inserted });
+                }
+                if cgm_inserted {
+                    conn.prepare_cached(MARK_ALERTS_DUE)
+                        .and_then(|mut s| s.execute(params![user_id]))
+                        .map_err(sql_err)?;
+                }
+                Ok(stored)
+            })
+            .await
+    }
+
+    async fn insert_nightscout_treatments(
+        &self,
+        user_id: UserId,
+        treatments: Vec<NewTreatment>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let mut by_id = conn
+                    .prepare_cached("SELECT id FROM treatments WHERE user_id = ?1 AND id = ?2")
+                    .map_err(sql_err)?;
+                let mut by_time = conn
+                    .prepare_cached("SELECT id FROM treatments WHERE user_id = ?1 AND time_ms = ?2 AND kind = ?3 ORDER BY id LIMIT 1")
+                    .map_err(sql_err)?;
+                let mut insert = conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO treatments (user_id, {TREATMENT_COLUMNS}) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                    ))
+                    .map_err(sql_err)?;
+                let mut stored = Vec::with_capacity(treatments.len());
+                for t in &treatments {
+                    let kind = t.detail.kind().as_str();
+                    let mut existing: Option<String> =
+                        by_id.query_row(params![user_id, t.id], |r| r.get(0)).optional().map_err(sql_err)?;
+                    if existing.is_none() {
+                        existing = by_time
+                            .query_row(params![user_id, t.time.utc_ms, kind], |r| r.get(0))
+                            .optional()
+                            .map_err(sql_err)?;
+                    }
+                    if let Some(id) = existing {
+                        stored.push(StoredId { id, inserted: false });
+                        continue;
+                    }
+                    let p = TreatmentColumns::from_detail(&t.detail);
+                    insert
+                        .execute(params![
+                            user_id, t.id, t.time.utc_ms, t.time.offset_minutes, p.kind, p.units, p.insulin_type,
+                            p.insulin_name, p.grams, p.minutes, p.intensity, p.text, p.units_per_hour, now_ms, now_ms, t.extra
+                        ])
+                        .map_err(sql_err)?;
+                    stored.push(StoredId { id: t.id.clone(), inserted: true });
+                }
+                Ok(stored)
+            })
+            .await
+    }
+
+    async fn insert_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        documents: Vec<NewDocument>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT INTO nightscout_documents (user_id, collection, id, time_ms, body, created_ms, modified_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT DO NOTHING",
+                    )
+                    .map_err(sql_err)?;
+                documents
+                    .into_iter()
+                    .map(|d| {
+                        let n = insert
+                            .execute(params![user_id, collection.as_str(), d.id, d.time_ms, d.body, now_ms])
+                            .map_err(sql_err)?;
+                        Ok(StoredId { id: d.id, inserted: n == 1 })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn put_document(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        d: NewDocument,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO nightscout_documents (user_id, collection, id, time_ms, body, created_ms, modified_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (user_id, collection, id) DO UPDATE SET \
+                     time_ms = excluded.time_ms, body = excluded.body, modified_ms = excluded.modified_ms, deleted = 0",
+                    params![user_id, collection.as_str(), d.id, d.time_ms, d.body, now_ms],
+                )
+                .map(drop)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn list_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        query: &RangeQuery,
+    ) -> Result<Vec<Document>, StoreError> {
+        let q = query.clone();
+        self.engine
+            .read_large(move |conn| {
+                let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+                let (after_t, after_id) = match &q.after {
+                    Some(c) => (c.time_ms, c.key.clone()),
+                    None if q.descending => (i64::MAX, String::new()),
+                    None => (i64::MIN, String::new()),
+                };
+                let sql = format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM nightscout_documents WHERE user_id = ?1 AND collection = ?2 \
+                     AND deleted = 0 AND time_ms >= ?3 AND time_ms < ?4 \
+                     AND (time_ms {cmp} ?5 OR (time_ms = ?5 AND id {cmp} ?6)) ORDER BY time_ms {order}, id {order} LIMIT ?7"
+                );
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(
+                            params![user_id, collection.as_str(), q.from_ms, q.to_ms, after_t, after_id, q.limit as i64],
+                            document_from_row,
+                        )?
+                        .collect()
+                    })
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn document(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        id: &str,
+    ) -> Result<Option<Document>, StoreError> {
+        let id = id.to_owned();
+        self.engine
+            .read(move |conn| {
+                conn.query_row(
+                    &format!(
+                        "SELECT {DOCUMENT_COLUMNS} FROM nightscout_documents WHERE user_id = ?1 AND collection = ?2 AND id = ?3"
+                    ),
+                    params![user_id, collection.as_str(), id],
+                    document_from_row,
+                )
+                .optional()
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn documents_modified_since(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        self.engine
+            .read_large(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM nightscout_documents WHERE user_id = ?1 AND collection = ?2 \
+                     AND modified_ms >= ?3 ORDER BY modified_ms, id LIMIT ?4"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![user_id, collection.as_str(), since_ms, limit as i64], document_from_row)?
+                        .collect()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn delete_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let ids = ids.to_vec();
+        self.engine
+            .write(move |conn| {
+                let mut delete = conn
+                    .prepare_cached(
+                        "UPDATE nightscout_documents SET deleted = 1, modified_ms = ?4 \
+                         WHERE user_id = ?1 AND collection = ?2 AND id = ?3 AND deleted = 0",
+                    )
+                    .map_err(sql_err)?;
+                let mut deleted = 0;
+                for id in &ids {
+                    deleted += delete
+                        .execute(params![user_id, collection.as_str(), id, now_ms])
+                        .map_err(sql_err)? as u64;
+                }
+                Ok(deleted)
+            })
+            .await
+    }
+}
+
+const SITE_COLUMNS: &str =
+    "user_id, handle, secret_sha1, secret_sealed, public_read, created_ms, updated_ms";
+const DOCUMENT_COLUMNS: &str = "id, time_ms, body, created_ms, modified_ms, deleted";
+
+fn site_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NightscoutSite> {
+    Ok(NightscoutSite {
+        user_id: r.get(0)?,
+        handle: r.get(1)?,
+        secret_sha1: r.get(2)?,
+        secret_sealed: r.get(3)?,
+        public_read: r.get(4)?,
+        created_ms: r.get(5)?,
+        updated_ms: r.get(6)?,
+    })
+}
+
+fn document_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Document> {
+    Ok(Document {
+        id: r.get(0)?,
+        time_ms: r.get(1)?,
+        body: r.get(2)?,
+        created_ms: r.get(3)?,
+        modified_ms: r.get(4)?,
+        deleted: r.get(5)?,
+    })
+}
+
+impl SqliteStore {
+    /// The site matching `condition` on `?1`.
+    async fn site_where(
+        &self,
+        condition: &'static str,
+        value: String,
+    ) -> Result<Option<NightscoutSite>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.query_row(
+                    &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE {condition}"),
+                    params![value],
+                    site_from_row,
+                )
+                .optional()
+                .map_err(sql_err)
             })
             .await
     }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_alerts.sql")),
     (6, include_str!("../migrations/0006_notifications.sql")),
     (7, include_str!("../migrations/0007_identities.sql")),
+    (8, include_str!("../migrations/0008_nightscout.sql")),
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -65,6 +65,7 @@ pub(crate) fn reading_from_row(r: &Row<'_>) -> rusqlite::Result<Reading> {
         device: r.get(4)?,
         value: GlucoseMgdl::from_stored(r.get(5)?),
         trend: trend.as_deref().and_then(TrendDirection::parse),
+        extra: r.get(7)?,
     })
 }
 
@@ -81,8 +82,14 @@ pub(crate) fn treatment_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Treatme
         text: r.get(10)?,
         units_per_hour: r.get(11)?,
     };
-    let (id, utc_ms, offset_minutes, created_ms, updated_ms) =
-        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(12)?, r.get(13)?);
+    let (id, utc_ms, offset_minutes, created_ms, updated_ms, extra) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(12)?,
+        r.get(13)?,
+        r.get(14)?,
+    );
     Ok(columns.into_detail().map(|detail| Treatment {
         id,
         time: Timestamp {
@@ -90,6 +97,7 @@ pub(crate) fn treatment_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Treatme
             offset_minutes,
         },
         detail,
+        extra,
         created_ms,
         updated_ms,
     }))

@@ -62,6 +62,7 @@ async fn forecasts_and_readings_written_at_once_all_land() {
                 kind: glucosync_domain::readings::ReadingKind::Cgm,
                 trend: None,
                 device: "test".into(),
+                extra: None,
             };
             let rows = vec![(user, forecast(t).into())];
             let (inserted, saved) = tokio::join!(

@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+mod nightscout;
+pub use nightscout::*;
+
 use glucosync_domain::accounts::{Email, Scope};
 use glucosync_domain::readings::{NewReading, ReadingKind, TrendDirection};
 use glucosync_domain::settings::UserSettings;
@@ -60,6 +63,11 @@ macro_rules! conformance_suite {
             a_lease_has_one_holder_until_it_expires,
             deliveries_are_queued_with_the_book_claimed_once_and_logged,
             push_subscriptions_follow_channels_and_server_secrets,
+            nightscout_sites_are_one_per_person_and_found_by_handle_or_secret,
+            nightscout_entries_deduplicate_by_kind_and_time_and_answer_ids_in_order,
+            nightscout_treatments_deduplicate_by_id_then_time_and_kind,
+            treatment_extra_fields_round_trip_and_survive_updates_without_them,
+            nightscout_documents_dedupe_replace_delete_and_keep_history,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -99,6 +107,7 @@ fn reading(t: i64, v: f64) -> NewReading {
         kind: ReadingKind::Cgm,
         trend: None,
         device: String::new(),
+        extra: None,
     }
 }
 
@@ -399,6 +408,7 @@ pub async fn readings_round_trip_with_offset_trend_and_device(store: &dyn Store)
         kind: ReadingKind::Meter,
         trend: Some(TrendDirection::NotComputable),
         device: "Contour Next ☃".into(),
+        extra: Some(r#"{"filtered":141120,"noise":1}"#.into()),
     };
     store
         .insert_readings(a, vec![r.clone()], NOW)
@@ -408,8 +418,8 @@ pub async fn readings_round_trip_with_offset_trend_and_device(store: &dyn Store)
     assert_eq!(got.len(), 1);
     let g = &got[0];
     assert_eq!(
-        (g.time, g.kind, g.trend, g.device.as_str()),
-        (r.time, r.kind, r.trend, r.device.as_str())
+        (g.time, g.kind, g.trend, g.device.as_str(), &g.extra),
+        (r.time, r.kind, r.trend, r.device.as_str(), &r.extra)
     );
     assert_eq!(g.value.display(GlucoseUnit::MmolL), 5.5);
     assert_eq!(g.value.mgdl(), r.value.mgdl());

@@ -304,6 +304,92 @@ pub trait Store: Send + Sync + 'static {
     /// replicas starting together agree on one).
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
 
+    // ---- Nightscout compatibility (docs/nightscout.md)
+    async fn nightscout_site(&self, user_id: UserId) -> Result<Option<NightscoutSite>, StoreError>;
+    /// Creates the person's site unless they have one, atomically; returns the site they have
+    /// now. A handle or secret another person's site has is a `Conflict`.
+    async fn create_nightscout_site(
+        &self,
+        site: &NightscoutSite,
+    ) -> Result<NightscoutSite, StoreError>;
+    async fn nightscout_site_by_handle(
+        &self,
+        handle: &str,
+    ) -> Result<Option<NightscoutSite>, StoreError>;
+    async fn nightscout_site_by_secret(
+        &self,
+        secret_sha1: &str,
+    ) -> Result<Option<NightscoutSite>, StoreError>;
+    /// Replaces the secret and the public-read switch of the person's site; false when they
+    /// have none.
+    async fn update_nightscout_site(&self, site: &NightscoutSite) -> Result<bool, StoreError>;
+    /// Stores Nightscout entries that are readings. Nightscout's rule decides duplicates: a
+    /// reading of the same kind at the same time, whatever the device. Answers every
+    /// element's stored id, in request order. All or nothing.
+    async fn insert_entries(
+        &self,
+        user_id: UserId,
+        readings: Vec<NewReading>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError>;
+    /// Stores Nightscout treatments: one whose id the person has, or with the same time and
+    /// kind as one they have, is a duplicate. Answers every element's stored id, in request
+    /// order. All or nothing.
+    async fn insert_nightscout_treatments(
+        &self,
+        user_id: UserId,
+        treatments: Vec<NewTreatment>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError>;
+    /// Stores documents; an id the collection has (deleted or not) is a duplicate and
+    /// changes nothing. Ids in request order. All or nothing.
+    async fn insert_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        documents: Vec<NewDocument>,
+        now_ms: i64,
+    ) -> Result<Vec<StoredId>, StoreError>;
+    /// Replaces a document's time and body (and undeletes it), or creates it; stamps the
+    /// modification time.
+    async fn put_document(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        document: NewDocument,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Documents not deleted with `from_ms <= time < to_ms`, a page at a time.
+    async fn list_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        query: &RangeQuery,
+    ) -> Result<Vec<Document>, StoreError>;
+    async fn document(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        id: &str,
+    ) -> Result<Option<Document>, StoreError>;
+    /// Documents (deleted ones too) modified at or after `since_ms`, oldest modification
+    /// first, at most `limit`: API v3's history.
+    async fn documents_modified_since(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError>;
+    /// Marks documents deleted (tombstones stay for history); returns how many were live.
+    async fn delete_documents(
+        &self,
+        user_id: UserId,
+        collection: DocumentCollection,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+
     // ---- the access log (every follower read of a person's health data)
     /// Records that `follower` read `what` of `owner`'s data at `time_ms`. Durable before the
     /// data is returned.

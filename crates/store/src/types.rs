@@ -380,3 +380,84 @@ pub struct NewInvite {
     pub now_ms: i64,
     pub expires_ms: i64,
 }
+
+/// A person's Nightscout-compatible site (docs/nightscout.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NightscoutSite {
+    pub user_id: UserId,
+    /// Lower-case; the site answers under `/ns/<handle>`.
+    pub handle: String,
+    /// Lower-case hex SHA-1 of the API secret: what uploaders send in `api-secret`.
+    pub secret_sha1: String,
+    /// The API secret sealed with the installation's key (the server opens it for settings).
+    pub secret_sealed: String,
+    /// Whether anonymous requests may read the site (off by default, unlike Nightscout).
+    pub public_read: bool,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Where one element of a Nightscout upload ended up: the id of the stored record (the one
+/// already stored, for a duplicate), in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredId {
+    pub id: String,
+    pub inserted: bool,
+}
+
+/// A Nightscout collection kept as documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentCollection {
+    DeviceStatus,
+    Profile,
+    Food,
+    Settings,
+    /// Entries that are not glucose readings (calibrations, ...).
+    OtherEntries,
+    /// Tombstones of readings and treatments deleted through Nightscout's API v3, which its
+    /// history reports.
+    DeletedEntries,
+    DeletedTreatments,
+}
+
+impl DocumentCollection {
+    pub const ALL: [DocumentCollection; 7] = [
+        DocumentCollection::DeviceStatus,
+        DocumentCollection::Profile,
+        DocumentCollection::Food,
+        DocumentCollection::Settings,
+        DocumentCollection::OtherEntries,
+        DocumentCollection::DeletedEntries,
+        DocumentCollection::DeletedTreatments,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentCollection::DeviceStatus => "devicestatus",
+            DocumentCollection::Profile => "profile",
+            DocumentCollection::Food => "food",
+            DocumentCollection::Settings => "settings",
+            DocumentCollection::OtherEntries => "entries",
+            DocumentCollection::DeletedEntries => "deleted_entries",
+            DocumentCollection::DeletedTreatments => "deleted_treatments",
+        }
+    }
+}
+
+/// A document to store; one with an id the collection already has is a duplicate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDocument {
+    pub id: String,
+    pub time_ms: i64,
+    /// A JSON object.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: String,
+    pub time_ms: i64,
+    pub body: String,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+    pub deleted: bool,
+}

@@ -996,6 +996,7 @@ mod record_tests {
             id: format!("t{utc_ms}"),
             time: Timestamp::from_utc_ms(utc_ms),
             detail,
+            extra: None,
             created_ms: 0,
             updated_ms: 0,
         }

@@ -1,0 +1,37 @@
+-- Nightscout compatibility (docs/nightscout.md).
+-- Each person's Nightscout site: its handle in URLs (/ns/<handle>), the SHA-1 of its API secret
+-- (what uploaders send in `api-secret`; the secret is random, so the SHA-1 is a safe lookup
+-- key) and the secret itself sealed with the installation's key (settings show it again).
+CREATE TABLE nightscout_sites (
+    user_id       INTEGER PRIMARY KEY,
+    handle        TEXT    NOT NULL,
+    secret_sha1   TEXT    NOT NULL,
+    secret_sealed TEXT    NOT NULL,
+    public_read   INTEGER NOT NULL DEFAULT 0,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX nightscout_sites_handle ON nightscout_sites (handle);
+CREATE UNIQUE INDEX nightscout_sites_secret ON nightscout_sites (secret_sha1);
+
+-- The fields of a Nightscout upload that GlucoSync does not model, as a JSON object, returned
+-- with the record so uploaders round-trip their own fields.
+ALTER TABLE readings ADD COLUMN extra TEXT;
+ALTER TABLE treatments ADD COLUMN extra TEXT;
+
+-- Nightscout collections GlucoSync keeps opaquely (devicestatus, profile, food, settings, and
+-- entries that are not glucose readings, such as calibrations): the uploader's JSON document.
+-- Deletion keeps a tombstone (deleted = 1) so API v3 history reports it.
+CREATE TABLE nightscout_documents (
+    user_id     INTEGER NOT NULL,
+    collection  TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    time_ms     INTEGER NOT NULL,
+    body        TEXT    NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    modified_ms INTEGER NOT NULL,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, collection, id)
+) WITHOUT ROWID;
+CREATE INDEX nightscout_documents_by_time ON nightscout_documents (user_id, collection, time_ms);
+CREATE INDEX nightscout_documents_by_modification ON nightscout_documents (user_id, collection, modified_ms);
