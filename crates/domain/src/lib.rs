@@ -16,6 +16,7 @@ pub mod events;
 pub mod forecast;
 pub mod insights;
 pub mod limits;
+pub mod nightscout;
 pub mod readings;
 pub mod settings;
 pub mod statistics;
