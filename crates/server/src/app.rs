@@ -19,8 +19,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, events, forecast, insights, push, readings, reports, shares, sso, tokens,
-    treatments, ws,
+    accounts, alerts, events, forecast, insights, nightscout, push, readings, reports, shares, sso,
+    tokens, treatments, ws,
 };
 use crate::error::problem_response;
 use crate::state::AppState;
@@ -52,6 +52,7 @@ use crate::web;
         (name = "live", description = "Live events over WebSocket"),
         (name = "notifications", description = "Web Push subscriptions and the delivery log"),
         (name = "sharing", description = "Followers: invites, acceptance, revocation"),
+        (name = "nightscout", description = "Your Nightscout-compatible site for uploader and follower apps"),
         (name = "health", description = "Liveness and readiness")
     ),
     components(schemas(crate::error::Problem))
@@ -129,6 +130,8 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::following))
         .routes(routes!(shares::set_channels))
         .routes(routes!(shares::access_log))
+        .routes(routes!(nightscout::get_site, nightscout::update_site))
+        .routes(routes!(nightscout::rotate_secret))
 }
 
 fn registry() -> OpenApiRouter<AppState> {
@@ -202,11 +205,12 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::site))
         .route("/app", get(web::app_redirect))
         .route("/app/", get(web::app))
-        .route("/app/{*path}", get(web::app));
+        .route("/app/{*path}", get(web::app))
+        .merge(crate::nightscout::routes());
     if state.config.metrics_listen.is_none() {
         router = router.route("/metrics", get(metrics_handler));
     }
-    router
+    let app = router
         // The site answers GETs outside the API; the rest keeps the API's 404.
         .fallback(web::site)
         .method_not_allowed_fallback(|| async {
@@ -247,7 +251,11 @@ pub fn router(state: AppState) -> Router {
                  base-uri 'none'; form-action 'self'",
             ),
         ))
-        .with_state(state)
+        .with_state(state);
+    // Before routing: root-level Nightscout requests go to their credential's site.
+    Router::new()
+        .fallback_service(app)
+        .layer(middleware::map_request(crate::nightscout::root_rewrite))
 }
 
 /// A router with only `/metrics`, for a separate metrics listener.

@@ -291,6 +291,30 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller the personal API token (not a login session) with this hash stands for, as other
+/// protocols present it (Nightscout's `token=`): cached, revocable and rate limited like a
+/// bearer token.
+pub(crate) async fn api_token_caller(
+    state: &AppState,
+    token_hash: &str,
+) -> Result<Caller, ApiError> {
+    let now = now_ms();
+    let cached = lookup(state, token_hash, now).await?;
+    if cached.session || cached.disabled {
+        return Err(ApiError::Unauthenticated);
+    }
+    touch(state, cached.credential_id, now);
+    api_rate_limit(state, cached.user_id).await?;
+    Ok(Caller {
+        user_id: cached.user_id,
+        credential_id: cached.credential_id,
+        kind: CredentialKind::ApiToken,
+        scopes: cached.scopes,
+        is_admin: cached.is_admin,
+        via: Via::Bearer,
+    })
+}
+
 /// GlucoSync's own tokens are opaque (`gss_…`, `gst_…`); a compact JWS is the provider's.
 fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.matches('.').count() == 2
@@ -364,7 +388,7 @@ async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, 
 /// The per-person API limit, counted across replicas. It fails open: while the shared state
 /// is unreachable, people keep uploading and reading (their data matters more than the
 /// throttle); a warning says so at most every 10 seconds.
-async fn api_rate_limit(state: &AppState, user: UserId) -> Result<(), ApiError> {
+pub(crate) async fn api_rate_limit(state: &AppState, user: UserId) -> Result<(), ApiError> {
     let per_minute = state.config.api_rate_limit_per_minute;
     if per_minute == 0 {
         return Ok(());

@@ -18,6 +18,7 @@ pub mod json;
 pub mod live;
 pub mod mail;
 pub mod mlflow;
+pub mod nightscout;
 pub mod oidc;
 pub mod push;
 pub mod state;

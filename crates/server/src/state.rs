@@ -44,6 +44,8 @@ pub struct Inner {
     pub oidc: Option<Arc<crate::oidc::Provider>>,
     /// The OpenAI-compatible API for summaries and questions, when configured.
     pub ai: Option<Arc<crate::ai::AiClient>>,
+    /// The keys that seal Nightscout API secrets and sign Nightscout JWTs.
+    pub nightscout_keys: crate::nightscout::Keys,
 }
 
 impl std::ops::Deref for AppState {
@@ -79,6 +81,7 @@ impl AppState {
             notifier: Arc::new(crate::delivery::Notifier::default()),
             draining: std::sync::atomic::AtomicBool::new(false),
             stopping: tokio::sync::watch::channel(false).0,
+            nightscout_keys: crate::nightscout::Keys::default(),
         }))
     }
 }

@@ -1531,7 +1531,7 @@ impl Store for PostgresStore {
                 &[
                     &site.user_id,
                     &site.handle,
-                    &site.secret_sha1,
+                    &site.secret_hash,
                     &site.secret_sealed,
                     &site.public_read,
                     &site.created_ms,
@@ -1560,12 +1560,12 @@ impl Store for PostgresStore {
 
     async fn nightscout_site_by_secret(
         &self,
-        secret_sha1: &str,
+        secret_hash: &str,
     ) -> Result<Option<NightscoutSite>, StoreError> {
         let rows = self
             .query(
-                &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE secret_sha1 = $1"),
-                &[&secret_sha1],
+                &format!("SELECT {SITE_COLUMNS} FROM nightscout_sites WHERE secret_hash = $1"),
+                &[&secret_hash],
             )
             .await?;
         rows.first().map(site_from_row).transpose()
@@ -1574,11 +1574,11 @@ impl Store for PostgresStore {
     async fn update_nightscout_site(&self, site: &NightscoutSite) -> Result<bool, StoreError> {
         Ok(self
             .execute(
-                "UPDATE nightscout_sites SET secret_sha1 = $2, secret_sealed = $3, public_read = $4, \
+                "UPDATE nightscout_sites SET secret_hash = $2, secret_sealed = $3, public_read = $4, \
                  updated_ms = $5 WHERE user_id = $1",
                 &[
                     &site.user_id,
-                    &site.secret_sha1,
+                    &site.secret_hash,
                     &site.secret_sealed,
                     &site.public_read,
                     &site.updated_ms,
@@ -1891,7 +1891,7 @@ const NIGHTSCOUT_UPLOAD_LOCK: &str =
     "SELECT pg_advisory_xact_lock(726102, ($1::bigint % 2147483647)::int)";
 
 const SITE_COLUMNS: &str =
-    "user_id, handle, secret_sha1, secret_sealed, public_read, created_ms, updated_ms";
+    "user_id, handle, secret_hash, secret_sealed, public_read, created_ms, updated_ms";
 const DOCUMENT_COLUMNS: &str = "id, time_ms, body, created_ms, modified_ms, deleted";
 
 fn site_from_row(r: &Row) -> Result<NightscoutSite, StoreError> {
@@ -1899,7 +1899,7 @@ fn site_from_row(r: &Row) -> Result<NightscoutSite, StoreError> {
     Ok(NightscoutSite {
         user_id: r.try_get(0).map_err(get)?,
         handle: r.try_get(1).map_err(get)?,
-        secret_sha1: r.try_get(2).map_err(get)?,
+        secret_hash: r.try_get(2).map_err(get)?,
         secret_sealed: r.try_get(3).map_err(get)?,
         public_read: r.try_get(4).map_err(get)?,
         created_ms: r.try_get(5).map_err(get)?,

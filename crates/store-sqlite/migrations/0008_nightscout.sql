@@ -1,18 +1,18 @@
 -- Nightscout compatibility (docs/nightscout.md).
--- Each person's Nightscout site: its handle in URLs (/ns/<handle>), the SHA-1 of its API secret
--- (what uploaders send in `api-secret`; the secret is random, so the SHA-1 is a safe lookup
--- key) and the secret itself sealed with the installation's key (settings show it again).
+-- Each person's Nightscout site: its handle in URLs (/ns/<handle>), the SHA-256 of the SHA-1 of
+-- its API secret (uploaders send the SHA-1 in `api-secret`, so the SHA-1 is itself a credential
+-- and is not stored), and the secret sealed with the installation's key (settings show it).
 CREATE TABLE nightscout_sites (
     user_id       INTEGER PRIMARY KEY,
     handle        TEXT    NOT NULL,
-    secret_sha1   TEXT    NOT NULL,
+    secret_hash   TEXT    NOT NULL,
     secret_sealed TEXT    NOT NULL,
     public_read   INTEGER NOT NULL DEFAULT 0,
     created_ms    INTEGER NOT NULL,
     updated_ms    INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX nightscout_sites_handle ON nightscout_sites (handle);
-CREATE UNIQUE INDEX nightscout_sites_secret ON nightscout_sites (secret_sha1);
+CREATE UNIQUE INDEX nightscout_sites_secret ON nightscout_sites (secret_hash);
 
 -- The fields of a Nightscout upload that GlucoSync does not model, as a JSON object, returned
 -- with the record so uploaders round-trip their own fields.

@@ -1460,7 +1460,7 @@ impl Store for SqliteStore {
                 conn.execute(
                     &format!("INSERT INTO nightscout_sites ({SITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                     params![
-                        site.user_id, site.handle, site.secret_sha1, site.secret_sealed,
+                        site.user_id, site.handle, site.secret_hash, site.secret_sealed,
                         site.public_read, site.created_ms, site.updated_ms
                     ],
                 )
@@ -1479,9 +1479,9 @@ impl Store for SqliteStore {
 
     async fn nightscout_site_by_secret(
         &self,
-        secret_sha1: &str,
+        secret_hash: &str,
     ) -> Result<Option<NightscoutSite>, StoreError> {
-        self.site_where("secret_sha1 = ?1", secret_sha1.to_owned())
+        self.site_where("secret_hash = ?1", secret_hash.to_owned())
             .await
     }
 
@@ -1490,9 +1490,9 @@ impl Store for SqliteStore {
         self.engine
             .write(move |conn| {
                 conn.execute(
-                    "UPDATE nightscout_sites SET secret_sha1 = ?2, secret_sealed = ?3, public_read = ?4, \
+                    "UPDATE nightscout_sites SET secret_hash = ?2, secret_sealed = ?3, public_read = ?4, \
                      updated_ms = ?5 WHERE user_id = ?1",
-                    params![site.user_id, site.secret_sha1, site.secret_sealed, site.public_read, site.updated_ms],
+                    params![site.user_id, site.secret_hash, site.secret_sealed, site.public_read, site.updated_ms],
                 )
                 .map(|n| n == 1)
                 .map_err(sql_err)
@@ -1756,14 +1756,14 @@ impl Store for SqliteStore {
 }
 
 const SITE_COLUMNS: &str =
-    "user_id, handle, secret_sha1, secret_sealed, public_read, created_ms, updated_ms";
+    "user_id, handle, secret_hash, secret_sealed, public_read, created_ms, updated_ms";
 const DOCUMENT_COLUMNS: &str = "id, time_ms, body, created_ms, modified_ms, deleted";
 
 fn site_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NightscoutSite> {
     Ok(NightscoutSite {
         user_id: r.get(0)?,
         handle: r.get(1)?,
-        secret_sha1: r.get(2)?,
+        secret_hash: r.get(2)?,
         secret_sealed: r.get(3)?,
         public_read: r.get(4)?,
         created_ms: r.get(5)?,

@@ -318,7 +318,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<NightscoutSite>, StoreError>;
     async fn nightscout_site_by_secret(
         &self,
-        secret_sha1: &str,
+        secret_hash: &str,
     ) -> Result<Option<NightscoutSite>, StoreError>;
     /// Replaces the secret and the public-read switch of the person's site; false when they
     /// have none.

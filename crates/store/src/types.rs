@@ -387,8 +387,9 @@ pub struct NightscoutSite {
     pub user_id: UserId,
     /// Lower-case; the site answers under `/ns/<handle>`.
     pub handle: String,
-    /// Lower-case hex SHA-1 of the API secret: what uploaders send in `api-secret`.
-    pub secret_sha1: String,
+    /// Hex SHA-256 of the lower-case hex SHA-1 of the API secret. Uploaders send that SHA-1
+    /// in `api-secret`, which makes it a credential: only its hash is stored.
+    pub secret_hash: String,
     /// The API secret sealed with the installation's key (the server opens it for settings).
     pub secret_sealed: String,
     /// Whether anonymous requests may read the site (off by default, unlike Nightscout).

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod events;
 pub mod forecast;
 pub mod insights;
+pub mod nightscout;
 pub mod push;
 pub mod readings;
 pub mod reports;

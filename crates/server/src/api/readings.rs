@@ -7,6 +7,7 @@ use glucosync_domain::accounts::Scope;
 use glucosync_domain::limits::MAX_READINGS_PER_BATCH;
 use glucosync_domain::readings::{delta, NewReading, Reading, ReadingKind, TrendDirection};
 use glucosync_domain::GlucoseUnit;
+use glucosync_store::InsertOutcome;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -144,36 +145,63 @@ pub async fn upload(
             .map_err(|e| ApiError::item(i, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let cgm: Vec<(i64, f64)> = readings
-        .iter()
-        .filter(|r| r.kind == glucosync_domain::readings::ReadingKind::Cgm)
-        .map(|r| (r.time.utc_ms, r.value.mgdl()))
-        .collect();
-    let newest_cgm = cgm.iter().map(|r| r.0).max();
-    // Built before the readings move into the store; sent only if something was new.
-    let event = crate::live::listened(&state, caller.user_id)
-        .then(|| crate::live::reading_event(caller.user_id, &readings, 0));
+    let pending = AfterUpload::before_store(&state, caller.user_id, &readings);
     let outcome = state
         .store
         .insert_readings(caller.user_id, readings, now)
         .await?;
-    state.metrics.readings_total.inc_by(outcome.inserted);
-    if outcome.duplicates == 0 {
-        state.forecaster.readings_added(caller.user_id, &cgm);
-    } else {
-        // A duplicate keeps the stored value, which may differ from the one sent.
-        state.forecaster.forget_history(caller.user_id);
+    pending.stored(&state, outcome).await;
+    Ok(upload_response(outcome))
+}
+
+/// What an upload of readings sets going once they are stored (every upload path: this API
+/// and Nightscout's): forecasts, alert evaluation, live events.
+pub(crate) struct AfterUpload {
+    person: glucosync_store::UserId,
+    cgm: Vec<(i64, f64)>,
+    event: Option<serde_json::Value>,
+}
+
+impl AfterUpload {
+    /// Taken before the readings move into the store.
+    pub(crate) fn before_store(
+        state: &AppState,
+        person: glucosync_store::UserId,
+        readings: &[NewReading],
+    ) -> Self {
+        let cgm = readings
+            .iter()
+            .filter(|r| r.kind == ReadingKind::Cgm)
+            .map(|r| (r.time.utc_ms, r.value.mgdl()))
+            .collect();
+        // Built now, sent only if something was new.
+        let event = crate::live::listened(state, person)
+            .then(|| crate::live::reading_event(person, readings, 0));
+        AfterUpload { person, cgm, event }
     }
-    if outcome.inserted > 0 {
+
+    pub(crate) async fn stored(self, state: &AppState, outcome: InsertOutcome) {
+        let AfterUpload { person, cgm, event } = self;
+        let newest_cgm = cgm.iter().map(|r| r.0).max();
+        state.metrics.readings_total.inc_by(outcome.inserted);
+        if outcome.duplicates == 0 {
+            state.forecaster.readings_added(person, &cgm);
+        } else {
+            // A duplicate keeps the stored value, which may differ from the one sent.
+            state.forecaster.forget_history(person);
+        }
+        if outcome.inserted == 0 {
+            return;
+        }
         let forecast = if state.config.forecasts {
-            forecast_newest(&state, caller.user_id, &newest_cgm).await
+            forecast_newest(state, person, &newest_cgm).await
         } else {
             None
         };
         if newest_cgm.is_some() {
             // After the forecast, which a predicted low needs. Durable without this: the
             // upload made the person due for the timers.
-            state.alerts.evaluate_soon(&state, caller.user_id);
+            state.alerts.evaluate_soon(state, person);
         }
         let first = match event {
             Some(mut event) => {
@@ -182,18 +210,17 @@ pub async fn upload(
             }
             // Someone subscribed since the upload began (their replay from storage may have
             // missed these readings): they reload them.
-            None => crate::live::listened(&state, caller.user_id)
-                .then(|| crate::live::data_changed_event(caller.user_id, "readings")),
+            None => crate::live::listened(state, person)
+                .then(|| crate::live::data_changed_event(person, "readings")),
         };
         if let Some(first) = first {
             let forecast = forecast
                 .as_ref()
-                .map(|f| crate::live::forecast_event(caller.user_id, f));
+                .map(|f| crate::live::forecast_event(person, f));
             let events: Vec<_> = std::iter::once(first).chain(forecast).collect();
-            crate::live::publish(&state, caller.user_id, &events).await;
+            crate::live::publish(state, person, &events).await;
         }
     }
-    Ok(upload_response(outcome))
 }
 
 /// Readings in a time range, a page at a time.

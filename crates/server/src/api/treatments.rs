@@ -298,7 +298,7 @@ pub async fn replace(
 }
 
 /// Tells the person's devices and caregivers to reload treatments.
-async fn treatments_changed(state: &AppState, user: glucosync_store::UserId) {
+pub(crate) async fn treatments_changed(state: &AppState, user: glucosync_store::UserId) {
     crate::live::publish(
         state,
         user,

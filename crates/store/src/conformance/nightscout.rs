@@ -11,7 +11,7 @@ fn site(user_id: i64, handle: &str, sha1: &str) -> NightscoutSite {
     NightscoutSite {
         user_id,
         handle: handle.into(),
-        secret_sha1: sha1.into(),
+        secret_hash: sha1.into(),
         secret_sealed: format!("sealed-{sha1}"),
         public_read: false,
         created_ms: NOW,
@@ -80,7 +80,7 @@ pub async fn nightscout_sites_are_one_per_person_and_found_by_handle_or_secret(s
     let now = store.nightscout_site(a).await.expect("read").expect("site");
     assert_eq!(
         (
-            now.secret_sha1.as_str(),
+            now.secret_hash.as_str(),
             now.secret_sealed.as_str(),
             now.public_read
         ),
@@ -157,7 +157,11 @@ pub async fn nightscout_entries_deduplicate_by_kind_and_time_and_answer_ids_in_o
         .expect("b");
     assert!(other[0].inserted);
     assert_eq!(
-        store.list_readings(a, &all_range(10)).await.unwrap().len(),
+        store
+            .list_readings(a, &all_range(10))
+            .await
+            .expect("list")
+            .len(),
         4
     );
     // The ordinary upload of the same reading counts it as a duplicate too (same device).
@@ -332,7 +336,7 @@ pub async fn nightscout_documents_dedupe_replace_delete_and_keep_history(store: 
     let listed = store
         .list_documents(a, status, &all_range(10))
         .await
-        .unwrap();
+        .expect("list");
     assert_eq!(listed.len(), 1, "a deleted document is not listed");
     // History: every change since a time, deletions included, oldest change first.
     let history = store
@@ -360,7 +364,7 @@ pub async fn nightscout_documents_dedupe_replace_delete_and_keep_history(store: 
         store
             .list_documents(a, status, &all_range(10))
             .await
-            .unwrap()
+            .expect("list")
             .len(),
         2
     );
