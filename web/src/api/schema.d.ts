@@ -452,6 +452,41 @@ export interface paths {
         patch: operations["accounts_update_settings"];
         trace?: never;
     };
+    "/api/v1/nightscout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your Nightscout-compatible site: its address and API secret (created on first call). */
+        get: operations["nightscout_get_site"];
+        /** Turn public read of your Nightscout site on or off. */
+        put: operations["nightscout_update_site"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nightscout/secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replace your site's API secret: the old one stops working at once, on every uploader. */
+        post: operations["nightscout_rotate_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/push/subscriptions": {
         parameters: {
             query?: never;
@@ -1209,6 +1244,25 @@ export interface components {
              * @description Days until the token stops working; omit for no expiry.
              */
             expires_in_days?: number | null;
+        };
+        NightscoutSiteInfo: {
+            /**
+             * @description The site's path on this server, e.g. `/ns/k3v9x2m7q1ab`: uploaders take this server's
+             *     address followed by it. (Loop and Trio call the server's root instead, which works
+             *     too: their API secret says whose site it is.)
+             */
+            base_url: string;
+            /** @description The site's `API_SECRET`, what uploader apps are configured with (they send its SHA-1). */
+            api_secret: string;
+            /** @description Whether anyone may read the site without a secret or token (off by default). */
+            public_read: boolean;
+        };
+        NightscoutSiteUpdate: {
+            /**
+             * @description Let anyone who knows the site's address read it without a secret or token
+             *     (Nightscout's `readable` default role). Off by default.
+             */
+            public_read: boolean;
         };
         /**
          * @description A page of a listing. Pass `next_cursor` back as `cursor` for the next page; it is null on
@@ -2629,6 +2683,91 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    nightscout_get_site: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NightscoutSiteInfo"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    nightscout_update_site: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NightscoutSiteUpdate"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NightscoutSiteInfo"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    nightscout_rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NightscoutSiteInfo"];
+                };
+            };
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

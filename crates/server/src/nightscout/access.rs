@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use glucosync_domain::accounts::Scope;
-use glucosync_store::{NightscoutSite, UserId};
+use glucosync_store::{NightscoutSite, ShareRole, UserId};
 use hkdf::Hkdf;
 use rand::RngCore;
 use ring::hmac;
@@ -273,12 +273,13 @@ async fn token_caller(
             },
         });
     }
-    // A caregiver's own token reads the person's site while the share is active.
+    // A caregiver's own token reads the person's site while the share is active (a
+    // clinician's share is for reports, not live data).
     let shared = state
         .store
         .active_share(site.user_id, caller.user_id)
         .await?
-        .is_some();
+        .is_some_and(|share| share.role == ShareRole::Caregiver);
     if !shared || !caller.scopes.contains(&Scope::Read) {
         return Err(ApiError::Unauthenticated);
     }

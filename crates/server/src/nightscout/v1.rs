@@ -44,14 +44,13 @@ enum Format {
 }
 
 /// `entries.json` → (`entries`, Json).
-fn split_suffix(segment: &str, request: &NsRequest) -> (String, Format) {
-    let (name, format) = match segment.rsplit_once('.') {
-        Some((name, "json")) => (name, Format::Json),
-        Some((name, "csv")) => (name, Format::Csv),
-        Some((name, "txt" | "tsv")) => (name, Format::Text),
-        _ => (segment, accepted(request)),
-    };
-    (name.to_owned(), format)
+fn split_suffix(segment: &str) -> (&str, Option<Format>) {
+    match segment.rsplit_once('.') {
+        Some((name, "json")) => (name, Some(Format::Json)),
+        Some((name, "csv")) => (name, Some(Format::Csv)),
+        Some((name, "txt" | "tsv")) => (name, Some(Format::Text)),
+        _ => (segment, None),
+    }
 }
 
 fn accepted(request: &NsRequest) -> Format {
@@ -92,7 +91,14 @@ pub(crate) async fn handle(
     let Some((first, tail)) = rest.split_first() else {
         return Err(ApiError::NotFound("Nightscout API path"));
     };
-    let (collection, format) = split_suffix(first, &request);
+    // The suffix may end the collection (`entries.csv`) or what follows (`entries/sgv.csv`).
+    let (collection, suffix) = split_suffix(first);
+    let collection = collection.to_owned();
+    let format = tail
+        .last()
+        .and_then(|t| split_suffix(t).1)
+        .or(suffix)
+        .unwrap_or_else(|| accepted(&request));
     let method = request.method.clone();
     match (collection.as_str(), &method) {
         ("entries", &Method::GET) => get_entries(state, &caller, &request, tail, format).await,
