@@ -1,0 +1,302 @@
+//! Real Nightscout clients against the real binary (docs/nightscout.md): py-nightscout 1.3.3
+//! (Home Assistant's client) reads a site, and nightscout-connect 0.0.12's own modules upload
+//! to one, from a Dexcom Share transform and from another Nightscout site. Both are installed
+//! by `scripts/nightscout-clients`; the request bodies of other uploaders are in
+//! `tests/nightscout/bodies/` (see its README).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::{Backend, Engine, PASSWORD};
+use glucosync_server::nightscout::access::sha1_hex;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/nightscout")
+}
+
+/// What `scripts/nightscout-clients <what>` prints (installing the clients on first use).
+fn clients(what: &str) -> String {
+    let out = Command::new(repo().join("scripts/nightscout-clients"))
+        .arg(what)
+        .output()
+        .expect("run scripts/nightscout-clients");
+    assert!(
+        out.status.success(),
+        "scripts/nightscout-clients {what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn body(name: &str) -> Value {
+    let text = std::fs::read_to_string(tests_dir().join("bodies").join(name)).expect("body");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn report(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A person with a Nightscout site on the engine.
+struct Site {
+    session: String,
+    base: String,
+    secret: String,
+}
+
+async fn site(engine: &Engine, client: &reqwest::Client, email: &str) -> Site {
+    let r = client
+        .post(engine.url("/api/v1/auth/signup"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("signup");
+    assert!(r.status().is_success());
+    let login: Value = client
+        .post(engine.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let session = login["token"].as_str().expect("token").to_owned();
+    let ns: Value = client
+        .get(engine.url("/api/v1/nightscout"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .expect("site")
+        .json()
+        .await
+        .expect("json");
+    Site {
+        session,
+        base: engine.url(ns["base_url"].as_str().expect("base")),
+        secret: ns["api_secret"].as_str().expect("secret").to_owned(),
+    }
+}
+
+impl Site {
+    async fn post(&self, client: &reqwest::Client, path: &str, body: &Value) -> Value {
+        let r = client
+            .post(format!("{}{path}", self.base))
+            .header("api-secret", sha1_hex(&self.secret))
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.expect("json")
+    }
+
+    async fn get(&self, client: &reqwest::Client, path: &str) -> Value {
+        client
+            .get(format!("{}{path}", self.base))
+            .header("api-secret", sha1_hex(&self.secret))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+/// Readings 5 minutes apart ending a few minutes ago, as xDrip+ uploads them.
+fn recent_sgvs(n: i64, start_value: i64) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let newest = now - now % 300_000 - 300_000;
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                let date = newest - (n - 1 - i) * 300_000;
+                json!({"device": "xDrip-DexcomG6", "date": date, "sgv": start_value + 2 * i,
+                       "direction": "FortyFiveUp", "type": "sgv", "filtered": 120000.5,
+                       "unfiltered": 121000, "rssi": 100, "noise": 1})
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn py_nightscout_reads_a_site_with_the_secret_and_with_a_token() {
+    let python = clients("python");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::new();
+    let engine = Engine::start(dir.path(), "info", &backend);
+    let client = reqwest::Client::new();
+    let ana = site(&engine, &client, "ana@example.org").await;
+    ana.post(&client, "/api/v1/entries", &recent_sgvs(12, 100))
+        .await;
+    ana.post(&client, "/api/v1/treatments", &body("loop_carbs.json"))
+        .await;
+    ana.post(&client, "/api/v1/treatments", &body("loop_bolus.json"))
+        .await;
+    ana.post(
+        &client,
+        "/api/v1/devicestatus",
+        &body("loop_devicestatus.json"),
+    )
+    .await;
+    ana.post(
+        &client,
+        "/api/v1/devicestatus",
+        &body("xdrip_devicestatus.json"),
+    )
+    .await;
+    let profile = json!({"defaultProfile": "Default", "startDate": "2026-11-01T00:00:00.000Z",
+        "created_at": "2026-11-01T00:00:00.000Z", "units": "mg/dl", "store": {"Default": {
+        "dia": 5, "timezone": "ETC/GMT-1", "units": "mg/dl",
+        "basal": [{"time": "00:00", "value": 0.85, "timeAsSeconds": 0}],
+        "sens": [{"time": "00:00", "value": 40, "timeAsSeconds": 0}],
+        "carbratio": [{"time": "00:00", "value": 10, "timeAsSeconds": 0}],
+        "target_low": [{"time": "00:00", "value": 90, "timeAsSeconds": 0}],
+        "target_high": [{"time": "00:00", "value": 110, "timeAsSeconds": 0}]}}});
+    ana.post(&client, "/api/v1/profile", &profile).await;
+
+    let script = tests_dir().join("py_nightscout_read.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&ana.base)
+        .arg(&ana.secret)
+        .output()
+        .expect("run py-nightscout");
+    assert!(out.status.success(), "{}", report(&out));
+    let read: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let sgvs = read["sgvs"].as_array().expect("sgvs");
+    assert_eq!(sgvs.len(), 10, "Nightscout's default count");
+    assert_eq!(sgvs[0]["sgv"], 122, "newest first");
+    assert_eq!(sgvs[0]["delta"], 2.0, "{read}");
+    assert_eq!(sgvs[0]["date_from_dateString"], true);
+    assert_eq!(sgvs[0]["direction"], "FortyFiveUp");
+    assert_eq!(read["status"]["name"], "GlucoSync");
+    let treatments = read["treatments"].as_array().expect("treatments");
+    assert!(
+        treatments
+            .iter()
+            .any(|t| t["eventType"] == "Carb Correction" && t["carbs"].is_number()),
+        "{read}"
+    );
+    assert!(
+        treatments.iter().any(|t| t["insulin"].is_number()),
+        "{read}"
+    );
+    assert_eq!(read["profiles"][0]["store"][0]["dia"], 5.0, "{read}");
+    assert!(
+        read["devicestatus"]
+            .as_object()
+            .is_some_and(|d| !d.is_empty()),
+        "{read}"
+    );
+
+    // A read token, the way py-nightscout can send one; and no credential at all.
+    let token: Value = client
+        .post(engine.url("/api/v1/tokens"))
+        .bearer_auth(&ana.session)
+        .json(&json!({"name": "home assistant", "scopes": ["read"]}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["token"].as_str().expect("token");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&ana.base)
+        .arg("")
+        .arg(token)
+        .output()
+        .expect("run py-nightscout");
+    assert!(out.status.success(), "{}", report(&out));
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&ana.base)
+        .arg("")
+        .output()
+        .expect("run py-nightscout");
+    assert_eq!(out.status.code(), Some(3), "refused: {}", report(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nightscout_connect_uploads_from_dexcom_share_and_from_another_site() {
+    let connect_dir = clients("connect-dir");
+    let driver = tests_dir().join("connect_upload.js");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::new();
+    let engine = Engine::start(dir.path(), "info", &backend);
+    let client = reqwest::Client::new();
+    let ana = site(&engine, &client, "ana@example.org").await;
+    let bo = site(&engine, &client, "bo@example.org").await;
+
+    // Dexcom Share records through the package's transform and its Nightscout output, the
+    // newest an hour ago (newer readings come from Bo's site below).
+    let an_hour_ago = (chrono::Utc::now().timestamp_millis() - 3_600_000).to_string();
+    let dexcom = || {
+        Command::new("node")
+            .arg(&driver)
+            .arg(&connect_dir)
+            .arg("dexcomshare")
+            .arg(&ana.base)
+            .arg(&ana.secret)
+            .arg("6")
+            .env("GS_CONNECT_END_MS", &an_hour_ago)
+            .output()
+            .expect("run nightscout-connect")
+    };
+    let out = dexcom();
+    assert!(out.status.success(), "{}", report(&out));
+    let entries = ana.get(&client, "/api/v1/entries.json?count=100").await;
+    assert_eq!(entries.as_array().map(Vec::len), Some(6), "{entries}");
+    // The same again (a bridge polling twice) stores nothing new.
+    let out = dexcom();
+    assert!(out.status.success(), "{}", report(&out));
+    let entries = ana.get(&client, "/api/v1/entries.json?count=100").await;
+    assert_eq!(entries.as_array().map(Vec::len), Some(6));
+
+    // Bo's site as the source (nightscout-connect reads sources anonymously: Bo turns public
+    // read on), Ana's as the output: it copies what is newer than Ana's newest entry.
+    bo.post(&client, "/api/v1/entries", &recent_sgvs(4, 150))
+        .await;
+    let r = client
+        .put(engine.url("/api/v1/nightscout"))
+        .bearer_auth(&bo.session)
+        .json(&json!({"public_read": true}))
+        .send()
+        .await
+        .expect("public read");
+    assert!(r.status().is_success());
+    let out = Command::new("node")
+        .arg(&driver)
+        .arg(&connect_dir)
+        .arg("nightscout")
+        .arg(&ana.base)
+        .arg(&ana.secret)
+        .arg(&bo.base)
+        .output()
+        .expect("run nightscout-connect");
+    assert!(out.status.success(), "{}", report(&out));
+    let entries = ana
+        .get(&client, "/api/v1/entries/sgv.json?find[sgv][$gte]=150")
+        .await;
+    assert_eq!(
+        entries.as_array().map(Vec::len),
+        Some(4),
+        "{entries}\n{}",
+        report(&out)
+    );
+}
