@@ -6,6 +6,7 @@
 // photographed at phone and desktop widths into web/test-results/screenshots/.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { createHash } from "node:crypto";
 import { apiClient, axeViolations, cgmTrace, DESKTOP, launchBrowser, MOBILE, screenshot, startEngine } from "./harness.mjs";
 
 const EMAIL = "e2e-person@example.test";
@@ -128,6 +129,33 @@ test("a new reading arrives live, without a reload", async () => {
   const r = await api("POST", "/api/v1/readings", { time: new Date().toISOString(), value: 104, trend: "SingleDown", device: "e2e-uploader" });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   await page.getByTestId("current-value").filter({ hasText: "104" }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+});
+
+test("a reading uploaded through the Nightscout API, as xDrip+ sends it, appears live", async () => {
+  await go("Settings");
+  const url = await page.getByTestId("nightscout-url").inputValue();
+  const secret = await page.getByTestId("nightscout-secret").inputValue();
+  assert.match(url, /\/ns\/[a-z0-9]+$/);
+  assert.ok(secret.length >= 12, "Nightscout needs a secret of 12 characters or more");
+  await expectAccessible("settings with the Nightscout site");
+  await go("Dashboard");
+  await page.evaluate(() => {
+    window.__noReload = true;
+  });
+  const date = Date.now();
+  // xDrip+'s NightscoutUploader: an array of entries, the secret's SHA-1 in `api-secret`.
+  const r = await fetch(`${url}/api/v1/entries`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "api-secret": createHash("sha1").update(secret).digest("hex") },
+    body: JSON.stringify([{ device: "xDrip-DexcomG6", date, dateString: new Date(date).toISOString(), sgv: 97, delta: -3.5, direction: "FortyFiveDown", type: "sgv", filtered: 97000, unfiltered: 97500, rssi: 100, noise: 1 }]),
+  });
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  const answer = JSON.parse(text);
+  assert.equal(answer.length, 1);
+  assert.ok(answer[0]._id, "Nightscout clients need the stored id");
+  await page.getByTestId("current-value").filter({ hasText: "97" }).waitFor({ timeout: 10_000 });
   assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
 });
 

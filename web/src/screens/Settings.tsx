@@ -24,6 +24,7 @@ export default function Settings() {
       <SingleSignOn />
       <AiConsent />
       <Uploaders />
+      <NightscoutSite />
     </Layout>
   );
 }
@@ -196,6 +197,53 @@ function Uploaders() {
           </li>
         ))}
       </ul>
+    </section>
+  );
+}
+
+/** The person's Nightscout-compatible site: what xDrip+, AndroidAPS, Loop and follower apps use. */
+function NightscoutSite() {
+  const site = useResource(() => api.GET("/api/v1/nightscout"), []);
+  const [error, setError] = useState<string | null>(null);
+  const [data, setData] = useState<Schemas["NightscoutSiteInfo"] | null>(null);
+  const shown = data ?? site.data;
+  if (!shown) return null;
+  const url = `${location.origin}${shown.base_url}`;
+  const update = async (call: () => Promise<{ data?: Schemas["NightscoutSiteInfo"]; error?: unknown }>) => {
+    setError(null);
+    const r = await call().catch(() => null);
+    if (!r) return setError("You are offline: this needs a connection.");
+    if (!r.data) return setError(problemMessage(r.error as never));
+    setData(r.data);
+  };
+  const rotate = () => {
+    if (!confirm("Replace the API secret? Every app using the old one stops uploading until you enter the new one.")) return;
+    void update(() => api.POST("/api/v1/nightscout/secret"));
+  };
+  return (
+    <section className="card" aria-labelledby="nightscout-title">
+      <h2 id="nightscout-title">Nightscout apps</h2>
+      <p className="hint">
+        Apps made for Nightscout (xDrip+, AndroidAPS, Loop, Trio, nightscout-connect, Nightguard, Home Assistant) work with GlucoSync: enter this
+        address as the Nightscout URL and this API secret. Followers can use a token with “Read my data” instead of the secret.
+      </p>
+      <CopyField id="nightscout-url" label="Nightscout URL" value={url} testId="nightscout-url" />
+      <CopyField id="nightscout-secret" label="API secret" value={shown.api_secret} testId="nightscout-secret" />
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={shown.public_read}
+          onChange={(e) => {
+            const public_read = e.target.checked;
+            void update(() => api.PUT("/api/v1/nightscout", { body: { public_read } }));
+          }}
+        />{" "}
+        Public: anyone who knows the address sees my glucose (off is safer)
+      </label>
+      <FormError message={error} />
+      <button type="button" onClick={rotate}>
+        Replace API secret
+      </button>
     </section>
   );
 }
