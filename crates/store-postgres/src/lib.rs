@@ -26,9 +26,9 @@ use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
     AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, CredentialKind, Delivery,
     DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection,
-    InsertOutcome, NewCredential, NewDelivery, NewDocument, NewInvite, NewUser, NightscoutSite,
-    PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store, StoreError,
-    StoredForecast, StoredId, StoredModel, User, UserId,
+    InsertOutcome, LastChanges, NewCredential, NewDelivery, NewDocument, NewInvite, NewUser,
+    NightscoutSite, PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store,
+    StoreError, StoredForecast, StoredId, StoredModel, User, UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -1865,6 +1865,84 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter().map(document_from_row).collect()
+    }
+
+    async fn reading(&self, user_id: UserId, id: i64) -> Result<Option<Reading>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {READING_COLUMNS} FROM readings WHERE user_id = $1 AND id = $2"),
+                &[&user_id, &id],
+            )
+            .await?;
+        rows.first().map(reading_from_row).transpose()
+    }
+
+    async fn readings_stored_since(
+        &self,
+        user_id: UserId,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Reading, i64)>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {READING_COLUMNS}, created_ms FROM readings WHERE user_id = $1 AND created_ms >= $2 \
+                     ORDER BY created_ms, id LIMIT $3"
+                ),
+                &[&user_id, &since_ms, &(limit as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((reading_from_row(r)?, r.get::<_, i64>(8))))
+            .collect()
+    }
+
+    async fn treatments_changed_since(
+        &self,
+        user_id: UserId,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Treatment>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = $1 AND updated_ms >= $2 \
+                     ORDER BY updated_ms, id LIMIT $3"
+                ),
+                &[&user_id, &since_ms, &(limit as i64)],
+            )
+            .await?;
+        rows.iter().map(treatment_from_row).collect()
+    }
+
+    async fn last_changes(&self, user_id: UserId) -> Result<LastChanges, StoreError> {
+        let rows = self
+            .query(
+                "SELECT (SELECT MAX(created_ms) FROM readings WHERE user_id = $1), \
+                        (SELECT MAX(updated_ms) FROM treatments WHERE user_id = $1)",
+                &[&user_id],
+            )
+            .await?;
+        let (readings, treatments) = rows
+            .first()
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap_or((None, None));
+        let documents = self
+            .query(
+                "SELECT collection, MAX(modified_ms) FROM nightscout_documents WHERE user_id = $1 GROUP BY collection",
+                &[&user_id],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| {
+                DocumentCollection::parse(r.get::<_, &str>(0)).map(|c| (c, r.get::<_, i64>(1)))
+            })
+            .collect();
+        Ok(LastChanges {
+            readings,
+            treatments,
+            documents,
+        })
     }
 
     async fn delete_documents(

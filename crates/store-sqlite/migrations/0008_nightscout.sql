@@ -35,3 +35,7 @@ CREATE TABLE nightscout_documents (
 ) WITHOUT ROWID;
 CREATE INDEX nightscout_documents_by_time ON nightscout_documents (user_id, collection, time_ms);
 CREATE INDEX nightscout_documents_by_modification ON nightscout_documents (user_id, collection, modified_ms);
+
+-- API v3's history lists changes in the order the server made them.
+CREATE INDEX readings_by_creation ON readings (user_id, created_ms);
+CREATE INDEX treatments_by_change ON treatments (user_id, updated_ms);

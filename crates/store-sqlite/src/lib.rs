@@ -20,9 +20,9 @@ use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
     AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, Delivery, DeliveryChannel,
     DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection, InsertOutcome,
-    NewCredential, NewDelivery, NewDocument, NewInvite, NewUser, NightscoutSite, PoolStats,
-    PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store, StoreError, StoredForecast,
-    StoredId, StoredModel, User, UserId,
+    LastChanges, NewCredential, NewDelivery, NewDocument, NewInvite, NewUser, NightscoutSite,
+    PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store, StoreError,
+    StoredForecast, StoredId, StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -1723,6 +1723,97 @@ impl Store for SqliteStore {
                         .collect()
                 })
                 .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn reading(&self, user_id: UserId, id: i64) -> Result<Option<Reading>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.query_row(
+                    &format!(
+                        "SELECT {READING_COLUMNS} FROM readings WHERE user_id = ?1 AND id = ?2"
+                    ),
+                    params![user_id, id],
+                    reading_from_row,
+                )
+                .optional()
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn readings_stored_since(
+        &self,
+        user_id: UserId,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Reading, i64)>, StoreError> {
+        self.engine
+            .read_large(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {READING_COLUMNS}, created_ms FROM readings WHERE user_id = ?1 AND created_ms >= ?2 \
+                     ORDER BY created_ms, id LIMIT ?3"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![user_id, since_ms, limit as i64], |r| {
+                        Ok((reading_from_row(r)?, r.get(8)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn treatments_changed_since(
+        &self,
+        user_id: UserId,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Treatment>, StoreError> {
+        self.engine
+            .read_large(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {TREATMENT_COLUMNS} FROM treatments WHERE user_id = ?1 AND updated_ms >= ?2 \
+                     ORDER BY updated_ms, id LIMIT ?3"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![user_id, since_ms, limit as i64], treatment_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sql_err)?
+                .into_iter()
+                .collect()
+            })
+            .await
+    }
+
+    async fn last_changes(&self, user_id: UserId) -> Result<LastChanges, StoreError> {
+        self.engine
+            .read(move |conn| {
+                let max = |sql: &str| -> Result<Option<i64>, StoreError> {
+                    conn.query_row(sql, params![user_id], |r| r.get(0)).map_err(sql_err)
+                };
+                let readings = max("SELECT MAX(created_ms) FROM readings WHERE user_id = ?1")?;
+                let treatments = max("SELECT MAX(updated_ms) FROM treatments WHERE user_id = ?1")?;
+                let documents = conn
+                    .prepare_cached(
+                        "SELECT collection, MAX(modified_ms) FROM nightscout_documents WHERE user_id = ?1 GROUP BY collection",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![user_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql_err)?
+                    .into_iter()
+                    .filter_map(|(c, ms)| DocumentCollection::parse(&c).map(|c| (c, ms)))
+                    .collect();
+                Ok(LastChanges {
+                    readings,
+                    treatments,
+                    documents,
+                })
             })
             .await
     }

@@ -68,6 +68,7 @@ macro_rules! conformance_suite {
             nightscout_treatments_deduplicate_by_id_then_time_and_kind,
             treatment_extra_fields_round_trip_and_survive_updates_without_them,
             nightscout_documents_dedupe_replace_delete_and_keep_history,
+            changes_are_listed_in_the_order_the_server_made_them,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

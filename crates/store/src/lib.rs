@@ -390,6 +390,28 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<u64, StoreError>;
 
+    /// One reading of the person's, by id.
+    async fn reading(&self, user_id: UserId, id: i64) -> Result<Option<Reading>, StoreError>;
+    /// Readings stored (by the server's clock) at or after `since_ms`, in the order they were
+    /// stored, with the time each was: what Nightscout API v3's history of entries reports.
+    async fn readings_stored_since(
+        &self,
+        user_id: UserId,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(Reading, i64)>, StoreError>;
+    /// Treatments created or changed at or after `since_ms` (`updated_ms`), oldest change
+    /// first.
+    async fn treatments_changed_since(
+        &self,
+        user_id: UserId,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Treatment>, StoreError>;
+    /// The server time of the person's latest change of readings, treatments and each
+    /// document collection (deletions included): API v3's `lastModified`.
+    async fn last_changes(&self, user_id: UserId) -> Result<LastChanges, StoreError>;
+
     // ---- the access log (every follower read of a person's health data)
     /// Records that `follower` read `what` of `owner`'s data at `time_ms`. Durable before the
     /// data is returned.

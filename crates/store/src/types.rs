@@ -442,6 +442,9 @@ impl DocumentCollection {
             DocumentCollection::DeletedTreatments => "deleted_treatments",
         }
     }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// A document to store; one with an id the collection already has is a duplicate.
@@ -461,4 +464,12 @@ pub struct Document {
     pub created_ms: i64,
     pub modified_ms: i64,
     pub deleted: bool,
+}
+
+/// When a person's data last changed, by the server's clock (see `Store::last_changes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastChanges {
+    pub readings: Option<i64>,
+    pub treatments: Option<i64>,
+    pub documents: Vec<(DocumentCollection, i64)>,
 }

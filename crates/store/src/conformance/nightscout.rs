@@ -369,3 +369,98 @@ pub async fn nightscout_documents_dedupe_replace_delete_and_keep_history(store: 
         2
     );
 }
+
+pub async fn changes_are_listed_in_the_order_the_server_made_them(store: &dyn Store) {
+    let a = user(store, "a@example.org").await;
+    let b = user(store, "b@example.org").await;
+    assert_eq!(
+        store.last_changes(a).await.expect("none yet"),
+        crate::LastChanges::default()
+    );
+    // An old reading uploaded late is a late change: history is by server time.
+    store
+        .insert_entries(a, vec![reading(T0 + FIVE_MIN, 100.0)], NOW)
+        .await
+        .expect("first");
+    let late = store
+        .insert_entries(
+            a,
+            vec![reading(T0, 90.0), reading(T0 + 2 * FIVE_MIN, 95.0)],
+            NOW + 10,
+        )
+        .await
+        .expect("late");
+    store
+        .insert_entries(b, vec![reading(T0, 1.0 + 99.0)], NOW + 10)
+        .await
+        .expect("b");
+    let since = store
+        .readings_stored_since(a, NOW + 5, 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        since
+            .iter()
+            .map(|(r, at)| (r.id.to_string(), *at))
+            .collect::<Vec<_>>(),
+        vec![
+            (late[0].id.clone(), NOW + 10),
+            (late[1].id.clone(), NOW + 10)
+        ]
+    );
+    assert_eq!(
+        store
+            .readings_stored_since(a, 0, 1)
+            .await
+            .expect("limit")
+            .len(),
+        1
+    );
+    let id: i64 = late[0].id.parse().expect("numeric id");
+    let one = store.reading(a, id).await.expect("read").expect("exists");
+    assert_eq!(one.time.utc_ms, T0);
+    assert_eq!(store.reading(b, id).await.expect("read"), None, "not b's");
+
+    store
+        .insert_treatments(
+            a,
+            vec![carbs(Some("t1"), T0, 10.0), carbs(Some("t2"), T0, 11.0)],
+            NOW,
+        )
+        .await
+        .expect("treatments");
+    store
+        .update_treatment(a, carbs(Some("t1"), T0, 12.0), NOW + 20)
+        .await
+        .expect("update");
+    let changed = store
+        .treatments_changed_since(a, NOW + 1, 10)
+        .await
+        .expect("changed");
+    assert_eq!(
+        changed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        vec!["t1"]
+    );
+    store
+        .insert_documents(
+            a,
+            DocumentCollection::DeviceStatus,
+            vec![NewDocument {
+                id: "d".into(),
+                time_ms: T0,
+                body: "{}".into(),
+            }],
+            NOW + 30,
+        )
+        .await
+        .expect("doc");
+    let last = store.last_changes(a).await.expect("last");
+    assert_eq!(
+        (last.readings, last.treatments, last.documents),
+        (
+            Some(NOW + 10),
+            Some(NOW + 20),
+            vec![(DocumentCollection::DeviceStatus, NOW + 30)]
+        )
+    );
+}
