@@ -754,6 +754,7 @@ mod tests {
             trend: r.trend,
             device: r.device.clone(),
             extra: r.extra.clone(),
+            created_ms: NOW,
         };
         let out = entry_json(&stored, Some(-1.5));
         assert_eq!(out["_id"], "00000000000000000000002a");

@@ -108,6 +108,8 @@ pub struct Reading {
     pub trend: Option<TrendDirection>,
     pub device: String,
     pub extra: Option<String>,
+    /// When the server stored it (its clock, not the reading's time).
+    pub created_ms: i64,
 }
 
 impl NewReading {
@@ -261,6 +263,7 @@ mod tests {
             kind: ReadingKind::Cgm,
             trend: None,
             extra: None,
+            created_ms: 0,
             device: String::new(),
         };
         assert_eq!(delta(&r(2, 5, 110.0), Some(&r(1, 0, 100.0))), Some(10.0));

@@ -207,7 +207,8 @@ impl PostgresStore {
 const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
 const CREDENTIAL_COLUMNS: &str =
     "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
-const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra";
+const READING_COLUMNS: &str =
+    "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra, created_ms";
 const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms, extra";
 
 fn user_from_row(r: &Row, at: usize) -> Result<User, StoreError> {
@@ -257,6 +258,7 @@ fn reading_from_row(r: &Row) -> Result<Reading, StoreError> {
         value: GlucoseMgdl::from_stored(r.try_get(5).map_err(get)?),
         trend: trend.as_deref().and_then(TrendDirection::parse),
         extra: r.try_get(7).map_err(get)?,
+        created_ms: r.try_get(8).map_err(get)?,
     })
 }
 
@@ -1882,19 +1884,17 @@ impl Store for PostgresStore {
         user_id: UserId,
         since_ms: i64,
         limit: usize,
-    ) -> Result<Vec<(Reading, i64)>, StoreError> {
+    ) -> Result<Vec<Reading>, StoreError> {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {READING_COLUMNS}, created_ms FROM readings WHERE user_id = $1 AND created_ms >= $2 \
+                    "SELECT {READING_COLUMNS} FROM readings WHERE user_id = $1 AND created_ms >= $2 \
                      ORDER BY created_ms, id LIMIT $3"
                 ),
                 &[&user_id, &since_ms, &(limit as i64)],
             )
             .await?;
-        rows.iter()
-            .map(|r| Ok((reading_from_row(r)?, r.get::<_, i64>(8))))
-            .collect()
+        rows.iter().map(reading_from_row).collect()
     }
 
     async fn treatments_changed_since(

@@ -149,7 +149,8 @@ fn revoke_where(
 const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
 const CREDENTIAL_COLUMNS: &str =
     "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
-const READING_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra";
+const READING_COLUMNS: &str =
+    "id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, extra, created_ms";
 const TREATMENT_COLUMNS: &str = "id, time_ms, utc_offset_min, kind, units, insulin_type, insulin_name, grams, minutes, intensity, text, units_per_hour, created_ms, updated_ms, extra";
 
 #[async_trait]
@@ -1748,18 +1749,16 @@ impl Store for SqliteStore {
         user_id: UserId,
         since_ms: i64,
         limit: usize,
-    ) -> Result<Vec<(Reading, i64)>, StoreError> {
+    ) -> Result<Vec<Reading>, StoreError> {
         self.engine
             .read_large(move |conn| {
                 conn.prepare_cached(&format!(
-                    "SELECT {READING_COLUMNS}, created_ms FROM readings WHERE user_id = ?1 AND created_ms >= ?2 \
+                    "SELECT {READING_COLUMNS} FROM readings WHERE user_id = ?1 AND created_ms >= ?2 \
                      ORDER BY created_ms, id LIMIT ?3"
                 ))
                 .and_then(|mut s| {
-                    s.query_map(params![user_id, since_ms, limit as i64], |r| {
-                        Ok((reading_from_row(r)?, r.get(8)?))
-                    })?
-                    .collect()
+                    s.query_map(params![user_id, since_ms, limit as i64], reading_from_row)?
+                        .collect()
                 })
                 .map_err(sql_err)
             })

@@ -66,6 +66,7 @@ pub(crate) fn reading_from_row(r: &Row<'_>) -> rusqlite::Result<Reading> {
         value: GlucoseMgdl::from_stored(r.get(5)?),
         trend: trend.as_deref().and_then(TrendDirection::parse),
         extra: r.get(7)?,
+        created_ms: r.get(8)?,
     })
 }
 

@@ -392,14 +392,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// One reading of the person's, by id.
     async fn reading(&self, user_id: UserId, id: i64) -> Result<Option<Reading>, StoreError>;
-    /// Readings stored (by the server's clock) at or after `since_ms`, in the order they were
-    /// stored, with the time each was: what Nightscout API v3's history of entries reports.
+    /// Readings stored (by the server's clock, `created_ms`) at or after `since_ms`, in the
+    /// order they were stored: what Nightscout API v3's history of entries reports.
     async fn readings_stored_since(
         &self,
         user_id: UserId,
         since_ms: i64,
         limit: usize,
-    ) -> Result<Vec<(Reading, i64)>, StoreError>;
+    ) -> Result<Vec<Reading>, StoreError>;
     /// Treatments created or changed at or after `since_ms` (`updated_ms`), oldest change
     /// first.
     async fn treatments_changed_since(

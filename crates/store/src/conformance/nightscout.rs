@@ -401,7 +401,7 @@ pub async fn changes_are_listed_in_the_order_the_server_made_them(store: &dyn St
     assert_eq!(
         since
             .iter()
-            .map(|(r, at)| (r.id.to_string(), *at))
+            .map(|r| (r.id.to_string(), r.created_ms))
             .collect::<Vec<_>>(),
         vec![
             (late[0].id.clone(), NOW + 10),
