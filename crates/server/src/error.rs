@@ -48,6 +48,9 @@ pub enum ApiError {
     Forbidden { code: &'static str, detail: String },
     #[error("not found")]
     NotFound(&'static str),
+    /// It existed and was deleted (Nightscout API v3 answers 410 for those).
+    #[error("gone")]
+    Gone,
     #[error("{0}")]
     Conflict(String),
     #[error("request body too large")]
@@ -93,7 +96,7 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::Validation(errors) => {
                 let first = errors
@@ -113,6 +116,7 @@ impl ApiError {
             ),
             ApiError::Forbidden { code, detail } => (StatusCode::FORBIDDEN, code, detail.clone()),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("No such {what}.")),
+            ApiError::Gone => (StatusCode::GONE, "gone", "It was deleted.".into()),
             ApiError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", detail.clone()),
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

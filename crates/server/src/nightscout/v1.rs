@@ -79,6 +79,11 @@ pub(crate) async fn handle(
     if let ["v2", "authorization", "request", token] = segments.as_slice() {
         return authorization_request(state, token).await;
     }
+    if let Some((&"v3", rest)) = segments.split_first() {
+        let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        return Ok(super::v3::handle(state, handle, &request, &rest).await);
+    }
     let presented = Presented::from_request(&request.headers, &request.query);
     if segments.first() == Some(&"v1") && segments.get(1) == Some(&"verifyauth") {
         let caller = authorize(state, handle, &presented).await.ok();
@@ -324,14 +329,14 @@ fn window(filters: &[FindFilter], fields: &[&str]) -> (i64, i64) {
     (from.max(0), to)
 }
 
-/// A page of a store listing, newest first, before `after`.
-fn newest_first(from: i64, to: i64, after: Option<Cursor>) -> RangeQuery {
+/// A page of a store listing after `after`, newest first when `descending`.
+fn page_query(from: i64, to: i64, after: Option<Cursor>, descending: bool) -> RangeQuery {
     RangeQuery {
         from_ms: from,
         to_ms: to,
         after,
         limit: PAGE,
-        descending: true,
+        descending,
     }
 }
 
@@ -401,7 +406,8 @@ async fn get_entries(
     let (from, to) = window(&filters, &ENTRY_TIME_FIELDS);
     let mut entries = Vec::new();
     if wants("sgv") || wants("mbg") {
-        entries = scan_readings(state, owner, (from, to), &filters, count).await?;
+        entries =
+            scan_readings(state, owner, (from, to), &filters, count, true, &entry_json).await?;
     }
     let other_kinds = types
         .as_ref()
@@ -411,10 +417,13 @@ async fn get_entries(
             state,
             owner,
             DocumentCollection::OtherEntries,
-            (from, to),
-            &filters,
-            count,
-            |d| other_entry_json(&d.id, &d.body),
+            &Scan {
+                window: (from, to),
+                filters: &filters,
+                count,
+                descending: true,
+            },
+            &|d| other_entry_json(&d.id, &d.body),
         )
         .await?;
         entries.extend(others);
@@ -429,14 +438,16 @@ async fn get_entries(
     Ok(listing(entries, format))
 }
 
-/// Readings in `window`, newest first, in Nightscout form with their deltas, that pass
-/// `filters`; at most `count`.
-async fn scan_readings(
+/// Readings in `window` in Nightscout form (`to_json`, given the reading and, newest first,
+/// its delta), that pass `filters`; at most `count`.
+pub(super) async fn scan_readings(
     state: &AppState,
     owner: UserId,
     (from, to): (i64, i64),
     filters: &[FindFilter],
     count: usize,
+    descending: bool,
+    to_json: &(dyn Fn(&Reading, Option<f64>) -> Object + Sync),
 ) -> Result<Vec<Object>, ApiError> {
     let mut out = Vec::new();
     let mut after = None;
@@ -444,26 +455,26 @@ async fn scan_readings(
     while out.len() < count && scanned < MAX_SCANNED {
         let page = state
             .store
-            .list_readings(owner, &newest_first(from, to, after.clone()))
+            .list_readings(owner, &page_query(from, to, after.clone(), descending))
             .await?;
         scanned += page.len();
         let last_page = page.len() < PAGE;
         let older = match page.iter().rev().find(|r| r.kind == ReadingKind::Cgm) {
-            Some(oldest_cgm) => previous_cgm(state, owner, oldest_cgm).await?,
-            None => None,
+            Some(oldest_cgm) if descending => previous_cgm(state, owner, oldest_cgm).await?,
+            _ => None,
         };
         for (i, r) in page.iter().enumerate() {
             let d = match r.kind {
-                ReadingKind::Cgm => {
+                ReadingKind::Cgm if descending => {
                     let previous = page[i + 1..]
                         .iter()
                         .find(|p| p.kind == ReadingKind::Cgm)
                         .or(older.as_ref());
                     delta(r, previous)
                 }
-                ReadingKind::Meter => None,
+                _ => None,
             };
-            let entry = entry_json(r, d);
+            let entry = to_json(r, d);
             if matches(&entry, filters) {
                 out.push(entry);
                 if out.len() == count {
@@ -505,22 +516,39 @@ async fn previous_cgm(
         .find(|p| p.kind == ReadingKind::Cgm))
 }
 
-async fn scan_documents(
+/// What a listing asks for: the time window `[from, to)`, the filters, how many at most, in
+/// which order.
+pub(super) struct Scan<'a> {
+    pub window: (i64, i64),
+    pub filters: &'a [FindFilter],
+    pub count: usize,
+    pub descending: bool,
+}
+
+pub(super) async fn scan_documents(
     state: &AppState,
     owner: UserId,
     collection: DocumentCollection,
-    (from, to): (i64, i64),
-    filters: &[FindFilter],
-    count: usize,
-    to_json: impl Fn(&glucosync_store::Document) -> Object,
+    scan: &Scan<'_>,
+    to_json: &(dyn Fn(&glucosync_store::Document) -> Object + Sync),
 ) -> Result<Vec<Object>, ApiError> {
+    let Scan {
+        window: (from, to),
+        filters,
+        count,
+        descending,
+    } = *scan;
     let mut out = Vec::new();
     let mut after = None;
     let mut scanned = 0;
     while out.len() < count && scanned < MAX_SCANNED {
         let page = state
             .store
-            .list_documents(owner, collection, &newest_first(from, to, after.clone()))
+            .list_documents(
+                owner,
+                collection,
+                &page_query(from, to, after.clone(), descending),
+            )
             .await?;
         scanned += page.len();
         for d in &page {
@@ -641,13 +669,33 @@ async fn delete_entries(
     let wants = |kind: &str| types.as_ref().is_none_or(|t| t.iter().any(|k| k == kind));
     let mut deleted = 0u64;
     if wants("sgv") || wants("mbg") {
-        for entry in scan_readings(state, owner, (from, to), &filters, MAX_COUNT).await? {
+        for entry in scan_readings(
+            state,
+            owner,
+            (from, to),
+            &filters,
+            MAX_COUNT,
+            true,
+            &entry_json,
+        )
+        .await?
+        {
             let id = entry
                 .get("_id")
                 .and_then(Value::as_str)
                 .and_then(parse_reading_object_id);
             if let Some(id) = id {
-                deleted += u64::from(state.store.delete_reading(owner, id).await?);
+                if state.store.delete_reading(owner, id).await? {
+                    deleted += 1;
+                    let object_id = ns::reading_object_id(id);
+                    super::record_deletion(
+                        state,
+                        owner,
+                        DocumentCollection::DeletedEntries,
+                        &object_id,
+                    )
+                    .await?;
+                }
             }
         }
     }
@@ -655,10 +703,13 @@ async fn delete_entries(
         state,
         owner,
         DocumentCollection::OtherEntries,
-        (from, to),
-        &filters,
-        MAX_COUNT,
-        |d| other_entry_json(&d.id, &d.body),
+        &Scan {
+            window: (from, to),
+            filters: &filters,
+            count: MAX_COUNT,
+            descending: true,
+        },
+        &|d| other_entry_json(&d.id, &d.body),
     )
     .await?;
     let ids: Vec<String> = others
@@ -700,16 +751,26 @@ async fn get_treatments(
         });
     }
     let count = count_param(request, default_count)?;
-    let items = scan_treatments(state, caller.owner(), &filters, count).await?;
+    let items = scan_treatments(
+        state,
+        caller.owner(),
+        &filters,
+        count,
+        true,
+        &treatment_json,
+    )
+    .await?;
     caller.record_read(state, "nightscout.treatments").await?;
     Ok(listing(items, Format::Json))
 }
 
-async fn scan_treatments(
+pub(super) async fn scan_treatments(
     state: &AppState,
     owner: UserId,
     filters: &[FindFilter],
     count: usize,
+    descending: bool,
+    to_json: &(dyn Fn(&glucosync_domain::treatments::Treatment) -> Object + Sync),
 ) -> Result<Vec<Object>, ApiError> {
     let (from, to) = window(filters, &TREATMENT_TIME_FIELDS);
     let mut out = Vec::new();
@@ -718,11 +779,11 @@ async fn scan_treatments(
     while out.len() < count && scanned < MAX_SCANNED {
         let page = state
             .store
-            .list_treatments(owner, &newest_first(from, to, after.clone()))
+            .list_treatments(owner, &page_query(from, to, after.clone(), descending))
             .await?;
         scanned += page.len();
         for t in &page {
-            let o = treatment_json(t);
+            let o = to_json(t);
             if matches(&o, filters) {
                 out.push(o);
                 if out.len() == count {
@@ -752,7 +813,7 @@ fn parse_treatments(uploaded: &[Object], now: i64) -> Result<Vec<Vec<NewTreatmen
         .collect()
 }
 
-async fn treatments_stored(state: &AppState, owner: UserId, newest: Option<i64>) {
+pub(super) async fn treatments_stored(state: &AppState, owner: UserId, newest: Option<i64>) {
     if state.config.forecasts {
         if let Some(t) = newest {
             state.forecaster.treatments_changed(state, owner, t).await;
@@ -849,7 +910,7 @@ async fn delete_treatments(
                     "say which treatments to delete (find[...] or an id)",
                 )));
             }
-            scan_treatments(state, owner, &filters, MAX_COUNT)
+            scan_treatments(state, owner, &filters, MAX_COUNT, true, &treatment_json)
                 .await?
                 .iter()
                 .filter_map(|o| o.get("_id").and_then(Value::as_str).map(str::to_owned))
@@ -858,14 +919,14 @@ async fn delete_treatments(
     };
     let mut deleted = 0u64;
     for id in &ids {
-        deleted += u64::from(state.store.delete_treatment(owner, id).await?);
         // The carbs of a Nightscout meal bolus go with it.
-        deleted += u64::from(
-            state
-                .store
-                .delete_treatment(owner, &format!("{id}.carbs"))
-                .await?,
-        );
+        for tid in [id.clone(), format!("{id}.carbs")] {
+            if state.store.delete_treatment(owner, &tid).await? {
+                deleted += 1;
+                super::record_deletion(state, owner, DocumentCollection::DeletedTreatments, &tid)
+                    .await?;
+            }
+        }
     }
     if deleted > 0 {
         state.forecaster.forget_history(owner);
@@ -898,10 +959,13 @@ async fn get_documents(
         state,
         caller.owner(),
         collection,
-        window(&filters, &DOCUMENT_TIME_FIELDS),
-        &filters,
-        count,
-        |d| document_json(&d.id, d.time_ms, &d.body),
+        &Scan {
+            window: window(&filters, &DOCUMENT_TIME_FIELDS),
+            filters: &filters,
+            count,
+            descending: true,
+        },
+        &|d| document_json(&d.id, d.time_ms, &d.body),
     )
     .await?;
     caller
@@ -974,10 +1038,13 @@ async fn delete_documents(
                 state,
                 owner,
                 collection,
-                window(&filters, &DOCUMENT_TIME_FIELDS),
-                &filters,
-                MAX_COUNT,
-                |d| document_json(&d.id, d.time_ms, &d.body),
+                &Scan {
+                    window: window(&filters, &DOCUMENT_TIME_FIELDS),
+                    filters: &filters,
+                    count: MAX_COUNT,
+                    descending: true,
+                },
+                &|d| document_json(&d.id, d.time_ms, &d.body),
             )
             .await?
             .iter()
@@ -1010,10 +1077,13 @@ async fn get_profiles(
         state,
         caller.owner(),
         DocumentCollection::Profile,
-        window(&filters, &PROFILE_TIME_FIELDS),
-        &filters,
-        count,
-        |d| document_json(&d.id, d.time_ms, &d.body),
+        &Scan {
+            window: window(&filters, &PROFILE_TIME_FIELDS),
+            filters: &filters,
+            count,
+            descending: true,
+        },
+        &|d| document_json(&d.id, d.time_ms, &d.body),
     )
     .await?;
     caller.record_read(state, "nightscout.profile").await?;
