@@ -156,7 +156,26 @@ test("a reading uploaded through the Nightscout API, as xDrip+ sends it, appears
   assert.equal(answer.length, 1);
   assert.ok(answer[0]._id, "Nightscout clients need the stored id");
   await page.getByTestId("current-value").filter({ hasText: "97" }).waitFor({ timeout: 10_000 });
+  // Loop's device status (its NightscoutService shape) shows beside the glucose, live.
+  const status = await fetch(`${url}/api/v1/devicestatus`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "api-secret": createHash("sha1").update(secret).digest("hex") },
+    body: JSON.stringify([
+      {
+        device: "loop://iPhone",
+        created_at: new Date().toISOString(),
+        pump: { clock: new Date().toISOString(), manufacturer: "Insulet", model: "Dash", suspended: false, reservoir_display_override: "50+U" },
+        uploader: { name: "iPhone", timestamp: new Date().toISOString(), battery: 64 },
+        loop: { name: "Loop", version: "3.6.1", timestamp: new Date().toISOString(), iob: { timestamp: new Date().toISOString(), iob: 1.42 }, cob: { timestamp: new Date().toISOString(), cob: 32.5 } },
+      },
+    ]),
+  });
+  assert.equal(status.status, 200, await status.text());
+  await page.getByTestId("device-iob").filter({ hasText: "1.42 U" }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.getByTestId("device-reservoir").innerText(), "50+U");
+  assert.equal(await page.getByTestId("device-phone-battery").innerText(), "64 %");
   assert.equal(await page.evaluate(() => window.__noReload), true, "the page was reloaded");
+  await expectAccessible("dashboard with device status");
 });
 
 test("readings uploaded while the browser was offline are replayed when it reconnects", async () => {

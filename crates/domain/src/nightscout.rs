@@ -396,6 +396,140 @@ pub fn document_json(id: &str, time_ms: i64, body: &str) -> Object {
     out
 }
 
+// ---- device status (pump, phone, loop), for the dashboard
+
+/// What the dashboard shows of a looping system's or uploader's status: the newest value of
+/// each field among recent device status documents (a phone, a pump and a loop report
+/// separately).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceStatusSummary {
+    /// The newest document's time (epoch ms).
+    pub updated_ms: i64,
+    /// Insulin left in the pump, units.
+    pub pump_reservoir_units: Option<f64>,
+    /// What a pump shows instead of a number (Omnipod DASH: "50+U").
+    pub pump_reservoir_text: Option<String>,
+    pub pump_battery_percent: Option<f64>,
+    pub pump_suspended: Option<bool>,
+    /// The uploading phone's battery.
+    pub uploader_battery_percent: Option<f64>,
+    /// Insulin on board, units, and carbs on board, grams, as the loop computed them.
+    pub iob_units: Option<f64>,
+    pub cob_grams: Option<f64>,
+    /// `Loop`, `Trio`, `AAPS`, `OpenAPS`.
+    pub loop_name: Option<String>,
+    /// When the loop last ran (epoch ms).
+    pub loop_ms: Option<i64>,
+    /// The loop's glucose prediction: mg/dL every 5 minutes from `predicted_start_ms`.
+    pub predicted_mgdl: Option<Vec<f64>>,
+    pub predicted_start_ms: Option<i64>,
+}
+
+impl DeviceStatusSummary {
+    /// Folds documents given newest first, each with its time.
+    pub fn from_documents<'a>(docs: impl IntoIterator<Item = (i64, &'a Object)>) -> Option<Self> {
+        let mut summary: Option<Self> = None;
+        for (time_ms, doc) in docs {
+            let s = summary.get_or_insert_with(|| DeviceStatusSummary {
+                updated_ms: time_ms,
+                ..Default::default()
+            });
+            s.absorb(doc);
+        }
+        summary
+    }
+
+    fn absorb(&mut self, d: &Object) {
+        let at = |path: &[&str]| -> Option<&Value> {
+            let mut v = d.get(path[0])?;
+            for p in &path[1..] {
+                v = v.get(p)?;
+            }
+            Some(v)
+        };
+        let num = |path: &[&str]| at(path).and_then(number);
+        let text = |path: &[&str]| at(path).and_then(Value::as_str).map(short_text);
+        let time = |path: &[&str]| {
+            at(path).and_then(|v| match v {
+                Value::Number(n) => n.as_f64().map(|ms| ms as i64),
+                Value::String(s) => parse_time_text(s).map(|t| t.utc_ms),
+                _ => None,
+            })
+        };
+        fill(&mut self.pump_reservoir_units, num(&["pump", "reservoir"]));
+        fill(
+            &mut self.pump_reservoir_text,
+            text(&["pump", "reservoir_display_override"]),
+        );
+        fill(
+            &mut self.pump_battery_percent,
+            num(&["pump", "battery", "percent"]),
+        );
+        fill(
+            &mut self.pump_suspended,
+            at(&["pump", "suspended"])
+                .and_then(Value::as_bool)
+                .or_else(|| at(&["pump", "status", "suspended"]).and_then(Value::as_bool)),
+        );
+        let phone_battery = match at(&["uploader", "type"]).and_then(Value::as_str) {
+            // A transmitter's "battery" is days left, not a phone's percentage.
+            Some("DEXCOM_TRANSMITTER") => None,
+            _ => num(&["uploader", "battery"]).or_else(|| num(&["uploaderBattery"])),
+        };
+        fill(&mut self.uploader_battery_percent, phone_battery);
+        if d.contains_key("loop") {
+            fill(
+                &mut self.loop_name,
+                text(&["loop", "name"]).or(Some("Loop".into())),
+            );
+            fill(&mut self.iob_units, num(&["loop", "iob", "iob"]));
+            fill(&mut self.cob_grams, num(&["loop", "cob", "cob"]));
+            fill(&mut self.loop_ms, time(&["loop", "timestamp"]));
+            if self.predicted_mgdl.is_none() {
+                if let Some(values) = at(&["loop", "predicted", "values"]).and_then(Value::as_array)
+                {
+                    self.predicted_mgdl = Some(values.iter().filter_map(number).collect());
+                    self.predicted_start_ms = time(&["loop", "predicted", "startDate"]);
+                }
+            }
+        }
+        if d.contains_key("openaps") {
+            let name = match d.get("app").and_then(Value::as_str) {
+                Some("AAPS") => "AAPS".to_owned(),
+                _ => "OpenAPS".to_owned(),
+            };
+            fill(&mut self.loop_name, Some(name));
+            fill(
+                &mut self.iob_units,
+                num(&["openaps", "iob", "iob"]).or_else(|| num(&["openaps", "suggested", "IOB"])),
+            );
+            fill(&mut self.cob_grams, num(&["openaps", "suggested", "COB"]));
+            fill(
+                &mut self.loop_ms,
+                time(&["openaps", "enacted", "timestamp"])
+                    .or_else(|| time(&["openaps", "suggested", "timestamp"])),
+            );
+            if self.predicted_mgdl.is_none() {
+                let preds = ["COB", "UAM", "IOB", "ZT"].iter().find_map(|k| {
+                    at(&["openaps", "suggested", "predBGs", k]).and_then(Value::as_array)
+                });
+                if let Some(values) = preds {
+                    self.predicted_mgdl = Some(values.iter().filter_map(number).collect());
+                    self.predicted_start_ms = time(&["openaps", "suggested", "deliverAt"])
+                        .or_else(|| time(&["openaps", "suggested", "timestamp"]));
+                }
+            }
+        }
+    }
+}
+
+fn fill<T>(slot: &mut Option<T>, value: Option<T>) {
+    if slot.is_none() {
+        *slot = value;
+    }
+}
+
 // ---- queries
 
 /// A comparison of a `find[field][$op]=value` filter.
@@ -894,6 +1028,45 @@ mod tests {
         assert_eq!(out["_id"], "s1");
         assert_eq!(out["created_at"], "2026-11-27T10:00:00.000Z");
         assert!(!out.contains_key("notes"));
+    }
+
+    #[test]
+    fn device_status_folds_loop_aaps_and_phone_documents() {
+        let loop_doc = obj(
+            json!({"device": "loop://iPhone", "pump": {"reservoir_display_override": "50+U", "suspended": false},
+            "uploader": {"battery": 64}, "loop": {"name": "Loop", "timestamp": "2026-11-27T10:00:30Z",
+            "iob": {"iob": 1.42}, "cob": {"cob": 32.5},
+            "predicted": {"startDate": "2026-11-27T10:00:00Z", "values": [114, 115.2, 116.9]}}}),
+        );
+        let transmitter =
+            obj(json!({"uploader": {"battery": "57 days", "type": "DEXCOM_TRANSMITTER"}}));
+        let s = DeviceStatusSummary::from_documents([(2, &transmitter), (1, &loop_doc)])
+            .expect("a summary");
+        assert_eq!(s.updated_ms, 2);
+        assert_eq!(s.pump_reservoir_text.as_deref(), Some("50+U"));
+        assert_eq!((s.iob_units, s.cob_grams), (Some(1.42), Some(32.5)));
+        assert_eq!(
+            s.uploader_battery_percent,
+            Some(64.0),
+            "not the transmitter's days"
+        );
+        assert_eq!(s.predicted_mgdl, Some(vec![114.0, 115.2, 116.9]));
+        assert_eq!(s.predicted_start_ms, Some(1795773600000));
+        let aaps = obj(
+            json!({"app": "AAPS", "uploaderBattery": 71, "pump": {"reservoir": 87.3, "battery": {"percent": 40}},
+            "openaps": {"suggested": {"COB": 12.0, "IOB": 1.4, "timestamp": "2026-11-27T10:00:03.000Z",
+            "predBGs": {"IOB": [114, 113], "COB": [114, 117]}}, "iob": {"iob": 1.45}}}),
+        );
+        let s = DeviceStatusSummary::from_documents([(5, &aaps)]).expect("a summary");
+        assert_eq!(s.loop_name.as_deref(), Some("AAPS"));
+        assert_eq!((s.iob_units, s.cob_grams), (Some(1.45), Some(12.0)));
+        assert_eq!(
+            (s.pump_reservoir_units, s.pump_battery_percent),
+            (Some(87.3), Some(40.0))
+        );
+        assert_eq!(s.uploader_battery_percent, Some(71.0));
+        assert_eq!(s.predicted_mgdl, Some(vec![114.0, 117.0]));
+        assert_eq!(DeviceStatusSummary::from_documents([]), None);
     }
 
     #[test]

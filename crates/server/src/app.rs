@@ -19,8 +19,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, events, forecast, insights, nightscout, push, readings, reports, shares, sso,
-    tokens, treatments, ws,
+    accounts, alerts, device_status, events, forecast, insights, nightscout, push, readings,
+    reports, shares, sso, tokens, treatments, ws,
 };
 use crate::error::problem_response;
 use crate::state::AppState;
@@ -132,6 +132,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::access_log))
         .routes(routes!(nightscout::get_site, nightscout::update_site))
         .routes(routes!(nightscout::rotate_secret))
+        .routes(routes!(device_status::latest))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

@@ -650,6 +650,34 @@ async fn devicestatus_profile_and_status_answer_like_nightscout() {
     assert_eq!(got.len(), 10, "default count");
     assert_eq!(got[0]["pump"]["reservoir"], 89, "newest first");
 
+    // The dashboard's view of it: the newest value of each field, for the person and their
+    // caregivers only.
+    let (status, summary) =
+        json_of(s.req(Method::GET, "/api/v1/device-status", &ana.session)).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["pump_reservoir_units"], 89.0);
+    assert!(summary["updated_at"].is_string());
+    let stranger = s.user("eve@example.org").await;
+    let owner_id = s
+        .req(Method::GET, "/api/v1/me", &ana.session)
+        .send()
+        .await
+        .expect("me")
+        .json::<Value>()
+        .await
+        .expect("json")["id"]
+        .as_i64()
+        .expect("id");
+    let (status, _) = json_of(s.req(
+        Method::GET,
+        &format!("/api/v1/device-status?person={owner_id}"),
+        &stranger,
+    ))
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no share, no data");
+    let (status, _) = json_of(s.req(Method::GET, "/api/v1/device-status", &stranger)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing reported");
+
     let profile = json!({"defaultProfile": "Default", "startDate": "2026-11-01T00:00:00.000Z",
         "units": "mg/dl", "store": {"Default": {"dia": 6, "timezone": "Europe/Berlin",
         "basal": [{"time": "00:00", "value": 0.8, "timeAsSeconds": 0}]}}});

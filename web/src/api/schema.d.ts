@@ -263,6 +263,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/device-status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The latest device status (pump reservoir and battery, phone battery, the loop's insulin
+         *     and carbs on board and prediction), from the last hour's reports; 404 when there are none.
+         */
+        get: operations["nightscout_latest"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -1088,6 +1108,59 @@ export interface components {
         DeliveryPage: {
             items: components["schemas"]["DeliveryOut"][];
             next_cursor?: string | null;
+        };
+        DeviceStatusOut: components["schemas"]["DeviceStatusSummary"] & {
+            /** @description The newest report's time. */
+            updated_at: string;
+            /** @description When the loop last ran. */
+            loop_at?: string | null;
+            /** @description When the loop's prediction starts (5-minute steps). */
+            predicted_start?: string | null;
+        };
+        /**
+         * @description What the dashboard shows of a looping system's or uploader's status: the newest value of
+         *     each field among recent device status documents (a phone, a pump and a loop report
+         *     separately).
+         */
+        DeviceStatusSummary: {
+            /**
+             * Format: int64
+             * @description The newest document's time (epoch ms).
+             */
+            updated_ms: number;
+            /**
+             * Format: double
+             * @description Insulin left in the pump, units.
+             */
+            pump_reservoir_units?: number | null;
+            /** @description What a pump shows instead of a number (Omnipod DASH: "50+U"). */
+            pump_reservoir_text?: string | null;
+            /** Format: double */
+            pump_battery_percent?: number | null;
+            pump_suspended?: boolean | null;
+            /**
+             * Format: double
+             * @description The uploading phone's battery.
+             */
+            uploader_battery_percent?: number | null;
+            /**
+             * Format: double
+             * @description Insulin on board, units, and carbs on board, grams, as the loop computed them.
+             */
+            iob_units?: number | null;
+            /** Format: double */
+            cob_grams?: number | null;
+            /** @description `Loop`, `Trio`, `AAPS`, `OpenAPS`. */
+            loop_name?: string | null;
+            /**
+             * Format: int64
+             * @description When the loop last ran (epoch ms).
+             */
+            loop_ms?: number | null;
+            /** @description The loop's glucose prediction: mg/dL every 5 minutes from `predicted_start_ms`. */
+            predicted_mgdl?: number[] | null;
+            /** Format: int64 */
+            predicted_start_ms?: number | null;
         };
         /** @enum {string} */
         EventKind: "hypo_level1" | "hypo_level2" | "extended_hypo" | "hyper_level1" | "hyper_level2";
@@ -2266,6 +2339,36 @@ export interface operations {
             };
             /** @description Invalid email or weak password */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    nightscout_latest: {
+        parameters: {
+            query?: {
+                /** @description Whose forecast: a person who shares with the caller as a caregiver (default: the caller). */
+                person?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceStatusOut"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

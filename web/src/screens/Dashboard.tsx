@@ -69,13 +69,14 @@ export function PersonGlucose({ person }: { person?: number }) {
   );
   const forecastRes = useResource(() => api.GET("/api/v1/forecast", { params: { query: { person } } }), [person]);
   const alertsRes = useResource(() => api.GET("/api/v1/alerts", { params: { query: { person } } }), [person]);
+  const deviceRes = useResource(() => api.GET("/api/v1/device-status", { params: { query: { person } } }), [person]);
   const [liveReadings, setLiveReadings] = useState<GlucosePoint[]>([]);
   const [liveLatest, setLiveLatest] = useState<Latest | null>(null);
   const [liveForecast, setLiveForecast] = useState<Schemas["ForecastOut"] | null>(null);
 
   // Live events are handled with the newest state and reloads, whatever render subscribed.
-  const current = useRef({ latestRes, readingsRes, treatmentsRes, forecastRes, alertsRes, windowEnd });
-  current.current = { latestRes, readingsRes, treatmentsRes, forecastRes, alertsRes, windowEnd };
+  const current = useRef({ latestRes, readingsRes, treatmentsRes, forecastRes, alertsRes, deviceRes, windowEnd });
+  current.current = { latestRes, readingsRes, treatmentsRes, forecastRes, alertsRes, deviceRes, windowEnd };
   useEffect(
     () =>
       live.onEvent((e) => {
@@ -87,6 +88,7 @@ export function PersonGlucose({ person }: { person?: number }) {
           c.treatmentsRes.reload();
           c.forecastRes.reload();
           c.alertsRes.reload();
+          c.deviceRes.reload();
           return;
         }
         if (e.person !== undefined && e.person !== subject) return;
@@ -110,6 +112,8 @@ export function PersonGlucose({ person }: { person?: number }) {
           setLiveForecast(e as unknown as Schemas["ForecastOut"]);
         } else if (e.type === "alert") {
           c.alertsRes.reload();
+        } else if (e.type === "data_changed" && e.what === "devicestatus") {
+          c.deviceRes.reload();
         } else if (e.type === "data_changed") {
           c.treatmentsRes.reload();
           if (e.what === "readings") {
@@ -163,6 +167,7 @@ export function PersonGlucose({ person }: { person?: number }) {
     <>
       {open.length > 0 && <AlertStrip alerts={open} person={person} onChange={alertsRes.reload} />}
       <CurrentValue latest={latest} now={now} loading={latestRes.loading && !latest} error={latest ? null : latestRes.error} own={person == null} />
+      {deviceRes.data && <DeviceStatus status={deviceRes.data} now={now} />}
       <section className="card" aria-labelledby="chart-title">
         <div className="card-head">
           <h2 id="chart-title">Last {hours} hours</h2>
@@ -193,6 +198,38 @@ export function PersonGlucose({ person }: { person?: number }) {
         )}
       </section>
     </>
+  );
+}
+
+/** The pump, phone and loop as a looping app or uploader last reported them (Nightscout's devicestatus). */
+function DeviceStatus({ status, now }: { status: Schemas["DeviceStatusOut"]; now: number }) {
+  const parts: { label: string; value: string; testId: string }[] = [];
+  const round = (v: number, digits = 0) => v.toFixed(digits);
+  if (status.iob_units != null) parts.push({ label: "Insulin on board", value: `${round(status.iob_units, 2)} U`, testId: "device-iob" });
+  if (status.cob_grams != null) parts.push({ label: "Carbs on board", value: `${round(status.cob_grams)} g`, testId: "device-cob" });
+  const reservoir = status.pump_reservoir_text ?? (status.pump_reservoir_units != null ? `${round(status.pump_reservoir_units)} U` : null);
+  if (reservoir) parts.push({ label: "Reservoir", value: reservoir, testId: "device-reservoir" });
+  if (status.pump_battery_percent != null) parts.push({ label: "Pump battery", value: `${round(status.pump_battery_percent)} %`, testId: "device-pump-battery" });
+  if (status.uploader_battery_percent != null)
+    parts.push({ label: "Phone battery", value: `${round(status.uploader_battery_percent)} %`, testId: "device-phone-battery" });
+  if (status.pump_suspended) parts.push({ label: "Pump", value: "suspended", testId: "device-suspended" });
+  if (parts.length === 0) return null;
+  const loopAt = status.loop_at ? Date.parse(status.loop_at) : null;
+  return (
+    <section className="card" aria-labelledby="device-title" data-testid="device-status">
+      <h2 id="device-title">{status.loop_name ?? "Devices"}</h2>
+      <dl className="device-status">
+        {parts.map((p) => (
+          <div key={p.testId}>
+            <dt>{p.label}</dt>
+            <dd data-testid={p.testId}>{p.value}</dd>
+          </div>
+        ))}
+      </dl>
+      <p className="hint">
+        {loopAt ? `Last loop ${ago(now - loopAt)}. ` : ""}Reported {ago(now - Date.parse(status.updated_at))}.
+      </p>
+    </section>
   );
 }
 
