@@ -400,9 +400,12 @@ async fn history_reports_every_change_in_server_order_including_v1_uploads_and_d
                 .collect(),
         )
     };
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    pause().await;
     let before = now_ms();
+    pause().await;
     aaps.v1_post("/entries", &batch(old + 3_600_000)).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    pause().await;
     aaps.v1_post("/entries", &batch(old + 7_200_000)).await;
     let (_, page1, headers) = aaps
         .call(
@@ -422,7 +425,12 @@ async fn history_reports_every_change_in_server_order_including_v1_uploads_and_d
             None,
         )
         .await;
-    assert_eq!(page2["result"].as_array().map(Vec::len), Some(3));
+    assert_eq!(page2["result"].as_array().map(Vec::len), Some(3), "{page2}");
+    // Ids are never handed out again: the deleted reading's stays its own.
+    assert!(page1
+        .iter()
+        .chain(page2["result"].as_array().expect("array"))
+        .all(|e| e["identifier"] != old_id.as_str()));
 
     // Treatments: v1 uploads, changes and deletions, in order; lastModified agrees.
     let carbs = json!([{"eventType": "Carb Correction", "carbs": 20, "created_at": "2026-11-01T08:00:00Z", "syncIdentifier": "h1"}]);

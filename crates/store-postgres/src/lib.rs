@@ -202,6 +202,34 @@ impl PostgresStore {
         let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
         client.execute(&stmt, params).await.map_err(pg_err)
     }
+
+    /// Deletes the rows of `table` (readings or treatments) of user `$1` matching `condition`
+    /// and leaves their tombstones (Nightscout ids) at time `$3` in the same statement, for
+    /// Nightscout API v3's history. Returns how many rows went.
+    async fn deleted_with_tombstones(
+        &self,
+        table: &str,
+        condition: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let (collection, id) = match table {
+            "readings" => ("deleted_entries", "lpad(to_hex(id), 24, '0')"),
+            _ => ("deleted_treatments", "id"),
+        };
+        let sql = format!(
+            "WITH del AS (DELETE FROM {table} WHERE user_id = $1 AND {condition} RETURNING user_id, {id} AS nid), \
+             tomb AS (INSERT INTO nightscout_documents (user_id, collection, id, time_ms, body, created_ms, modified_ms) \
+             SELECT user_id, '{collection}', nid, $3, '{{}}', $3, $3 FROM del \
+             ON CONFLICT (user_id, collection, id) DO UPDATE SET time_ms = excluded.time_ms, \
+             modified_ms = excluded.modified_ms, deleted = FALSE) \
+             SELECT count(*) FROM del"
+        );
+        Ok(self
+            .query(&sql, params)
+            .await?
+            .first()
+            .map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
 }
 
 const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
@@ -788,10 +816,7 @@ impl Store for PostgresStore {
 
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         Ok(self
-            .execute(
-                "DELETE FROM readings WHERE user_id = $1 AND id = $2",
-                &[&user_id, &id],
-            )
+            .deleted_with_tombstones("readings", "id = $2", &[&user_id, &id, &now_ms()])
             .await?
             == 1)
     }
@@ -802,9 +827,10 @@ impl Store for PostgresStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<u64, StoreError> {
-        self.execute(
-            "DELETE FROM readings WHERE user_id = $1 AND time_ms >= $2 AND time_ms < $3",
-            &[&user_id, &from_ms, &to_ms],
+        self.deleted_with_tombstones(
+            "readings",
+            "time_ms >= $2 AND time_ms < $4",
+            &[&user_id, &from_ms, &now_ms(), &to_ms],
         )
         .await
     }
@@ -918,10 +944,7 @@ impl Store for PostgresStore {
 
     async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError> {
         Ok(self
-            .execute(
-                "DELETE FROM treatments WHERE user_id = $1 AND id = $2",
-                &[&user_id, &id],
-            )
+            .deleted_with_tombstones("treatments", "id = $2", &[&user_id, &id, &now_ms()])
             .await?
             == 1)
     }

@@ -14,9 +14,28 @@ CREATE TABLE nightscout_sites (
 CREATE UNIQUE INDEX nightscout_sites_handle ON nightscout_sites (handle);
 CREATE UNIQUE INDEX nightscout_sites_secret ON nightscout_sites (secret_hash);
 
--- The fields of a Nightscout upload that GlucoSync does not model, as a JSON object, returned
--- with the record so uploaders round-trip their own fields.
-ALTER TABLE readings ADD COLUMN extra TEXT;
+-- Readings are rebuilt with AUTOINCREMENT: SQLite otherwise hands the id of a deleted newest
+-- reading to the next one, and a client holding the old id (Nightscout's `_id`, API v3's
+-- tombstones, an offline PWA's pending delete) would then act on a different reading. With
+-- `extra`: the fields of a Nightscout upload GlucoSync does not model, as a JSON object,
+-- returned with the record so uploaders round-trip their own fields.
+CREATE TABLE readings_v8 (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id        INTEGER NOT NULL,
+    time_ms        INTEGER NOT NULL,
+    utc_offset_min INTEGER NOT NULL,
+    kind           TEXT    NOT NULL,
+    device         TEXT    NOT NULL,
+    value_mgdl     REAL    NOT NULL,
+    trend          TEXT,
+    created_ms     INTEGER NOT NULL,
+    extra          TEXT
+);
+INSERT INTO readings_v8 (id, user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms)
+    SELECT id, user_id, time_ms, utc_offset_min, kind, device, value_mgdl, trend, created_ms FROM readings;
+DROP TABLE readings;
+ALTER TABLE readings_v8 RENAME TO readings;
+CREATE UNIQUE INDEX readings_identity ON readings (user_id, time_ms, kind, device);
 ALTER TABLE treatments ADD COLUMN extra TEXT;
 
 -- Nightscout collections GlucoSync keeps opaquely (devicestatus, profile, food, settings, and

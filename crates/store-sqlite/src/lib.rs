@@ -637,6 +637,12 @@ impl Store for SqliteStore {
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
+                let now = rows::now_ms();
+                conn.execute(
+                    &tombstones("readings", "id = ?3"),
+                    params![user_id, now, id],
+                )
+                .map_err(sql_err)?;
                 conn.execute(
                     "DELETE FROM readings WHERE user_id = ?1 AND id = ?2",
                     params![user_id, id],
@@ -655,6 +661,12 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         self.engine
             .write(move |conn| {
+                let now = rows::now_ms();
+                conn.execute(
+                    &tombstones("readings", "time_ms >= ?3 AND time_ms < ?4"),
+                    params![user_id, now, from_ms, to_ms],
+                )
+                .map_err(sql_err)?;
                 conn.execute(
                     "DELETE FROM readings WHERE user_id = ?1 AND time_ms >= ?2 AND time_ms < ?3",
                     params![user_id, from_ms, to_ms],
@@ -786,6 +798,11 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.engine
             .write(move |conn| {
+                conn.execute(
+                    &tombstones("treatments", "id = ?3"),
+                    params![user_id, rows::now_ms(), id],
+                )
+                .map_err(sql_err)?;
                 conn.execute(
                     "DELETE FROM treatments WHERE user_id = ?1 AND id = ?2",
                     params![user_id, id],
@@ -1843,6 +1860,22 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
+
+/// Deleted readings and treatments leave tombstones (their Nightscout ids) that Nightscout
+/// API v3's history reports: `INSERT … WHERE user_id = ?1 AND <condition> ON CONFLICT …`, with
+/// `?2` the time and the condition's own parameters after it.
+fn tombstones(table: &str, condition: &str) -> String {
+    let (collection, id) = match table {
+        "readings" => ("deleted_entries", "printf('%024x', id)"),
+        _ => ("deleted_treatments", "id"),
+    };
+    format!(
+        "INSERT INTO nightscout_documents (user_id, collection, id, time_ms, body, created_ms, modified_ms) \
+         SELECT user_id, '{collection}', {id}, ?2, '{{}}', ?2, ?2 FROM {table} WHERE user_id = ?1 AND {condition} \
+         ON CONFLICT (user_id, collection, id) DO UPDATE SET time_ms = excluded.time_ms, \
+         modified_ms = excluded.modified_ms, deleted = 0"
+    )
 }
 
 const SITE_COLUMNS: &str =

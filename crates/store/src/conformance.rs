@@ -69,6 +69,7 @@ macro_rules! conformance_suite {
             treatment_extra_fields_round_trip_and_survive_updates_without_them,
             nightscout_documents_dedupe_replace_delete_and_keep_history,
             changes_are_listed_in_the_order_the_server_made_them,
+            reading_ids_are_never_handed_out_again,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

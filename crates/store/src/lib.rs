@@ -137,8 +137,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<GlucosePoint>, StoreError>;
     /// The `n` newest readings, newest first.
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError>;
+    /// Deletes a reading, leaving a tombstone (see [`DocumentCollection::DeletedEntries`]) in
+    /// the same transaction.
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError>;
-    /// Deletes readings with `from_ms <= time < to_ms`; returns how many.
+    /// Deletes readings with `from_ms <= time < to_ms`, with their tombstones; returns how
+    /// many.
     async fn delete_readings_in_range(
         &self,
         user_id: UserId,
@@ -167,6 +170,8 @@ pub trait Store: Send + Sync + 'static {
         treatment: NewTreatment,
         now_ms: i64,
     ) -> Result<Option<Treatment>, StoreError>;
+    /// Deletes a treatment, leaving a tombstone (see
+    /// [`DocumentCollection::DeletedTreatments`]) in the same transaction.
     async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError>;
 
     // ---- forecasts (derived data: recomputable from readings and treatments)

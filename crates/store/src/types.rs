@@ -415,8 +415,8 @@ pub enum DocumentCollection {
     Settings,
     /// Entries that are not glucose readings (calibrations, ...).
     OtherEntries,
-    /// Tombstones of readings and treatments deleted through Nightscout's API v3, which its
-    /// history reports.
+    /// Tombstones of deleted readings (by their Nightscout `_id`, 24 hex digits) and
+    /// treatments (by id), through any API, which Nightscout API v3's history reports.
     DeletedEntries,
     DeletedTreatments,
 }

@@ -132,27 +132,3 @@ pub async fn root_rewrite(mut request: Request) -> Request {
     }
     request
 }
-
-/// Records that a reading or treatment was deleted, so that API v3's history reports it.
-pub(crate) async fn record_deletion(
-    state: &AppState,
-    owner: glucosync_store::UserId,
-    tombstones: glucosync_store::DocumentCollection,
-    id: &str,
-) -> Result<(), crate::error::ApiError> {
-    let now = crate::state::now_ms();
-    state
-        .store
-        .put_document(
-            owner,
-            tombstones,
-            glucosync_store::NewDocument {
-                id: id.to_owned(),
-                time_ms: now,
-                body: "{}".into(),
-            },
-            now,
-        )
-        .await
-        .map_err(Into::into)
-}

@@ -685,17 +685,7 @@ async fn delete_entries(
                 .and_then(Value::as_str)
                 .and_then(parse_reading_object_id);
             if let Some(id) = id {
-                if state.store.delete_reading(owner, id).await? {
-                    deleted += 1;
-                    let object_id = ns::reading_object_id(id);
-                    super::record_deletion(
-                        state,
-                        owner,
-                        DocumentCollection::DeletedEntries,
-                        &object_id,
-                    )
-                    .await?;
-                }
+                deleted += u64::from(state.store.delete_reading(owner, id).await?);
             }
         }
     }
@@ -921,11 +911,7 @@ async fn delete_treatments(
     for id in &ids {
         // The carbs of a Nightscout meal bolus go with it.
         for tid in [id.clone(), format!("{id}.carbs")] {
-            if state.store.delete_treatment(owner, &tid).await? {
-                deleted += 1;
-                super::record_deletion(state, owner, DocumentCollection::DeletedTreatments, &tid)
-                    .await?;
-            }
+            deleted += u64::from(state.store.delete_treatment(owner, &tid).await?);
         }
     }
     if deleted > 0 {

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::access::{authorize, NsCaller, Presented};
 use super::v1::{scan_documents, scan_readings, scan_treatments, Scan, NIGHTSCOUT_API_VERSION};
-use super::{record_deletion, NsRequest};
+use super::NsRequest;
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 
@@ -799,8 +799,8 @@ async fn remove(
     match collection {
         Collection::Entries => {
             if let Some(rid) = parse_reading_object_id(id) {
+                // The store leaves the tombstone history reports.
                 if state.store.delete_reading(owner, rid).await? {
-                    record_deletion(state, owner, DocumentCollection::DeletedEntries, id).await?;
                     state.forecaster.forget_history(owner);
                     return Ok(true);
                 }
@@ -819,11 +819,7 @@ async fn remove(
         Collection::Treatments => {
             let mut deleted = false;
             for tid in [id.to_owned(), format!("{id}.carbs")] {
-                if state.store.delete_treatment(owner, &tid).await? {
-                    record_deletion(state, owner, DocumentCollection::DeletedTreatments, &tid)
-                        .await?;
-                    deleted = true;
-                }
+                deleted |= state.store.delete_treatment(owner, &tid).await?;
             }
             if deleted {
                 state.forecaster.forget_history(owner);

@@ -454,13 +454,68 @@ pub async fn changes_are_listed_in_the_order_the_server_made_them(store: &dyn St
         )
         .await
         .expect("doc");
+    // Deletions through any API are changes too: tombstones in the same transaction.
+    assert!(store.delete_reading(a, id).await.expect("delete"));
+    assert!(store.delete_treatment(a, "t2").await.expect("delete"));
+    assert!(!store.delete_treatment(b, "t1").await.expect("not b's"));
+    assert_eq!(
+        store
+            .delete_readings_in_range(a, T0 + FIVE_MIN, T0 + 2 * FIVE_MIN)
+            .await
+            .expect("range"),
+        1
+    );
+    let entries = store
+        .documents_modified_since(a, DocumentCollection::DeletedEntries, 0, 10)
+        .await
+        .expect("tombstones");
+    let mut tombstones: Vec<String> = entries.iter().map(|d| d.id.clone()).collect();
+    tombstones.sort();
+    assert_eq!(tombstones.len(), 2, "{tombstones:?}");
+    assert!(tombstones.contains(&format!("{id:024x}")), "{tombstones:?}");
+    let treatments = store
+        .documents_modified_since(a, DocumentCollection::DeletedTreatments, 0, 10)
+        .await
+        .expect("tombstones");
+    assert_eq!(
+        treatments.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["t2"]
+    );
+    assert!(store
+        .documents_modified_since(b, DocumentCollection::DeletedTreatments, 0, 10)
+        .await
+        .expect("b")
+        .is_empty());
     let last = store.last_changes(a).await.expect("last");
     assert_eq!(
-        (last.readings, last.treatments, last.documents),
-        (
-            Some(NOW + 10),
-            Some(NOW + 20),
-            vec![(DocumentCollection::DeviceStatus, NOW + 30)]
-        )
+        (last.readings, last.treatments),
+        (Some(NOW + 10), Some(NOW + 20))
+    );
+    let mut collections: Vec<&str> = last.documents.iter().map(|(c, _)| c.as_str()).collect();
+    collections.sort();
+    assert_eq!(
+        collections,
+        vec!["deleted_entries", "deleted_treatments", "devicestatus"]
+    );
+    assert!(last
+        .documents
+        .contains(&(DocumentCollection::DeviceStatus, NOW + 30)));
+}
+
+pub async fn reading_ids_are_never_handed_out_again(store: &dyn Store) {
+    let a = user(store, "a@example.org").await;
+    let first = store
+        .insert_entries(a, vec![reading(T0, 100.0)], NOW)
+        .await
+        .expect("insert");
+    let id: i64 = first[0].id.parse().expect("numeric");
+    assert!(store.delete_reading(a, id).await.expect("delete"));
+    let second = store
+        .insert_entries(a, vec![reading(T0, 100.0)], NOW + 1)
+        .await
+        .expect("insert again");
+    assert_ne!(
+        second[0].id, first[0].id,
+        "a client's old id must not name a new reading"
     );
 }
