@@ -548,6 +548,12 @@ async fn nobody_reaches_another_persons_site_without_a_share() {
         (Method::GET, "/api/v1/profile.json"),
         (Method::GET, "/api/v1/status.json"),
         (Method::DELETE, "/api/v1/entries?find[sgv][$gte]=0"),
+        (Method::GET, "/api/v3/status"),
+        (Method::GET, "/api/v3/lastModified"),
+        (Method::GET, "/api/v3/entries"),
+        (Method::GET, "/api/v3/entries/history/0"),
+        (Method::POST, "/api/v3/treatments"),
+        (Method::GET, "/api/v3/devicestatus"),
     ] {
         let url = s.url(&format!("{}{path}", ana.base));
         let with_secret = s

@@ -532,41 +532,46 @@ pub(super) async fn scan_documents(
     scan: &Scan<'_>,
     to_json: &(dyn Fn(&glucosync_store::Document) -> Object + Sync),
 ) -> Result<Vec<Object>, ApiError> {
-    let Scan {
-        window: (from, to),
-        filters,
-        count,
-        descending,
-    } = *scan;
+    let fetch = |query: RangeQuery| {
+        let store = state.store.clone();
+        async move { store.list_documents(owner, collection, &query).await }
+    };
+    let cursor = |d: &glucosync_store::Document| Cursor {
+        time_ms: d.time_ms,
+        key: d.id.clone(),
+    };
+    scan_pages(scan, fetch, cursor, to_json).await
+}
+
+/// Pages through a store listing in the scan's order, keeping the records whose Nightscout
+/// form (`to_json`) passes the filters, until `count` are kept or `MAX_SCANNED` were read.
+async fn scan_pages<T, Fut>(
+    scan: &Scan<'_>,
+    fetch: impl Fn(RangeQuery) -> Fut,
+    cursor: impl Fn(&T) -> Cursor,
+    to_json: &(dyn Fn(&T) -> Object + Sync),
+) -> Result<Vec<Object>, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, glucosync_store::StoreError>>,
+{
+    let (from, to) = scan.window;
     let mut out = Vec::new();
     let mut after = None;
     let mut scanned = 0;
-    while out.len() < count && scanned < MAX_SCANNED {
-        let page = state
-            .store
-            .list_documents(
-                owner,
-                collection,
-                &page_query(from, to, after.clone(), descending),
-            )
-            .await?;
+    while out.len() < scan.count && scanned < MAX_SCANNED {
+        let page = fetch(page_query(from, to, after.take(), scan.descending)).await?;
         scanned += page.len();
-        for d in &page {
-            let o = to_json(d);
-            if matches(&o, filters) {
+        for record in &page {
+            let o = to_json(record);
+            if matches(&o, scan.filters) {
                 out.push(o);
-                if out.len() == count {
+                if out.len() == scan.count {
                     break;
                 }
             }
         }
         match page.last() {
-            Some(d) if page.len() == PAGE => {
-                after = Some(Cursor {
-                    time_ms: d.time_ms,
-                    key: d.id.clone(),
-                })
-            }
+            Some(last) if page.len() == PAGE => after = Some(cursor(last)),
             _ => break,
         }
     }
@@ -762,36 +767,21 @@ pub(super) async fn scan_treatments(
     descending: bool,
     to_json: &(dyn Fn(&glucosync_domain::treatments::Treatment) -> Object + Sync),
 ) -> Result<Vec<Object>, ApiError> {
-    let (from, to) = window(filters, &TREATMENT_TIME_FIELDS);
-    let mut out = Vec::new();
-    let mut after = None;
-    let mut scanned = 0;
-    while out.len() < count && scanned < MAX_SCANNED {
-        let page = state
-            .store
-            .list_treatments(owner, &page_query(from, to, after.clone(), descending))
-            .await?;
-        scanned += page.len();
-        for t in &page {
-            let o = to_json(t);
-            if matches(&o, filters) {
-                out.push(o);
-                if out.len() == count {
-                    break;
-                }
-            }
-        }
-        match page.last() {
-            Some(t) if page.len() == PAGE => {
-                after = Some(Cursor {
-                    time_ms: t.time.utc_ms,
-                    key: t.id.clone(),
-                })
-            }
-            _ => break,
-        }
-    }
-    Ok(out)
+    let scan = Scan {
+        window: window(filters, &TREATMENT_TIME_FIELDS),
+        filters,
+        count,
+        descending,
+    };
+    let fetch = |query: RangeQuery| {
+        let store = state.store.clone();
+        async move { store.list_treatments(owner, &query).await }
+    };
+    let cursor = |t: &glucosync_domain::treatments::Treatment| Cursor {
+        time_ms: t.time.utc_ms,
+        key: t.id.clone(),
+    };
+    scan_pages(&scan, fetch, cursor, to_json).await
 }
 
 /// Parses uploaded treatments: for each, the GlucoSync treatments it becomes.
