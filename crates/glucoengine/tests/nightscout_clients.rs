@@ -300,3 +300,47 @@ async fn nightscout_connect_uploads_from_dexcom_share_and_from_another_site() {
         report(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn android_aps_websocket_client_gets_changes_pushed_over_socket_io() {
+    let prefix = clients("npm-prefix");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::new();
+    let engine = Engine::start(dir.path(), "info", &backend);
+    let client = reqwest::Client::new();
+    let ana = site(&engine, &client, "ana@example.org").await;
+    let token: Value = client
+        .post(engine.url("/api/v1/tokens"))
+        .bearer_auth(&ana.session)
+        .json(&json!({"name": "aaps", "scopes": ["read", "readings:write", "treatments:write"]}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    // The site's namespace (`/ns/<handle>/storage`), and the root's (`/storage`: a site
+    // configured as the bare host, the token says whose).
+    // The first also hears an urgent low on `/alarm`.
+    for (site_url, alarm) in [(ana.base.clone(), "alarm"), (engine.url(""), "")] {
+        let out = Command::new("node")
+            .arg(tests_dir().join("socket_subscribe.js"))
+            .arg(&prefix)
+            .arg(&site_url)
+            .arg(token["token"].as_str().expect("token"))
+            .arg(sha1_hex(&ana.secret))
+            .arg(alarm)
+            .output()
+            .expect("run socket.io-client");
+        assert!(out.status.success(), "{site_url}: {}", report(&out));
+        let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(result["ack"]["success"], true, "{result}");
+        assert!(
+            result["ack"]["collections"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|n| n == "entries")),
+            "{result}"
+        );
+        assert_eq!(result["refused"]["success"], false);
+    }
+}

@@ -176,6 +176,7 @@ fn qualify_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 pub fn router(state: AppState) -> Router {
+    let socket_state = state.clone();
     let (routes, _) = registry().split_for_parts();
     let spec = Arc::new(openapi().to_pretty_json().unwrap_or_default());
     let mut router = routes
@@ -253,9 +254,11 @@ pub fn router(state: AppState) -> Router {
             ),
         ))
         .with_state(state);
-    // Before routing: root-level Nightscout requests go to their credential's site.
+    // Nightscout's socket.io (`/socket.io/`, AndroidAPS's websockets) beside the routes; and
+    // before routing, root-level Nightscout requests go to their credential's site.
     Router::new()
         .fallback_service(app)
+        .layer(crate::nightscout::socket_layer(socket_state))
         .layer(middleware::map_request(crate::nightscout::root_rewrite))
 }
 

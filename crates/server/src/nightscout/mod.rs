@@ -9,8 +9,11 @@
 //! requests to the site of their credential.
 
 pub mod access;
+mod socket;
 mod v1;
 mod v3;
+
+pub use socket::layer as socket_layer;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -131,4 +134,19 @@ pub async fn root_rewrite(mut request: Request) -> Request {
         *request.uri_mut() = uri;
     }
     request
+}
+
+/// Announces that a kept Nightscout collection changed: the dashboard reloads device status,
+/// socket.io subscribers get the change.
+pub(crate) async fn documents_changed(
+    state: &AppState,
+    owner: glucosync_store::UserId,
+    collection: glucosync_store::DocumentCollection,
+) {
+    crate::live::publish(
+        state,
+        owner,
+        &[crate::live::data_changed_event(owner, collection.as_str())],
+    )
+    .await;
 }

@@ -977,13 +977,8 @@ async fn post_documents(
         .store
         .insert_documents(owner, collection, documents, now)
         .await?;
-    if collection == DocumentCollection::DeviceStatus && stored.iter().any(|s| s.inserted) {
-        crate::live::publish(
-            state,
-            owner,
-            &[crate::live::data_changed_event(owner, "devicestatus")],
-        )
-        .await;
+    if stored.iter().any(|s| s.inserted) {
+        super::documents_changed(state, owner, collection).await;
     }
     Ok(echo_with_ids(
         uploaded,
@@ -1032,6 +1027,9 @@ async fn delete_documents(
         .store
         .delete_documents(owner, collection, &ids, now_ms())
         .await?;
+    if deleted > 0 {
+        super::documents_changed(state, owner, collection).await;
+    }
     Ok(Json(json!({"n": deleted, "ok": 1})).into_response())
 }
 
@@ -1102,5 +1100,6 @@ async fn put_profile(
             .await?;
         ids.push(id);
     }
+    super::documents_changed(state, owner, DocumentCollection::Profile).await;
     Ok(echo_with_ids(uploaded, ids))
 }

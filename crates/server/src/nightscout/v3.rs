@@ -43,14 +43,14 @@ const RESERVED: [&str; 8] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Collection {
+pub(super) enum Collection {
     Entries,
     Treatments,
     Documents(DocumentCollection),
 }
 
 impl Collection {
-    const ALL: [(&'static str, Collection); 6] = [
+    pub(super) const ALL: [(&'static str, Collection); 6] = [
         (
             "devicestatus",
             Collection::Documents(DocumentCollection::DeviceStatus),
@@ -584,13 +584,8 @@ async fn create(
             let first = stored.into_iter().next().ok_or_else(|| {
                 ApiError::Internal("an upload of one document stored none".into())
             })?;
-            if c == DocumentCollection::DeviceStatus && first.inserted {
-                crate::live::publish(
-                    state,
-                    owner,
-                    &[crate::live::data_changed_event(owner, "devicestatus")],
-                )
-                .await;
+            if first.inserted {
+                super::documents_changed(state, owner, c).await;
             }
             Ok(created(name, &first.id, first.inserted))
         }
@@ -729,6 +724,7 @@ async fn store_as(
                     now,
                 )
                 .await?;
+            super::documents_changed(state, owner, c).await;
             Ok(())
         }
     }
@@ -802,6 +798,12 @@ async fn remove(
                 // The store leaves the tombstone history reports.
                 if state.store.delete_reading(owner, rid).await? {
                     state.forecaster.forget_history(owner);
+                    crate::live::publish(
+                        state,
+                        owner,
+                        &[crate::live::data_changed_event(owner, "readings")],
+                    )
+                    .await;
                     return Ok(true);
                 }
             }
@@ -827,11 +829,17 @@ async fn remove(
             }
             Ok(deleted)
         }
-        Collection::Documents(c) => Ok(state
-            .store
-            .delete_documents(owner, c, &[id.to_owned()], now)
-            .await?
-            > 0),
+        Collection::Documents(c) => {
+            let deleted = state
+                .store
+                .delete_documents(owner, c, &[id.to_owned()], now)
+                .await?
+                > 0;
+            if deleted {
+                super::documents_changed(state, owner, c).await;
+            }
+            Ok(deleted)
+        }
     }
 }
 
@@ -913,7 +921,7 @@ async fn history(
 }
 
 /// Changes at or after `from` in the order the server made them, at most `limit`.
-async fn changes(
+pub(super) async fn changes(
     state: &AppState,
     owner: UserId,
     collection: Collection,
