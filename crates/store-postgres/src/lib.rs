@@ -1703,7 +1703,10 @@ impl Store for PostgresStore {
         let find = tx
             .prepare_cached(
                 "SELECT id FROM treatments WHERE user_id = $1 AND id = $2 UNION ALL \
-                 (SELECT id FROM treatments WHERE user_id = $1 AND time_ms = $3 AND kind = $4 ORDER BY id LIMIT 1) LIMIT 1",
+                 (SELECT id FROM treatments WHERE user_id = $1 AND time_ms = $3 AND kind = $4 \
+                  AND ($5::text IS NULL OR (extra::jsonb ->> 'eventType') IS NULL \
+                       OR (extra::jsonb ->> 'eventType') IN ($5, '', '<none>')) \
+                  ORDER BY id LIMIT 1) LIMIT 1",
             )
             .await
             .map_err(pg_err)?;
@@ -1718,7 +1721,16 @@ impl Store for PostgresStore {
         for t in &treatments {
             let c = TreatmentColumns::from_detail(&t.detail);
             let existing = tx
-                .query_opt(&find, &[&user_id, &t.id, &t.time.utc_ms, &c.kind])
+                .query_opt(
+                    &find,
+                    &[
+                        &user_id,
+                        &t.id,
+                        &t.time.utc_ms,
+                        &c.kind,
+                        &glucosync_store::columns::event_type(t.extra.as_deref()),
+                    ],
+                )
                 .await
                 .map_err(pg_err)?;
             if let Some(row) = existing {

@@ -1582,7 +1582,12 @@ impl Store for SqliteStore {
                     .prepare_cached("SELECT id FROM treatments WHERE user_id = ?1 AND id = ?2")
                     .map_err(sql_err)?;
                 let mut by_time = conn
-                    .prepare_cached("SELECT id FROM treatments WHERE user_id = ?1 AND time_ms = ?2 AND kind = ?3 ORDER BY id LIMIT 1")
+                    // A treatment without an event type (made in GlucoSync) matches any of its kind.
+                    .prepare_cached(
+                        "SELECT id FROM treatments WHERE user_id = ?1 AND time_ms = ?2 AND kind = ?3 \
+                         AND (?4 IS NULL OR json_extract(extra, '$.eventType') IS NULL \
+                              OR json_extract(extra, '$.eventType') IN (?4, '', '<none>')) ORDER BY id LIMIT 1",
+                    )
                     .map_err(sql_err)?;
                 let mut insert = conn
                     .prepare_cached(&format!(
@@ -1596,8 +1601,9 @@ impl Store for SqliteStore {
                     let mut existing: Option<String> =
                         by_id.query_row(params![user_id, t.id], |r| r.get(0)).optional().map_err(sql_err)?;
                     if existing.is_none() {
+                        let event_type = glucosync_store::columns::event_type(t.extra.as_deref());
                         existing = by_time
-                            .query_row(params![user_id, t.time.utc_ms, kind], |r| r.get(0))
+                            .query_row(params![user_id, t.time.utc_ms, kind, event_type], |r| r.get(0))
                             .optional()
                             .map_err(sql_err)?;
                     }

@@ -5,6 +5,16 @@ use glucosync_domain::treatments::{ExerciseIntensity, InsulinType, TreatmentDeta
 
 use crate::StoreError;
 
+/// The Nightscout `eventType` kept in a treatment's extra fields, if any (xDrip+'s `<none>`
+/// is none): with the time and kind, what decides that two uploads are the same treatment.
+pub fn event_type(extra: Option<&str>) -> Option<String> {
+    let fields: serde_json::Value = serde_json::from_str(extra?).ok()?;
+    fields["eventType"]
+        .as_str()
+        .filter(|e| !e.is_empty() && *e != "<none>")
+        .map(str::to_owned)
+}
+
 /// One nullable column per amount; only those of the treatment's kind are set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TreatmentColumns {

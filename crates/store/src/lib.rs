@@ -337,8 +337,8 @@ pub trait Store: Send + Sync + 'static {
         readings: Vec<NewReading>,
         now_ms: i64,
     ) -> Result<Vec<StoredId>, StoreError>;
-    /// Stores Nightscout treatments: one whose id the person has, or with the same time and
-    /// kind as one they have, is a duplicate. Answers every element's stored id, in request
+    /// Stores Nightscout treatments: one whose id the person has, or with the same time, kind
+    /// and `eventType` (in `extra`; none matches any) as one they have, is a duplicate. Answers every element's stored id, in request
     /// order. All or nothing.
     async fn insert_nightscout_treatments(
         &self,

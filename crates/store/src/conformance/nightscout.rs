@@ -214,6 +214,30 @@ pub async fn nightscout_treatments_deduplicate_by_id_then_time_and_kind(store: &
     assert_eq!(stored.len(), 2, "{stored:?}");
     assert_eq!(stored[0].extra, loop_carbs.extra);
     assert_eq!(stored[0].detail, TreatmentDetail::Carbs { grams: 30.0 });
+    // Two different events of one kind at one time (a site change and a sensor start, both
+    // notes) are two treatments; the same event again is one.
+    let note = |id: &str, event: &str| {
+        let mut t = carbs(Some(id), T0 + 2 * FIVE_MIN, 1.0);
+        t.detail = TreatmentDetail::Note { text: event.into() };
+        t.extra = Some(format!(r#"{{"eventType":"{event}"}}"#));
+        t
+    };
+    let events = store
+        .insert_nightscout_treatments(
+            a,
+            vec![
+                note("n1", "Site Change"),
+                note("n2", "Sensor Start"),
+                note("n3", "Site Change"),
+            ],
+            NOW,
+        )
+        .await
+        .expect("notes");
+    assert_eq!(
+        ids(&events),
+        vec![("n1", true), ("n2", true), ("n1", false)]
+    );
     // Another person's identical treatment is theirs.
     let theirs = store
         .insert_nightscout_treatments(b, vec![carbs(Some("loop-sync-1"), T0, 30.0)], NOW)
