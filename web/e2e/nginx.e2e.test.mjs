@@ -2,6 +2,7 @@
 // configurations (deploy/images/nginx) serving web/dist and site/, behind a stand-in for the
 // cluster's ingress that routes /api and the live socket to a real GlucoEngine. Same app, same
 // behaviour as in embedded mode.
+import { createHash } from "node:crypto";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -118,4 +119,14 @@ test("through nginx: sign up, see a reading, get the next one live over the prox
   assert.equal((await post(131)).status, 201);
   await page.getByTestId("current-value").filter({ hasText: "131" }).waitFor({ timeout: 10_000 });
   assert.deepEqual(await axeViolations(page), []);
+  // The person's Nightscout site and socket.io reach GlucoEngine, not the site's pages.
+  const site = await (await fetch(`${base}/api/v1/nightscout`, { headers: { authorization: `Bearer ${token}` } })).json();
+  const entries = await fetch(`${base}${site.base_url}/api/v1/entries.json`, {
+    headers: { "api-secret": createHash("sha1").update(site.api_secret).digest("hex") },
+  });
+  assert.equal(entries.status, 200);
+  assert.equal((await entries.json())[0].sgv, 131);
+  const handshake = await fetch(`${base}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(handshake.status, 200);
+  assert.match(await handshake.text(), /"sid"/, "an engine.io handshake");
 });
