@@ -9,11 +9,15 @@
 //! `alarm`/`urgent_alarm`/`clear_alarm`. Nothing is dropped silently: a socket that cannot take
 //! more is disconnected, and AndroidAPS catches up over REST when it reconnects.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
+use tokio::sync::Notify;
 
 use super::access::{authorize, Presented, ROOT_HANDLE};
 use super::v3::{changes, Collection};
@@ -22,11 +26,15 @@ use crate::state::AppState;
 /// The socket.io layer with the storage and alarm namespaces.
 pub fn layer(state: AppState) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder().with_state(state).build_layer();
-    io.ns("/storage", storage);
-    io.ns("/alarm", alarm);
+    // The events are registered in connect middleware, which runs before the client hears it
+    // is connected: a connect handler runs only after, and a `subscribe` sent at once (as
+    // AndroidAPS does) could arrive before its handler exists and be lost.
+    let connected = async |_: SocketRef| {};
+    io.ns("/storage", connected.with(storage));
+    io.ns("/alarm", connected.with(alarm));
     if let Err(e) = io
-        .dyn_ns("/ns/{handle}/storage", storage)
-        .and_then(|()| io.dyn_ns("/ns/{handle}/alarm", alarm))
+        .dyn_ns("/ns/{handle}/storage", connected.with(storage))
+        .and_then(|()| io.dyn_ns("/ns/{handle}/alarm", connected.with(alarm)))
     {
         tracing::error!(error = %e, "Nightscout socket.io namespaces not registered");
     }
@@ -42,14 +50,25 @@ fn handle_of(namespace: &str) -> String {
         .unwrap_or_else(|| ROOT_HANDLE.to_owned())
 }
 
-async fn storage(s: SocketRef) {
+async fn storage(s: SocketRef) -> Result<(), std::convert::Infallible> {
     s.on("subscribe", subscribe_storage);
+    Ok(())
 }
 
-async fn alarm(s: SocketRef) {
+async fn alarm(s: SocketRef) -> Result<(), std::convert::Infallible> {
     s.on("subscribe", subscribe_alarm);
     // AndroidAPS acknowledges an alarm with (level, group, silence ms): nothing to keep.
     s.on("ack", async |_: SocketRef| {});
+    Ok(())
+}
+
+/// A signal that the socket disconnected: its task stops at once, without waiting for the
+/// next event (it holds the socket and a bus subscription).
+fn stop_on_disconnect(s: &SocketRef) -> Arc<Notify> {
+    let stop = Arc::new(Notify::new());
+    let signal = stop.clone();
+    s.on_disconnect(async move |_: SocketRef| signal.notify_one());
+    stop
 }
 
 async fn subscribe_storage(
@@ -108,8 +127,13 @@ async fn subscribe_storage(
             return;
         }
     };
+    let stop = stop_on_disconnect(&s);
     tokio::spawn(async move {
-        while events.next().await.is_some() {
+        loop {
+            tokio::select! {
+                _ = stop.notified() => return,
+                event = events.next() => if event.is_none() { return },
+            }
             if !s.connected() {
                 return;
             }
@@ -180,8 +204,16 @@ async fn subscribe_alarm(
     };
     let _ = ack.send(&json!({"success": true, "message": "Subscribed for alarms"}));
     // Unlike Nightscout, which tells every socket of the namespace, only subscribers hear.
+    let stop = stop_on_disconnect(&s);
     tokio::spawn(async move {
-        while let Some(payload) = events.next().await {
+        loop {
+            let payload = tokio::select! {
+                _ = stop.notified() => return,
+                event = events.next() => match event {
+                    Some(payload) => payload,
+                    None => return,
+                },
+            };
             if !s.connected() {
                 return;
             }
