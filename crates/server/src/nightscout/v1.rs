@@ -80,9 +80,7 @@ pub(crate) async fn handle(
         return authorization_request(state, token).await;
     }
     if let Some((&"v3", rest)) = segments.split_first() {
-        let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
-        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-        return Ok(super::v3::handle(state, handle, &request, &rest).await);
+        return Ok(super::v3::handle(state, handle, &request, rest).await);
     }
     let presented = Presented::from_request(&request.headers, &request.query);
     if segments.first() == Some(&"v1") && segments.get(1) == Some(&"verifyauth") {
@@ -343,10 +341,7 @@ fn page_query(from: i64, to: i64, after: Option<Cursor>, descending: bool) -> Ra
 // ---- entries
 
 /// The kinds of entries a path or filter asks for: `None` is every kind.
-fn entry_types(
-    tail: &[&str],
-    filters: &mut Vec<FindFilter>,
-) -> Result<Option<Vec<String>>, ApiError> {
+fn entry_types(tail: &[&str], filters: &mut Vec<FindFilter>) -> Option<Vec<String>> {
     let from_path = match tail
         .first()
         .map(|t| t.rsplit_once('.').map_or(*t, |(n, _)| n))
@@ -373,7 +368,7 @@ fn entry_types(
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         });
-    Ok(from_path.or(from_filter))
+    from_path.or(from_filter)
 }
 
 async fn get_entries(
@@ -385,7 +380,7 @@ async fn get_entries(
 ) -> Result<Response, ApiError> {
     caller.require(caller.rights.read, "read")?;
     let mut filters = filters(request)?;
-    let types = entry_types(tail, &mut filters)?;
+    let types = entry_types(tail, &mut filters);
     let current = tail.first().is_some_and(|t| t.starts_with("current"));
     let count = if current {
         1
@@ -431,10 +426,7 @@ async fn get_entries(
         entries.truncate(count);
     }
     caller.record_read(state, "nightscout.entries").await?;
-    if current {
-        // Nightscout answers the newest entry as an array of one.
-        return Ok(listing(entries, format));
-    }
+    // `current` too: Nightscout answers the newest entry as an array of one.
     Ok(listing(entries, format))
 }
 
@@ -662,7 +654,7 @@ async fn delete_entries(
 ) -> Result<Response, ApiError> {
     caller.require(caller.rights.entries, "delete entries")?;
     let mut filters = filters(request)?;
-    let types = entry_types(tail, &mut filters)?;
+    let types = entry_types(tail, &mut filters);
     if filters.is_empty() && types.is_none() {
         return Err(ApiError::validation(ValidationError::new(
             "find",
@@ -868,8 +860,7 @@ async fn put_treatment(
         ids.push(first_id.unwrap_or_default());
     }
     treatments_stored(state, owner, newest).await;
-    let answer = echo_with_ids(uploaded, ids);
-    Ok(answer)
+    Ok(echo_with_ids(uploaded, ids))
 }
 
 async fn delete_treatments(

@@ -394,7 +394,7 @@ async fn search(
     let (from, to) = time_window(&filters, collection.time_fields());
     let window = (from.max(0), to);
     let owner = caller.owner();
-    let mut items = match collection {
+    let items = match collection {
         Collection::Entries => {
             let mut items = scan_readings(
                 state,
@@ -447,7 +447,7 @@ async fn search(
             .await?
         }
     };
-    let items: Vec<Object> = items.drain(..).skip(skip).take(limit).collect();
+    let items: Vec<Object> = items.into_iter().skip(skip).take(limit).collect();
     caller.record_read(state, "nightscout.v3").await?;
     Ok(ok(Value::Array(project(items, request))))
 }
