@@ -10,6 +10,9 @@ pub const EARLIEST_TIME_MS: i64 = 946_684_800_000;
 pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Readings in one POST.
 pub const MAX_READINGS_PER_BATCH: usize = 10_000;
+/// The largest file `POST /api/v1/import` takes (five years of Nightscout entries as JSON are
+/// about 150 MB).
+pub const MAX_IMPORT_BYTES: usize = 1024 * 1024 * 1024;
 /// Treatments in one POST.
 pub const MAX_TREATMENTS_PER_BATCH: usize = 1_000;
 /// Length of short strings (device names, insulin names, token names), in characters.

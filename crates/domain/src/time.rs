@@ -71,6 +71,16 @@ impl Timestamp {
         self.utc().to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
+    /// RFC 3339 in the original offset with millisecond precision:
+    /// `2026-11-26T08:05:00.123+01:00`.
+    pub fn to_rfc3339_local(&self) -> String {
+        let offset = FixedOffset::east_opt(i32::from(self.offset_minutes) * 60)
+            .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"));
+        self.utc()
+            .with_timezone(&offset)
+            .to_rfc3339_opts(SecondsFormat::Millis, false)
+    }
+
     /// The original offset, formatted `+01:00`.
     pub fn offset_string(&self) -> String {
         let offset = FixedOffset::east_opt(i32::from(self.offset_minutes) * 60)

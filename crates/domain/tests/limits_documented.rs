@@ -23,6 +23,7 @@ fn every_limit_is_documented_with_its_value() {
         ("MAX_PASSWORD_CHARS", MAX_PASSWORD_CHARS as f64),
         ("MAX_EMAIL_CHARS", MAX_EMAIL_CHARS as f64),
         ("MAX_API_TOKENS_PER_USER", MAX_API_TOKENS_PER_USER as f64),
+        ("MAX_IMPORT_BYTES", MAX_IMPORT_BYTES as f64),
     ];
     for (name, value) in limits {
         let row = doc

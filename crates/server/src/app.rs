@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{
-    accounts, alerts, device_status, events, forecast, insights, nightscout, push, readings,
+    accounts, alerts, data, device_status, events, forecast, insights, nightscout, push, readings,
     reports, shares, sso, tokens, treatments, ws,
 };
 use crate::error::problem_response;
@@ -133,6 +133,10 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(nightscout::get_site, nightscout::update_site))
         .routes(routes!(nightscout::rotate_secret))
         .routes(routes!(device_status::latest))
+        .routes(routes!(data::export_json))
+        .routes(routes!(data::export_fhir))
+        .routes(routes!(data::export_csv))
+        .routes(routes!(data::import))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

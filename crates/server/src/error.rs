@@ -53,6 +53,9 @@ pub enum ApiError {
     Gone,
     #[error("{0}")]
     Conflict(String),
+    /// An imported file is not what its format says; the text names the line.
+    #[error("malformed file: {0}")]
+    MalformedFile(String),
     #[error("request body too large")]
     PayloadTooLarge(usize),
     #[error("unsupported media type")]
@@ -118,6 +121,11 @@ impl ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", format!("No such {what}.")),
             ApiError::Gone => (StatusCode::GONE, "gone", "It was deleted.".into()),
             ApiError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", detail.clone()),
+            ApiError::MalformedFile(detail) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "malformed_file",
+                format!("Nothing was imported: {detail}."),
+            ),
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -304,6 +304,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Everything the caller has, as one JSON document (GlucoSync's export format, version 1):
+         *     account and settings, readings, treatments, Nightscout documents, alert state and
+         *     deliveries, shares, API tokens (never their secrets) and the access log. Streamed; an
+         *     import of it into any GlucoSync server reproduces the account's data and settings.
+         */
+        get: operations["data_export_json"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/export/fhir": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's readings as an HL7 FHIR R4 Bundle (type `collection`) of glucose
+         *     Observations, for clinical systems: CGM readings with LOINC 99504-3 (mg/dL) or 105272-9
+         *     (mmol/L) as the HL7 CGM Implementation Guide profiles them, meter readings with 41653-7
+         *     or 14743-9. At most 366 days per request.
+         */
+        get: operations["data_export_fhir"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/export/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One kind of the caller's data as CSV: `readings.csv`, `treatments.csv`, `alerts.csv`,
+         *     `shares.csv` or `access-log.csv`. Times are UTC with the original offset beside them.
+         */
+        get: operations["data_export_csv"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/following": {
         parameters: {
             query?: never;
@@ -349,6 +413,28 @@ export interface paths {
         get: operations["forecast_latest"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Imports a file, sent as the request body (up to 1 GiB): Dexcom Clarity or LibreView CSV,
+         *     Nightscout entries/treatments JSON, or a GlucoSync export. Idempotent (the same file
+         *     twice adds nothing); a malformed file is refused whole with the line at fault (422); the
+         *     report says what was imported and lists skipped rows with their reason.
+         */
+        post: operations["data_import"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1049,6 +1135,15 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        Counts: {
+            /** Format: int64 */
+            imported: number;
+            /**
+             * Format: int64
+             * @description Already in the account (the same file imported twice adds nothing).
+             */
+            duplicates: number;
+        };
         CreatedInvite: components["schemas"]["ShareOut"] & {
             /** @description The invite's secret: shown only now. The follower accepts it with their own account. */
             invite_token: string;
@@ -1270,6 +1365,36 @@ export interface components {
             unit: components["schemas"]["GlucoseUnit"];
             hours: components["schemas"]["HourOut"][];
         };
+        /** @description What an import did, row by row. */
+        ImportReport: {
+            format: string;
+            /**
+             * Format: int64
+             * @description Rows (or JSON elements) read.
+             */
+            rows: number;
+            readings: components["schemas"]["ReadingCounts"];
+            treatments: components["schemas"]["Counts"];
+            /** @description Nightscout documents (device status, profiles, …). */
+            documents: components["schemas"]["Counts"];
+            /** @description Whether the export's display name and settings were applied. */
+            settings_applied: boolean;
+            /** @description The zone wall-clock times were read in (Clarity, LibreView). */
+            time_zone?: string | null;
+            /** @description The day/month order dates were read in (LibreView). */
+            date_order?: string | null;
+            /**
+             * Format: int64
+             * @description Rows not imported, in all.
+             */
+            skipped_total: number;
+            /** @description How many rows were skipped for each reason. */
+            skipped_by_reason: {
+                [key: string]: number;
+            };
+            /** @description The first skipped rows, each with its line and reason. */
+            skipped: components["schemas"]["SkippedRow"][];
+        };
         /** @enum {string} */
         InsulinType: "bolus" | "basal";
         InviteRequest: {
@@ -1440,6 +1565,18 @@ export interface components {
             /** @example 07:00:00 */
             end: string;
         };
+        ReadingCounts: {
+            /** Format: int64 */
+            imported: number;
+            /** Format: int64 */
+            duplicates: number;
+            /**
+             * Format: int64
+             * @description CGM readings skipped because the account already has one from another device within
+             *     two minutes (the same measurement, arrived another way).
+             */
+            already_from_another_device: number;
+        };
         /** @description One reading as an uploader sends it. */
         ReadingInput: {
             /**
@@ -1540,6 +1677,16 @@ export interface components {
              */
             password: string;
             display_name?: string | null;
+        };
+        SkippedRow: {
+            /** Format: int64 */
+            line: number;
+            /**
+             * Format: int64
+             * @description The element's index, for JSON formats.
+             */
+            element?: number | null;
+            reason: string;
         };
         SnoozeRequest: {
             /**
@@ -2406,6 +2553,84 @@ export interface operations {
             };
         };
     };
+    data_export_json: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export (application/json) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
+    data_export_fhir: {
+        parameters: {
+            query?: {
+                /** @description Start, inclusive (RFC 3339). Default: 90 days before `to`. */
+                from?: string;
+                /** @description End, exclusive (RFC 3339). Default: now. */
+                to?: string;
+                /** @description `mg/dL` (default) or `mmol/L`. */
+                unit?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR Bundle */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": unknown;
+                };
+            };
+        };
+    };
+    data_export_csv: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `readings.csv`, `treatments.csv`, `alerts.csv`, `shares.csv` or `access-log.csv` */
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description CSV with a header row */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": unknown;
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     sharing_following: {
         parameters: {
             query?: never;
@@ -2479,6 +2704,61 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    data_import: {
+        parameters: {
+            query: {
+                /** @description `glucosync`, `clarity`, `libreview` or `nightscout`. */
+                format: string;
+                /**
+                 * @description IANA zone the file's wall-clock times are in (Clarity, LibreView). Default: the
+                 *     account's.
+                 */
+                time_zone?: string;
+                /** @description `day_first` or `month_first` (LibreView). Default: learnt from the file. */
+                date_order?: string;
+                /**
+                 * @description `apply` (default) or `keep`: whether a GlucoSync export's display name and settings
+                 *     replace the account's.
+                 */
+                settings?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The file */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportReport"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod data;
 pub mod device_status;
 pub mod events;
 pub mod forecast;

@@ -1,0 +1,372 @@
+//! Data ownership over HTTP (docs/data-ownership.md): the export imported into an empty
+//! server reproduces the account; vendor files import once, idempotently, with a report; a
+//! malformed file imports nothing; CSV and FHIR exports. Both storage backends.
+
+mod common;
+
+use common::{expect_problem, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../domain/tests/fixtures/import/"
+);
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}{name}")).expect("fixture")
+}
+
+async fn import(s: &TestServer, token: &str, query: &str, body: Vec<u8>) -> reqwest::Response {
+    s.req(Method::POST, &format!("/api/v1/import?{query}"), token)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .expect("import")
+}
+
+async fn export(s: &TestServer, token: &str) -> Value {
+    let r = s
+        .req(Method::GET, "/api/v1/export", token)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("attachment")));
+    r.json().await.expect("the export is one JSON document")
+}
+
+/// A person with a few days of everything.
+async fn person_with_data(s: &TestServer, email: &str) -> String {
+    let token = s.user(email).await;
+    let start = chrono::Utc::now() - chrono::Duration::days(3);
+    let readings: Vec<Value> = (0..600)
+        .map(|i| {
+            json!({
+                "time": (start + chrono::Duration::minutes(5 * i))
+                    .with_timezone(&chrono::FixedOffset::east_opt(3600).expect("offset"))
+                    .to_rfc3339(),
+                "value": 90 + (i % 40),
+                "device": "xDrip-DexcomG7",
+                "trend": "Flat",
+            })
+        })
+        .collect();
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &token)
+        .json(&readings)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let meter =
+        json!({"time": start.to_rfc3339(), "value": 6.1, "unit": "mmol/L", "kind": "meter"});
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &token)
+        .json(&meter)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let at = |h: i64| (start + chrono::Duration::hours(h)).to_rfc3339();
+    let treatments = json!([
+        {"time": at(1), "kind": "insulin", "units": 4.5, "insulin_type": "bolus", "insulin_name": "Fiasp"},
+        {"time": at(1), "kind": "carbs", "grams": 45},
+        {"time": at(5), "kind": "exercise", "minutes": 30, "intensity": "moderate"},
+        {"time": at(7), "kind": "note", "text": "pizza, \"extra\" cheese\nsecond line"},
+        {"time": at(9), "kind": "basal_rate", "units_per_hour": 0, "minutes": 30},
+    ]);
+    let r = s
+        .req(Method::POST, "/api/v1/treatments", &token)
+        .json(&treatments)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = s
+        .req(Method::PATCH, "/api/v1/me/settings", &token)
+        .json(
+            &json!({"time_zone": "Europe/Berlin", "display_unit": "mmol/L", "target_low_mgdl": 80}),
+        )
+        .send()
+        .await
+        .expect("settings");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let r = s
+        .req(Method::PATCH, "/api/v1/me", &token)
+        .json(&json!({"display_name": "Alex"}))
+        .send()
+        .await
+        .expect("profile");
+    assert_eq!(r.status(), StatusCode::OK);
+    token
+}
+
+#[tokio::test]
+async fn an_export_imported_into_an_empty_server_reproduces_the_account() {
+    let a = TestServer::start().await;
+    let token = person_with_data(&a, "alex@example.org").await;
+    // Another person's data never appears in this export.
+    let other = a.user("other@example.org").await;
+    let exported = export(&a, &token).await;
+    assert_eq!(exported["format"], "glucosync-export");
+    assert_eq!(exported["readings"].as_array().map(Vec::len), Some(601));
+    assert_eq!(exported["treatments"].as_array().map(Vec::len), Some(5));
+    assert_eq!(export(&a, &other).await["readings"], json!([]));
+
+    let b = TestServer::start().await;
+    let newcomer = b.user("alex@example.net").await;
+    let body = serde_json::to_vec(&exported).expect("bytes");
+    let r = import(&b, &newcomer, "format=glucosync", body.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.expect("report");
+    assert_eq!(report["readings"]["imported"], 601, "{report}");
+    assert_eq!(report["treatments"]["imported"], 5, "{report}");
+    assert_eq!(report["settings_applied"], true);
+    assert_eq!(report["skipped_total"], 0, "{report}");
+
+    let again = export(&b, &newcomer).await;
+    for section in ["readings", "treatments", "nightscout_documents"] {
+        assert_eq!(again[section], exported[section], "{section} differ");
+    }
+    assert_eq!(
+        again["account"]["settings"],
+        exported["account"]["settings"]
+    );
+    assert_eq!(again["account"]["display_name"], "Alex");
+
+    // The same file again adds nothing.
+    let report: Value = import(&b, &newcomer, "format=glucosync", body)
+        .await
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(report["readings"]["imported"], 0);
+    assert_eq!(report["readings"]["duplicates"], 601);
+    assert_eq!(report["treatments"]["duplicates"], 5);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_clarity_export_imports_once_with_a_report_and_a_malformed_one_not_at_all() {
+    let s = TestServer::start().await;
+    let token = s.user("clarity@example.org").await;
+    let query = "format=clarity&time_zone=America/New_York";
+    let r = import(&s, &token, query, fixture("clarity_mgdl.csv")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.expect("report");
+    assert_eq!(report["readings"]["imported"], 16, "{report}");
+    assert_eq!(report["treatments"]["imported"], 5, "{report}");
+    assert_eq!(report["time_zone"], "America/New_York");
+    assert_eq!(report["skipped_total"], 10);
+    assert_eq!(report["skipped"][0]["line"], 2);
+    let report: Value = import(&s, &token, query, fixture("clarity_mgdl.csv"))
+        .await
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(report["readings"]["imported"], 0);
+    assert_eq!(report["readings"]["duplicates"], 16);
+    assert_eq!(report["treatments"]["duplicates"], 5);
+
+    let fresh = s.user("broken@example.org").await;
+    let broken = String::from_utf8(fixture("clarity_mgdl.csv"))
+        .expect("utf-8")
+        .replacen("2025-10-22T02:25:14", "yesterday", 1);
+    let r = import(&s, &fresh, query, broken.into_bytes()).await;
+    let problem = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "malformed_file").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("line 30")),
+        "{problem}"
+    );
+    // Rows before the bad line were not written either.
+    let page: Value = s
+        .req(
+            Method::GET,
+            "/api/v1/readings?from=2025-10-01T00:00:00Z&to=2025-11-01T00:00:00Z",
+            &fresh,
+        )
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["items"], json!([]));
+    let r = import(&s, &fresh, "format=excel", b"x".to_vec()).await;
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let session = s.user("scopes@example.org").await;
+    let (_, read_only) = s.api_token(&session, &["read"]).await;
+    let r = import(&s, &read_only, query, fixture("clarity_mgdl.csv")).await;
+    expect_problem(r, StatusCode::FORBIDDEN, "insufficient_scope").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reading_already_uploaded_live_from_another_device_is_not_doubled() {
+    let s = TestServer::start().await;
+    let token = s.user("twice@example.org").await;
+    // The phone uploaded the 06:02 reading live, 20 seconds off Clarity's timestamp.
+    let r = s
+        .req(Method::POST, "/api/v1/readings", &token)
+        .json(&json!({"time": "2025-10-21T10:02:39Z", "value": 118, "device": "xDrip"}))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let report: Value = import(
+        &s,
+        &token,
+        "format=clarity&time_zone=America/New_York",
+        fixture("clarity_mgdl.csv"),
+    )
+    .await
+    .json()
+    .await
+    .expect("report");
+    assert_eq!(
+        report["readings"]["already_from_another_device"], 1,
+        "{report}"
+    );
+    assert_eq!(report["readings"]["imported"], 15);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn libreview_and_nightscout_files_import() {
+    let s = TestServer::start().await;
+    let token = s.user("libre@example.org").await;
+    let report: Value = import(
+        &s,
+        &token,
+        "format=libreview&time_zone=America/Chicago",
+        fixture("libreview_mgdl.csv"),
+    )
+    .await
+    .json()
+    .await
+    .expect("report");
+    assert_eq!(report["date_order"], "month_first", "{report}");
+    assert!(
+        report["readings"]["imported"]
+            .as_u64()
+            .is_some_and(|n| n > 10),
+        "{report}"
+    );
+    assert!(report["skipped_by_reason"]
+        .as_object()
+        .is_some_and(|m| m.keys().any(|k| k.starts_with("a scan"))));
+
+    let entries = json!([
+        {"sgv": 150, "date": 1761040939000_i64, "type": "sgv", "device": "xDrip", "direction": "Flat"},
+        {"eventType": "Correction Bolus", "insulin": 2, "created_at": "2025-10-21T10:30:00Z"},
+    ]);
+    let report: Value = import(
+        &s,
+        &token,
+        "format=nightscout",
+        serde_json::to_vec(&entries).expect("bytes"),
+    )
+    .await
+    .json()
+    .await
+    .expect("report");
+    assert_eq!(report["readings"]["imported"], 1, "{report}");
+    assert_eq!(report["treatments"]["imported"], 1, "{report}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn csv_and_fhir_exports() {
+    let s = TestServer::start().await;
+    let token = person_with_data(&s, "csv@example.org").await;
+    let text = s
+        .req(Method::GET, "/api/v1/export/readings.csv", &token)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rows
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header[..3], ["time", "utc_offset", "value_mgdl"]);
+    assert_eq!(rows.records().count(), 601);
+    let treatments = s
+        .req(Method::GET, "/api/v1/export/treatments.csv", &token)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    let mut rows = csv::Reader::from_reader(treatments.as_bytes());
+    let notes: Vec<_> = rows
+        .records()
+        .map(|r| r.expect("row"))
+        .filter(|r| &r[3] == "note")
+        .map(|r| r[10].to_owned())
+        .collect();
+    assert_eq!(notes, ["pizza, \"extra\" cheese\nsecond line"]);
+    for kind in ["alerts", "shares", "access-log"] {
+        let r = s
+            .req(Method::GET, &format!("/api/v1/export/{kind}.csv"), &token)
+            .send()
+            .await
+            .expect("csv");
+        assert_eq!(r.status(), StatusCode::OK, "{kind}");
+    }
+    let r = s
+        .req(Method::GET, "/api/v1/export/passwords.csv", &token)
+        .send()
+        .await
+        .expect("csv");
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    let bundle: Value = s
+        .req(Method::GET, "/api/v1/export/fhir?unit=mmol/L", &token)
+        .send()
+        .await
+        .expect("fhir")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "collection");
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1 + 601);
+    assert_eq!(entries[0]["resource"]["resourceType"], "Patient");
+    let codes: std::collections::BTreeSet<_> = entries[1..]
+        .iter()
+        .map(|e| {
+            e["resource"]["code"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(codes, ["105272-9", "14743-9"].map(str::to_owned).into());
+    let patient = entries[0]["fullUrl"].clone();
+    assert!(entries[1..]
+        .iter()
+        .all(|e| e["resource"]["subject"]["reference"] == patient));
+    s.stop().await;
+}
