@@ -10,6 +10,8 @@ use glucosync_server::config::{Config, EXAMPLE_CONFIG};
 use glucosync_server::{auth, open_store, shutdown_signal, Server};
 use glucosync_store::{AdminGrant, NewUser, Store};
 
+mod data;
+
 #[derive(Parser)]
 #[command(
     name = "glucoengine",
@@ -54,6 +56,39 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file, environment), secrets redacted.
     ShowConfig,
+    /// Import a file into an account (the formats of POST /api/v1/import), or with --all
+    /// restore every account of an `export --all` directory.
+    Import {
+        /// The account's email (not with --all: each export names its account).
+        #[arg(long, required_unless_present = "all")]
+        user: Option<String>,
+        /// glucosync, clarity, libreview or nightscout.
+        #[arg(long, default_value = "glucosync")]
+        format: String,
+        /// IANA zone of the file's wall-clock times (Clarity, LibreView); default the account's.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// day_first or month_first (LibreView); default: learnt from the file.
+        #[arg(long)]
+        date_order: Option<String>,
+        /// PATH is a directory written by `export --all`: recreate each account in it (with its
+        /// password) where missing, and import its data.
+        #[arg(long, conflicts_with_all = ["user", "time_zone", "date_order"])]
+        all: bool,
+        /// The file, or the directory with --all.
+        path: PathBuf,
+    },
+    /// Export an account as GlucoSync's JSON (as GET /api/v1/export), or with --all every
+    /// account, one file each with its password hash: a logical backup (`import --all`).
+    Export {
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        user: Option<String>,
+        #[arg(long, requires = "output")]
+        all: bool,
+        /// The file (default: standard output), or the directory with --all.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Forecast models: evaluation against the baselines.
     Model {
         #[command(subcommand)]
@@ -112,6 +147,13 @@ enum UserCommand {
     Disable { email: String },
     /// Enable a disabled account again.
     Enable { email: String },
+    /// Delete an account and all its data: at once with --now, otherwise after the grace
+    /// period (account_deletion_grace_days) as if its owner had asked.
+    Delete {
+        email: String,
+        #[arg(long)]
+        now: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -239,7 +281,49 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::User { command } => {
             let store = open_store(&config)?;
             store.migrate().await?;
-            let result = user_command(store.as_ref(), command).await;
+            let result = user_command(store.as_ref(), &config, command).await;
+            store.close().await;
+            result
+        }
+        Command::Import {
+            user,
+            format,
+            time_zone,
+            date_order,
+            all,
+            path,
+        } => {
+            let store = open_store(&config)?;
+            store.migrate().await?;
+            let result = if all {
+                data::import_all(store.clone(), &path).await
+            } else {
+                let options = data::ImportArgs {
+                    format,
+                    time_zone,
+                    date_order,
+                };
+                data::import_one(
+                    store.clone(),
+                    user.as_deref().unwrap_or_default(),
+                    &path,
+                    options,
+                )
+                .await
+            };
+            store.close().await;
+            result
+        }
+        Command::Export { user, all, output } => {
+            let store = open_store(&config)?;
+            store.migrate().await?;
+            let result = match (all, output) {
+                (true, Some(dir)) => data::export_all(store.clone(), &dir).await,
+                (_, output) => {
+                    data::export_one(store.clone(), user.as_deref().unwrap_or_default(), output)
+                        .await
+                }
+            };
             store.close().await;
             result
         }
@@ -507,7 +591,7 @@ async fn find_user(store: &dyn Store, email: &str) -> Result<i64> {
     }
 }
 
-async fn user_command(store: &dyn Store, command: UserCommand) -> Result<()> {
+async fn user_command(store: &dyn Store, config: &Config, command: UserCommand) -> Result<()> {
     match command {
         UserCommand::Create {
             email,
@@ -568,6 +652,21 @@ async fn user_command(store: &dyn Store, command: UserCommand) -> Result<()> {
                 "{email} is disabled; {} sessions and tokens revoked",
                 revoked.len()
             );
+        }
+        UserCommand::Delete { email, now } => {
+            let id = find_user(store, &email).await?;
+            let time = glucosync_server::state::now_ms();
+            if now {
+                store.delete_account(id).await?;
+                println!("{email} is deleted, with all its data");
+            } else {
+                let grace = i64::from(config.account_deletion_grace_days) * 86_400_000;
+                store.request_deletion(id, time + grace, time).await?;
+                println!(
+                    "{email} will be deleted on {} (its owner can log in and keep it until then)",
+                    glucosync_domain::Timestamp::from_utc_ms(time + grace).to_rfc3339_utc()
+                );
+            }
         }
         UserCommand::Enable { email } => {
             store

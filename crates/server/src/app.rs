@@ -83,7 +83,12 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
         .routes(routes!(accounts::change_password))
-        .routes(routes!(accounts::me, accounts::update_me))
+        .routes(routes!(
+            accounts::me,
+            accounts::update_me,
+            accounts::delete_me
+        ))
+        .routes(routes!(accounts::keep_me))
         .routes(routes!(accounts::settings, accounts::update_settings))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))

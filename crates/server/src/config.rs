@@ -137,6 +137,9 @@ pub struct Config {
     /// Requests per minute one person's credentials may make to the API, counted across all
     /// replicas (0: no limit). Login and signup have limits of their own.
     pub api_rate_limit_per_minute: u32,
+    /// Days between a person asking to delete their account and its deletion, during which
+    /// they may cancel (0: at once). No one else sees the data from the moment they ask.
+    pub account_deletion_grace_days: u32,
     /// Forecast each CGM reading as it arrives and fit personal models (docs/forecasting.md).
     pub forecasts: bool,
     /// An MLflow tracking server: each personal model fit is logged there as a run.
@@ -195,6 +198,7 @@ impl Default for Config {
             shutdown_grace_seconds: 25,
             shutdown_drain_seconds: 0,
             api_rate_limit_per_minute: 1200,
+            account_deletion_grace_days: 7,
             forecasts: true,
             mlflow_url: None,
             demo: false,
@@ -248,6 +252,7 @@ struct Layer {
     shutdown_grace_seconds: Option<u64>,
     shutdown_drain_seconds: Option<u64>,
     api_rate_limit_per_minute: Option<u32>,
+    account_deletion_grace_days: Option<u32>,
     forecasts: Option<bool>,
     mlflow_url: Option<String>,
     demo: Option<bool>,
@@ -298,6 +303,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_SHUTDOWN_GRACE_SECONDS",
     "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
     "GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE",
+    "GLUCOSYNC_ACCOUNT_DELETION_GRACE_DAYS",
     "GLUCOSYNC_FORECASTS",
     "GLUCOSYNC_MLFLOW_URL",
     "GLUCOSYNC_DEMO",
@@ -469,6 +475,9 @@ impl Config {
         if let Some(v) = l.api_rate_limit_per_minute {
             self.api_rate_limit_per_minute = v;
         }
+        if let Some(v) = l.account_deletion_grace_days {
+            self.account_deletion_grace_days = v;
+        }
         if let Some(v) = l.forecasts {
             self.forecasts = v;
         }
@@ -634,6 +643,11 @@ impl Config {
                 "max_body_bytes (GLUCOSYNC_MAX_BODY_BYTES) must be between 65536 and 268435456",
             ));
         }
+        if self.account_deletion_grace_days > 30 {
+            return Err(bad(
+                "account_deletion_grace_days (GLUCOSYNC_ACCOUNT_DELETION_GRACE_DAYS) must be between 0 and 30",
+            ));
+        }
         if self.metrics_listen == Some(self.listen) {
             return Err(bad("metrics_listen must differ from listen; unset it to serve /metrics on the main listener"));
         }
@@ -654,7 +668,7 @@ impl Config {
              redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
-             api_rate_limit_per_minute = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
+             api_rate_limit_per_minute = {}\naccount_deletion_grace_days = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
              oidc_issuer = {:?}\noidc_client_id = {:?}\noidc_client_secret = {:?}\noidc_admin_group = {:?}\n\
              oidc_api_audience = {:?}\npassword_login = {}\n\
              openai_api_key = {:?}\nopenai_base_url = {:?}\nopenai_model = {:?}\nopenai_daily_limit = {}\n",
@@ -686,6 +700,7 @@ impl Config {
             self.shutdown_grace_seconds,
             self.shutdown_drain_seconds,
             self.api_rate_limit_per_minute,
+            self.account_deletion_grace_days,
             self.forecasts,
             opt(&self.mlflow_url),
             self.demo,
@@ -830,6 +845,9 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
                     "a number of requests (0: no limit)",
                 )?)
             }
+            "ACCOUNT_DELETION_GRACE_DAYS" => {
+                l.account_deletion_grace_days = Some(parse_env(&key, &value, "a number of days")?)
+            }
             "FORECASTS" => l.forecasts = Some(parse_bool(&key, &value)?),
             "MLFLOW_URL" => l.mlflow_url = Some(value),
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
@@ -948,6 +966,12 @@ shutdown_drain_seconds = 0
 # Requests per minute one person's credentials may make to the API, counted across all
 # replicas; more get 429 with Retry-After. 0 turns the limit off.
 api_rate_limit_per_minute = 1200
+
+# Days between a person asking to delete their account and its deletion (0-30; 0: at once).
+# From the moment they ask, their sessions, tokens, shares and Nightscout site stop working;
+# logging in again during these days lets them cancel. Backups keep a deleted account until
+# they expire (backup retention, docs/data-ownership.md).
+account_deletion_grace_days = 7
 
 # Forecast each CGM reading as it arrives (GET /api/v1/forecast) and fit personal forecast
 # models as data accumulates. Forecasts are informational, never dosing advice.

@@ -19,7 +19,8 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::state::{now_ms, AppState};
+use crate::state::now_ms;
+use std::sync::Arc;
 
 const PAGE: usize = 5000;
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -209,18 +210,35 @@ fn json_elements<T: Serialize>(
 
 // ---- the whole account as JSON
 
-/// `GET /api/v1/export`: everything `user` has.
-pub fn json_export(state: AppState, user: User) -> Body {
+/// Whether an export is the person's own (`GET /api/v1/export`) or the operator's logical
+/// backup (`glucoengine export --all`), which also carries what recreating the account needs:
+/// its password hash and roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFor {
+    Person,
+    Operator,
+}
+
+/// Everything `user` has, as GlucoSync's export document.
+pub fn json_export(store: Arc<dyn Store>, user: User, audience: ExportFor) -> Body {
     streamed(move |mut out| async move {
-        if write_json_export(&state, &user, &mut out).await.is_ok() && out.flush().await.is_ok() {
+        if write_json_export(&*store, &user, audience, &mut out)
+            .await
+            .is_ok()
+            && out.flush().await.is_ok()
+        {
             return;
         }
         out.fail().await;
     })
 }
 
-async fn write_json_export(state: &AppState, user: &User, out: &mut Out) -> Result<(), Stopped> {
-    let store = &*state.store;
+async fn write_json_export(
+    store: &dyn Store,
+    user: &User,
+    audience: ExportFor,
+    out: &mut Out,
+) -> Result<(), Stopped> {
     let id = user.id;
     out.write(b"{\"format\":").await?;
     out.json(&EXPORT_FORMAT).await?;
@@ -228,13 +246,18 @@ async fn write_json_export(state: &AppState, user: &User, out: &mut Out) -> Resu
         .await?;
     out.json(&rfc3339(now_ms())).await?;
     out.write(b",\"account\":").await?;
-    out.json(&json!({
+    let mut account = json!({
         "email": user.email,
         "display_name": user.display_name,
         "created_at": rfc3339(user.created_ms),
         "settings": user.settings,
-    }))
-    .await?;
+    });
+    if audience == ExportFor::Operator {
+        account["password_hash"] = store.password_hash(id).await?.into();
+        account["is_admin"] = user.is_admin.into();
+        account["disabled"] = user.disabled.into();
+    }
+    out.json(&account).await?;
 
     out.write(b",\"readings\":[").await?;
     let mut first = true;
@@ -410,9 +433,9 @@ async fn share_rows(store: &dyn Store, id: UserId) -> Result<Vec<serde_json::Val
 // ---- CSV per kind
 
 /// `GET /api/v1/export/{kind}.csv`.
-pub fn csv_export(state: AppState, user: User, kind: CsvKind) -> Body {
+pub fn csv_export(store: Arc<dyn Store>, user: User, kind: CsvKind) -> Body {
     streamed(move |mut out| async move {
-        if write_csv(&state, user.id, kind, &mut out).await.is_ok() && out.flush().await.is_ok() {
+        if write_csv(&*store, user.id, kind, &mut out).await.is_ok() && out.flush().await.is_ok() {
             return;
         }
         out.fail().await;
@@ -429,12 +452,11 @@ fn csv_bytes(rows: impl Iterator<Item = Vec<String>>, bytes: &mut Vec<u8>) {
 }
 
 async fn write_csv(
-    state: &AppState,
+    store: &dyn Store,
     id: UserId,
     kind: CsvKind,
     out: &mut Out,
 ) -> Result<(), Stopped> {
-    let store = &*state.store;
     let header = |cells: &[&str]| cells.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     let mut bytes = Vec::new();
@@ -600,9 +622,14 @@ async fn write_csv(
 
 /// `GET /api/v1/export/fhir`: readings with `from_ms <= time < to_ms` as a FHIR R4 Bundle
 /// (type `collection`) of glucose Observations with the Patient they are about.
-pub fn fhir_export(state: AppState, user: User, unit: GlucoseUnit, range: (i64, i64)) -> Body {
+pub fn fhir_export(
+    store: Arc<dyn Store>,
+    user: User,
+    unit: GlucoseUnit,
+    range: (i64, i64),
+) -> Body {
     streamed(move |mut out| async move {
-        if write_fhir(&state, &user, unit, range, &mut out)
+        if write_fhir(&*store, &user, unit, range, &mut out)
             .await
             .is_ok()
             && out.flush().await.is_ok()
@@ -614,7 +641,7 @@ pub fn fhir_export(state: AppState, user: User, unit: GlucoseUnit, range: (i64, 
 }
 
 async fn write_fhir(
-    state: &AppState,
+    store: &dyn Store,
     user: &User,
     unit: GlucoseUnit,
     range: (i64, i64),
@@ -628,7 +655,7 @@ async fn write_fhir(
         .await?;
     let id = user.id;
     let mut first = false;
-    reading_pages(&*state.store, id, range, out, |page, bytes| {
+    reading_pages(store, id, range, out, |page, bytes| {
         json_elements(
             page.iter().map(|r| fhir::observation(id, r, unit)),
             &mut first,

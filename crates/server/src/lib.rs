@@ -4,6 +4,7 @@
 //! problem+json (in [`error`] only), and the process lifecycle. It must never contain SQL or
 //! domain rules; those live in the store crates and the domain crate.
 
+pub mod accounts;
 pub mod ai;
 pub mod alerting;
 pub mod api;
@@ -230,6 +231,10 @@ impl Server {
             tracing::warn!(error = %e, "no Web Push key yet; pushes will retry");
         }
         let timers = tokio::spawn(state.alerts.clone().run_timers(state.clone()));
+        let deletions = tokio::spawn(accounts::run_deletions(
+            state.clone(),
+            format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+        ));
         let router = app::router(state.clone());
         web::log_missing_builds(&state.config);
         tracing::info!(
@@ -259,6 +264,7 @@ impl Server {
         }
         state.stopping.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), timers).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), deletions).await;
         state.forecaster.flush(&state).await;
         state.store.close().await;
         tracing::info!("stopped; storage flushed and closed");

@@ -232,7 +232,8 @@ impl PostgresStore {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
+const USER_COLUMNS: &str =
+    "id, email, display_name, is_admin, disabled, settings, created_ms, deletion_due_ms";
 const CREDENTIAL_COLUMNS: &str =
     "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
 const READING_COLUMNS: &str =
@@ -250,6 +251,7 @@ fn user_from_row(r: &Row, at: usize) -> Result<User, StoreError> {
         disabled: r.try_get(at + 4).map_err(get)?,
         settings: serde_json::from_str::<UserSettings>(&settings).unwrap_or_default(),
         created_ms: r.try_get(at + 6).map_err(get)?,
+        deletion_due_ms: r.try_get(at + 7).map_err(get)?,
     })
 }
 
@@ -496,7 +498,7 @@ impl Store for PostgresStore {
         rows.first()
             .map(|r| {
                 let hash: String = r
-                    .try_get(7)
+                    .try_get(8)
                     .map_err(|e| StoreError::Internal(e.to_string()))?;
                 Ok((user_from_row(r, 0)?, hash))
             })
@@ -595,6 +597,104 @@ impl Store for PostgresStore {
         Ok(hashes)
     }
 
+    async fn list_users(&self, after_id: UserId, limit: usize) -> Result<Vec<User>, StoreError> {
+        let limit = limit as i64;
+        self.query(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"),
+            &[&after_id, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| user_from_row(r, 0))
+        .collect()
+    }
+
+    async fn request_deletion(
+        &self,
+        id: UserId,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let n = tx
+            .execute(
+                "UPDATE users SET deletion_due_ms = $2 WHERE id = $1",
+                &[&id, &due_ms],
+            )
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        tx.execute(
+            "UPDATE shares SET revoked_ms = $2, token_hash = NULL \
+             WHERE (owner_id = $1 OR follower_id = $1) AND revoked_ms IS NULL",
+            &[&id, &now_ms],
+        )
+        .await
+        .map_err(pg_err)?;
+        for table in ["nightscout_sites", "push_subscriptions"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE user_id = $1"), &[&id])
+                .await
+                .map_err(pg_err)?;
+        }
+        let hashes = tx
+            .query(
+                "UPDATE credentials SET revoked_ms = $2 WHERE user_id = $1 AND revoked_ms IS NULL \
+                 RETURNING token_hash",
+                &[&id, &now_ms],
+            )
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().await.map_err(pg_err)?;
+        Ok(hashes)
+    }
+
+    async fn cancel_deletion(&self, id: UserId) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE users SET deletion_due_ms = NULL WHERE id = $1 AND deletion_due_ms IS NOT NULL",
+                &[&id],
+            )
+            .await
+            .map(|n| n == 1)
+            .map_err(pg_err)
+    }
+
+    async fn deletions_due(&self, now_ms: i64) -> Result<Vec<UserId>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT id FROM users WHERE deletion_due_ms IS NOT NULL AND deletion_due_ms <= $1 \
+                 ORDER BY id",
+                &[&now_ms],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn delete_account(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        for (table, column) in glucosync_store::ACCOUNT_ROWS {
+            tx.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), &[&id])
+                .await
+                .map_err(pg_err)?;
+        }
+        let n = tx
+            .execute("DELETE FROM users WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(n == 1)
+    }
+
     async fn count_users(&self) -> Result<u64, StoreError> {
         let rows = self.query("SELECT COUNT(*) FROM users", &[]).await?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
@@ -644,7 +744,7 @@ impl Store for PostgresStore {
         let rows = self
             .query(
                 "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
-                 c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms \
+                 c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms, u.deletion_due_ms \
                  FROM credentials c JOIN users u ON u.id = c.user_id \
                  WHERE c.token_hash = $1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > $2)",
                 &[&token_hash, &now_ms],
@@ -1510,8 +1610,8 @@ impl Store for PostgresStore {
     ) -> Result<Vec<AccessRecord>, StoreError> {
         let rows = self
             .query(
-                "SELECT a.time_ms, a.follower_id, u.email, a.what, a.id FROM access_log a \
-                 JOIN users u ON u.id = a.follower_id \
+                "SELECT a.time_ms, a.follower_id, COALESCE(u.email, '(a deleted account)'), a.what, a.id FROM access_log a \
+                 LEFT JOIN users u ON u.id = a.follower_id \
                  WHERE a.owner_id = $1 AND (a.time_ms, a.id) < ($2, $3) \
                  ORDER BY a.time_ms DESC, a.id DESC LIMIT $4",
                 &[&owner, &before_ms, &before_id, &(limit as i64)],

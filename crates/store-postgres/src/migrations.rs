@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_notifications.sql")),
     (7, include_str!("../migrations/0007_identities.sql")),
     (8, include_str!("../migrations/0008_nightscout.sql")),
+    (9, include_str!("../migrations/0009_account_deletion.sql")),
 ];
 const MIGRATION_LOCK: i64 = 7_261_000;
 

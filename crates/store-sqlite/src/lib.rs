@@ -146,7 +146,8 @@ fn revoke_where(
     Ok(hashes)
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, is_admin, disabled, settings, created_ms";
+const USER_COLUMNS: &str =
+    "id, email, display_name, is_admin, disabled, settings, created_ms, deletion_due_ms";
 const CREDENTIAL_COLUMNS: &str =
     "id, user_id, kind, name, token_hash, csrf_hash, scopes, created_ms, last_used_ms, expires_ms";
 const READING_COLUMNS: &str =
@@ -287,7 +288,7 @@ impl Store for SqliteStore {
                     "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"
                 ))
                 .and_then(|mut s| {
-                    s.query_row([email], |r| Ok((user_from_row(r)?, r.get::<_, String>(7)?)))
+                    s.query_row([email], |r| Ok((user_from_row(r)?, r.get::<_, String>(8)?)))
                         .optional()
                 })
                 .map_err(sql_err)
@@ -390,6 +391,97 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_users(&self, after_id: UserId, limit: usize) -> Result<Vec<User>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![after_id, limit as i64], user_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn request_deletion(
+        &self,
+        id: UserId,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.engine
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "UPDATE users SET deletion_due_ms = ?2 WHERE id = ?1",
+                        params![id, due_ms],
+                    )
+                    .map_err(sql_err)?;
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                conn.execute(
+                    "UPDATE shares SET revoked_ms = ?2, token_hash = NULL \
+                     WHERE (owner_id = ?1 OR follower_id = ?1) AND revoked_ms IS NULL",
+                    params![id, now_ms],
+                )
+                .map_err(sql_err)?;
+                for table in ["nightscout_sites", "push_subscriptions"] {
+                    conn.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [id])
+                        .map_err(sql_err)?;
+                }
+                revoke_where(conn, "user_id = ?1", &[&id])
+            })
+            .await
+    }
+
+    async fn cancel_deletion(&self, id: UserId) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE users SET deletion_due_ms = NULL \
+                     WHERE id = ?1 AND deletion_due_ms IS NOT NULL",
+                    [id],
+                )
+                .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn deletions_due(&self, now_ms: i64) -> Result<Vec<UserId>, StoreError> {
+        self.engine
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id FROM users WHERE deletion_due_ms IS NOT NULL \
+                     AND deletion_due_ms <= ?1 ORDER BY id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([now_ms], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn delete_account(&self, id: UserId) -> Result<bool, StoreError> {
+        self.engine
+            .write(move |conn| {
+                for (table, column) in glucosync_store::ACCOUNT_ROWS {
+                    conn.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [id])
+                        .map_err(sql_err)?;
+                }
+                conn.execute("DELETE FROM users WHERE id = ?1", [id])
+                    .map(|n| n == 1)
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
     async fn count_users(&self) -> Result<u64, StoreError> {
         self.engine
             .read(|conn| {
@@ -445,7 +537,7 @@ impl Store for SqliteStore {
         self.engine
             .read(move |conn| {
                 let sql = "SELECT c.id, c.user_id, c.kind, c.name, c.token_hash, c.csrf_hash, c.scopes, c.created_ms, \
-                     c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms \
+                     c.last_used_ms, c.expires_ms, u.id, u.email, u.display_name, u.is_admin, u.disabled, u.settings, u.created_ms, u.deletion_due_ms \
                      FROM credentials c JOIN users u ON u.id = c.user_id \
                      WHERE c.token_hash = ?1 AND c.revoked_ms IS NULL AND (c.expires_ms IS NULL OR c.expires_ms > ?2)";
                 conn.prepare_cached(sql)
@@ -1429,8 +1521,8 @@ impl Store for SqliteStore {
             .read_large(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
-                        "SELECT a.time_ms, a.follower_id, u.email, a.what, a.id FROM access_log a \
-                         JOIN users u ON u.id = a.follower_id \
+                        "SELECT a.time_ms, a.follower_id, COALESCE(u.email, '(a deleted account)'), a.what, a.id FROM access_log a \
+                         LEFT JOIN users u ON u.id = a.follower_id \
                          WHERE a.owner_id = ?1 AND (a.time_ms, a.id) < (?2, ?3) \
                          ORDER BY a.time_ms DESC, a.id DESC LIMIT ?4",
                     )

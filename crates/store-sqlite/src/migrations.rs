@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_notifications.sql")),
     (7, include_str!("../migrations/0007_identities.sql")),
     (8, include_str!("../migrations/0008_nightscout.sql")),
+    (9, include_str!("../migrations/0009_account_deletion.sql")),
 ];
 
 pub(crate) fn latest() -> i64 {

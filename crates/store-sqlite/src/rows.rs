@@ -31,6 +31,7 @@ pub(crate) fn user_from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<User>
         // the keys this version knows.
         settings: serde_json::from_str(&settings).unwrap_or_default(),
         created_ms: r.get(at + 6)?,
+        deletion_due_ms: r.get(at + 7)?,
     })
 }
 

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
+mod accounts;
 mod nightscout;
+pub use accounts::*;
 pub use nightscout::*;
 
 use glucosync_domain::accounts::{Email, Scope};
@@ -70,6 +72,8 @@ macro_rules! conformance_suite {
             nightscout_documents_dedupe_replace_delete_and_keep_history,
             changes_are_listed_in_the_order_the_server_made_them,
             reading_ids_are_never_handed_out_again,
+            account_deletion_cuts_every_way_in_at_once_and_then_removes_everything,
+            every_account_is_listed_once_in_id_order,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

@@ -31,6 +31,58 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// Where an account's rows are: (table, column holding the account's id). Deleting an
+/// account deletes every row these name (each backend's tests check that no table with an
+/// account column is missing). Other people's access logs keep the reads the account made
+/// (`access_log.follower_id`): they are the other person's record.
+pub const ACCOUNT_ROWS: &[(&str, &str)] = &[
+    ("readings", "user_id"),
+    ("treatments", "user_id"),
+    ("nightscout_documents", "user_id"),
+    ("nightscout_sites", "user_id"),
+    ("forecasts", "user_id"),
+    ("forecast_models", "user_id"),
+    ("alert_books", "user_id"),
+    ("push_subscriptions", "user_id"),
+    ("identities", "user_id"),
+    ("credentials", "user_id"),
+    ("deliveries", "person_id"),
+    ("deliveries", "recipient_id"),
+    ("shares", "owner_id"),
+    ("shares", "follower_id"),
+    ("access_log", "owner_id"),
+];
+
+/// Column names that hold an account's id, wherever they appear.
+pub const ACCOUNT_COLUMN_NAMES: &[&str] = &[
+    "user_id",
+    "owner_id",
+    "follower_id",
+    "person_id",
+    "recipient_id",
+];
+
+/// Panics unless every (table, column) found in a backend's schema with an account column
+/// is deleted with the account, except the reads an account made in another person's access
+/// log. For the backends' tests.
+pub fn check_account_rows(found: &[(String, String)]) {
+    for (table, column) in found {
+        let known = ACCOUNT_ROWS.contains(&(table.as_str(), column.as_str()))
+            || (table == "access_log" && column == "follower_id");
+        assert!(
+            known,
+            "{table}.{column} names an account but account deletion does not know it: add it \
+             to ACCOUNT_ROWS"
+        );
+    }
+    for (table, column) in ACCOUNT_ROWS {
+        assert!(
+            found.iter().any(|(t, c)| t == table && c == column),
+            "ACCOUNT_ROWS names {table}.{column}, which the schema does not have"
+        );
+    }
+}
+
 /// Persistence for everything GlucoSync keeps. Every per-user method takes the owner's id and
 /// every implementation must filter by it: this is where tenancy is enforced last.
 ///
@@ -87,6 +139,30 @@ pub trait Store: Send + Sync + 'static {
     /// Disables or re-enables a user; disabling revokes every credential (hashes returned).
     async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
+    /// Accounts with an id above `after_id`, by id, at most `limit` (for operator jobs that
+    /// visit every account, such as `glucoengine export --all`).
+    async fn list_users(&self, after_id: UserId, limit: usize) -> Result<Vec<User>, StoreError>;
+
+    // ---- account deletion (docs/data-ownership.md)
+    /// Schedules the account's deletion at `due_ms` and, in the same transaction, cuts every
+    /// way in: its credentials are revoked (their hashes are returned, for the caches), its
+    /// shares (both ways) revoked, its Nightscout site and push subscriptions removed. The
+    /// owner can still log in to cancel; no one else sees the data from now on.
+    async fn request_deletion(
+        &self,
+        id: UserId,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Cancels a scheduled deletion; false when none was scheduled.
+    async fn cancel_deletion(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Accounts whose deletion is due at `now_ms`.
+    async fn deletions_due(&self, now_ms: i64) -> Result<Vec<UserId>, StoreError>;
+    /// Deletes the account and everything of it, in one transaction: its readings,
+    /// treatments, documents, forecasts, alerts, deliveries, shares, credentials, identities.
+    /// Other people's access logs keep the reads it made, as reads by a deleted account.
+    /// False when there was no such account.
+    async fn delete_account(&self, id: UserId) -> Result<bool, StoreError>;
 
     // ---- credentials (browser sessions and personal API tokens)
     async fn create_credential(&self, new: NewCredential) -> Result<Credential, StoreError>;

@@ -15,6 +15,9 @@ pub struct User {
     pub disabled: bool,
     pub settings: UserSettings,
     pub created_ms: i64,
+    /// Set while the account awaits deletion (docs/data-ownership.md): it is deleted, with
+    /// everything it has, at this time unless its owner cancels.
+    pub deletion_due_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -533,11 +533,37 @@ export interface paths {
         get: operations["accounts_me"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete my account. At once, every session and token stops working, every share (both
+         *     ways) ends, the Nightscout site and push subscriptions go. After the grace period
+         *     (`account_deletion_grace_days`, default 7) the account and everything in it are deleted;
+         *     until then, logging in again and `POST /me/keep` keep it. Needs a login session.
+         */
+        delete: operations["accounts_delete_me"];
         options?: never;
         head?: never;
         /** Change the display name. */
         patch: operations["accounts_update_me"];
+        trace?: never;
+    };
+    "/api/v1/me/keep": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Keep my account: cancels a scheduled deletion (shares must be sent again; the Nightscout
+         *     site gets a new secret).
+         */
+        post: operations["accounts_keep_me"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/me/settings": {
@@ -1177,9 +1203,20 @@ export interface components {
             minutes: number[];
             values: number[];
         };
+        DeleteAccountRequest: {
+            /** @description The account's email address, typed again to confirm. */
+            confirm_email: string;
+        };
         Deleted: {
             /** Format: int64 */
             deleted: number;
+        };
+        DeletionScheduled: {
+            /**
+             * @description When the account and all its data will be deleted; until then, logging in and
+             *     `POST /me/keep` cancel.
+             */
+            deletion_due: string;
         };
         /** @description One notification of the caller's alerts and what became of it. */
         DeliveryOut: {
@@ -1550,6 +1587,8 @@ export interface components {
             is_admin: boolean;
             created_at: string;
             settings: components["schemas"]["UserSettings"];
+            /** @description When the account will be deleted, if its owner asked (`POST /me/keep` cancels). */
+            deletion_due?: string | null;
         };
         ProfileUpdate: {
             /** @description A new display name; null removes it. */
@@ -2986,6 +3025,37 @@ export interface operations {
             };
         };
     };
+    accounts_delete_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeleteAccountRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletionScheduled"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     accounts_update_me: {
         parameters: {
             query?: never;
@@ -3008,6 +3078,33 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    accounts_keep_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Profile"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

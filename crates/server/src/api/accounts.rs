@@ -67,6 +67,8 @@ pub struct Profile {
     pub is_admin: bool,
     pub created_at: String,
     pub settings: UserSettings,
+    /// When the account will be deleted, if its owner asked (`POST /me/keep` cancels).
+    pub deletion_due: Option<String>,
 }
 
 impl From<User> for Profile {
@@ -78,8 +80,79 @@ impl From<User> for Profile {
             is_admin: u.is_admin,
             created_at: Timestamp::from_utc_ms(u.created_ms).to_rfc3339_utc(),
             settings: u.settings,
+            deletion_due: u
+                .deletion_due_ms
+                .map(|ms| Timestamp::from_utc_ms(ms).to_rfc3339_utc()),
         }
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The account's email address, typed again to confirm.
+    pub confirm_email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionScheduled {
+    /// When the account and all its data will be deleted; until then, logging in and
+    /// `POST /me/keep` cancel.
+    pub deletion_due: String,
+}
+
+/// Delete my account. At once, every session and token stops working, every share (both
+/// ways) ends, the Nightscout site and push subscriptions go. After the grace period
+/// (`account_deletion_grace_days`, default 7) the account and everything in it are deleted;
+/// until then, logging in again and `POST /me/keep` keep it. Needs a login session.
+#[utoipa::path(delete, path = "/me", tag = "accounts", request_body = DeleteAccountRequest,
+    responses((status = 202, body = DeletionScheduled), (status = 422, body = crate::error::Problem)))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<DeleteAccountRequest>,
+) -> ApiResult<(StatusCode, Json<DeletionScheduled>)> {
+    caller.require_session()?;
+    let user = state
+        .store
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    if !req.confirm_email.trim().eq_ignore_ascii_case(&user.email) {
+        return Err(ApiError::validation(
+            glucosync_domain::ValidationError::new(
+                "confirm_email",
+                "must be this account's email address",
+            ),
+        ));
+    }
+    let due = crate::accounts::request_deletion(&state, user.id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(DeletionScheduled {
+            deletion_due: Timestamp::from_utc_ms(due).to_rfc3339_utc(),
+        }),
+    ))
+}
+
+/// Keep my account: cancels a scheduled deletion (shares must be sent again; the Nightscout
+/// site gets a new secret).
+#[utoipa::path(post, path = "/me/keep", tag = "accounts",
+    responses((status = 200, body = Profile), (status = 409, body = crate::error::Problem)))]
+pub async fn keep_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Profile>> {
+    caller.require_session()?;
+    if !state.store.cancel_deletion(caller.user_id).await? {
+        return Err(ApiError::Conflict(
+            "This account is not scheduled for deletion.".into(),
+        ));
+    }
+    tracing::info!(user_id = caller.user_id, "account deletion cancelled");
+    let user = state
+        .store
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    Ok(Json(user.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -63,7 +63,7 @@ fn today() -> String {
     responses((status = 200, description = "The export (application/json)", content_type = "application/json")))]
 pub async fn export_json(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let user = own_account(&state, &caller).await?;
-    let body = export::json_export(state, user);
+    let body = export::json_export(state.store.clone(), user, export::ExportFor::Person);
     Ok(download(
         body,
         "application/json",
@@ -87,7 +87,7 @@ pub async fn export_csv(
         .and_then(CsvKind::parse)
         .ok_or(ApiError::NotFound("export"))?;
     let user = own_account(&state, &caller).await?;
-    let body = export::csv_export(state, user, kind);
+    let body = export::csv_export(state.store.clone(), user, kind);
     Ok(download(
         body,
         "text/csv; charset=utf-8",
@@ -127,7 +127,7 @@ pub async fn export_fhir(
         (from, to) => resolve_range(from.as_deref(), to.as_deref())?,
     };
     let user = own_account(&state, &caller).await?;
-    let body = export::fhir_export(state, user, unit, range);
+    let body = export::fhir_export(state.store.clone(), user, unit, range);
     Ok(download(
         body,
         "application/fhir+json",

@@ -170,6 +170,22 @@ impl TestServer {
         share["owner_id"].as_i64().expect("owner")
     }
 
+    /// Stops the server but keeps its database, for a next server on the same data (started
+    /// with `start_with` and this `database_url`).
+    pub async fn stop_keeping_data(mut self) -> (String, Box<dyn std::any::Any>) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let keep: Box<dyn std::any::Any> = Box::new((
+            std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir")),
+            self._database.take(),
+        ));
+        (self.database_url.clone(), keep)
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
