@@ -89,6 +89,17 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Back the embedded database up (online: the server keeps running) into a directory or
+    /// s3://bucket/prefix, compressed and encrypted with backup_key, with its SHA-256 beside
+    /// it; then delete backups older than backup_retention_days there. Prints the location.
+    Backup {
+        /// Default: backup_output (GLUCOSYNC_BACKUP_OUTPUT).
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Restore a backup (a file, or s3://bucket/key) into the configured data directory, which
+    /// must hold no database yet. Checks the SHA-256 and the database's integrity first.
+    Restore { backup: String },
     /// Forecast models: evaluation against the baselines.
     Model {
         #[command(subcommand)]
@@ -326,6 +337,43 @@ async fn run(command: Command, config: Config) -> Result<()> {
             };
             store.close().await;
             result
+        }
+        Command::Backup { output } => {
+            let Some(output) = output.or_else(|| config.backup_output.clone()) else {
+                bail!("where to? pass --output <directory or s3://bucket/prefix>, or set backup_output");
+            };
+            let store = open_store(&config)?;
+            let migration = store.readiness().await?.applied_migration;
+            store.close().await;
+            let report = glucosync_server::backup::backup(&config, &output, migration).await?;
+            println!("{}", report.location);
+            eprintln!(
+                "backup: {} bytes, sha256 {}, {:.1} s{}",
+                report.bytes,
+                report.sha256,
+                report.duration.as_secs_f64(),
+                if report.expired.is_empty() {
+                    String::new()
+                } else {
+                    format!("; expired and deleted: {}", report.expired.join(", "))
+                }
+            );
+            Ok(())
+        }
+        Command::Restore { backup } => {
+            let report = glucosync_server::backup::restore(&config, &backup).await?;
+            // Bring the restored database to this version's schema.
+            let store = open_store(&config)?;
+            store.migrate().await?;
+            store.close().await;
+            println!(
+                "restored the backup of {} (schema {}) into {} in {:.1} s",
+                report.created_at,
+                report.schema_migration,
+                report.database.display(),
+                report.duration.as_secs_f64()
+            );
+            Ok(())
         }
         Command::DefaultConfig
         | Command::ShowConfig

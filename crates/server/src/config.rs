@@ -140,6 +140,19 @@ pub struct Config {
     /// Days between a person asking to delete their account and its deletion, during which
     /// they may cancel (0: at once). No one else sees the data from the moment they ask.
     pub account_deletion_grace_days: u32,
+    /// Where the built-in schedule writes backups (a directory or `s3://bucket/prefix`);
+    /// unset: no scheduled backups (`glucoengine backup` still works).
+    pub backup_output: Option<String>,
+    pub backup_interval_hours: u32,
+    /// Backups older than this are deleted after each new one.
+    pub backup_retention_days: u32,
+    /// The passphrase backups are encrypted with (16 characters or more).
+    pub backup_key: Option<Secret>,
+    /// An S3-compatible endpoint (MinIO: `http://minio:9000`); unset: AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
     /// Forecast each CGM reading as it arrives and fit personal models (docs/forecasting.md).
     pub forecasts: bool,
     /// An MLflow tracking server: each personal model fit is logged there as a run.
@@ -199,6 +212,14 @@ impl Default for Config {
             shutdown_drain_seconds: 0,
             api_rate_limit_per_minute: 1200,
             account_deletion_grace_days: 7,
+            backup_output: None,
+            backup_interval_hours: 6,
+            backup_retention_days: 30,
+            backup_key: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             forecasts: true,
             mlflow_url: None,
             demo: false,
@@ -253,6 +274,14 @@ struct Layer {
     shutdown_drain_seconds: Option<u64>,
     api_rate_limit_per_minute: Option<u32>,
     account_deletion_grace_days: Option<u32>,
+    backup_output: Option<String>,
+    backup_interval_hours: Option<u32>,
+    backup_retention_days: Option<u32>,
+    backup_key: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
     forecasts: Option<bool>,
     mlflow_url: Option<String>,
     demo: Option<bool>,
@@ -304,6 +333,14 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
     "GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE",
     "GLUCOSYNC_ACCOUNT_DELETION_GRACE_DAYS",
+    "GLUCOSYNC_BACKUP_OUTPUT",
+    "GLUCOSYNC_BACKUP_INTERVAL_HOURS",
+    "GLUCOSYNC_BACKUP_RETENTION_DAYS",
+    "GLUCOSYNC_BACKUP_KEY",
+    "GLUCOSYNC_S3_ENDPOINT",
+    "GLUCOSYNC_S3_REGION",
+    "GLUCOSYNC_S3_ACCESS_KEY_ID",
+    "GLUCOSYNC_S3_SECRET_ACCESS_KEY",
     "GLUCOSYNC_FORECASTS",
     "GLUCOSYNC_MLFLOW_URL",
     "GLUCOSYNC_DEMO",
@@ -478,6 +515,30 @@ impl Config {
         if let Some(v) = l.account_deletion_grace_days {
             self.account_deletion_grace_days = v;
         }
+        if let Some(v) = l.backup_output {
+            self.backup_output = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = l.backup_interval_hours {
+            self.backup_interval_hours = v;
+        }
+        if let Some(v) = l.backup_retention_days {
+            self.backup_retention_days = v;
+        }
+        if let Some(v) = l.backup_key {
+            self.backup_key = (!v.is_empty()).then_some(Secret(v));
+        }
+        if let Some(v) = l.s3_endpoint {
+            self.s3_endpoint = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = l.s3_region {
+            self.s3_region = v;
+        }
+        if let Some(v) = l.s3_access_key_id {
+            self.s3_access_key_id = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = l.s3_secret_access_key {
+            self.s3_secret_access_key = (!v.is_empty()).then_some(Secret(v));
+        }
         if let Some(v) = l.forecasts {
             self.forecasts = v;
         }
@@ -648,6 +709,50 @@ impl Config {
                 "account_deletion_grace_days (GLUCOSYNC_ACCOUNT_DELETION_GRACE_DAYS) must be between 0 and 30",
             ));
         }
+        if !(1..=24 * 7).contains(&self.backup_interval_hours) {
+            return Err(bad(
+                "backup_interval_hours (GLUCOSYNC_BACKUP_INTERVAL_HOURS) must be between 1 and 168",
+            ));
+        }
+        if !(1..=3650).contains(&self.backup_retention_days) {
+            return Err(bad(
+                "backup_retention_days (GLUCOSYNC_BACKUP_RETENTION_DAYS) must be between 1 and 3650",
+            ));
+        }
+        if let Some(output) = &self.backup_output {
+            if !self.database_url.expose().starts_with("sqlite:") {
+                return Err(bad(
+                    "backup_output schedules backups of the embedded database; with PostgreSQL \
+                     use its own backups (WAL-G, point-in-time recovery) and `glucoengine export \
+                     --all` (docs/data-ownership.md)",
+                ));
+            }
+            if self
+                .backup_key
+                .as_ref()
+                .is_none_or(|k| k.expose().chars().count() < 16)
+            {
+                return Err(bad(format!(
+                    "backup_output is `{output}`, so backups are scheduled: set backup_key \
+                     (GLUCOSYNC_BACKUP_KEY), a passphrase of 16 characters or more"
+                )));
+            }
+            if output.starts_with("s3://")
+                && (self.s3_access_key_id.is_none() || self.s3_secret_access_key.is_none())
+            {
+                return Err(bad(
+                    "backup_output is an s3:// bucket: set s3_access_key_id and \
+                     s3_secret_access_key (GLUCOSYNC_S3_ACCESS_KEY_ID, GLUCOSYNC_S3_SECRET_ACCESS_KEY)",
+                ));
+            }
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(bad(format!(
+                    "s3_endpoint (GLUCOSYNC_S3_ENDPOINT) is `{endpoint}`; use http(s)://host:port"
+                )));
+            }
+        }
         if self.metrics_listen == Some(self.listen) {
             return Err(bad("metrics_listen must differ from listen; unset it to serve /metrics on the main listener"));
         }
@@ -668,7 +773,9 @@ impl Config {
              redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
-             api_rate_limit_per_minute = {}\naccount_deletion_grace_days = {}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
+             api_rate_limit_per_minute = {}\naccount_deletion_grace_days = {}\n\
+             backup_output = {:?}\nbackup_interval_hours = {}\nbackup_retention_days = {}\nbackup_key = {:?}\n\
+             s3_endpoint = {:?}\ns3_region = {:?}\ns3_access_key_id = {:?}\ns3_secret_access_key = {:?}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
              oidc_issuer = {:?}\noidc_client_id = {:?}\noidc_client_secret = {:?}\noidc_admin_group = {:?}\n\
              oidc_api_audience = {:?}\npassword_login = {}\n\
              openai_api_key = {:?}\nopenai_base_url = {:?}\nopenai_model = {:?}\nopenai_daily_limit = {}\n",
@@ -701,6 +808,14 @@ impl Config {
             self.shutdown_drain_seconds,
             self.api_rate_limit_per_minute,
             self.account_deletion_grace_days,
+            opt(&self.backup_output),
+            self.backup_interval_hours,
+            self.backup_retention_days,
+            opt(&self.backup_key.as_ref().map(|_| "***".to_owned())),
+            opt(&self.s3_endpoint),
+            self.s3_region,
+            opt(&self.s3_access_key_id),
+            opt(&self.s3_secret_access_key.as_ref().map(|_| "***".to_owned())),
             self.forecasts,
             opt(&self.mlflow_url),
             self.demo,
@@ -848,6 +963,18 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "ACCOUNT_DELETION_GRACE_DAYS" => {
                 l.account_deletion_grace_days = Some(parse_env(&key, &value, "a number of days")?)
             }
+            "BACKUP_OUTPUT" => l.backup_output = Some(value),
+            "BACKUP_INTERVAL_HOURS" => {
+                l.backup_interval_hours = Some(parse_env(&key, &value, "a number of hours")?)
+            }
+            "BACKUP_RETENTION_DAYS" => {
+                l.backup_retention_days = Some(parse_env(&key, &value, "a number of days")?)
+            }
+            "BACKUP_KEY" => l.backup_key = Some(value),
+            "S3_ENDPOINT" => l.s3_endpoint = Some(value),
+            "S3_REGION" => l.s3_region = Some(value),
+            "S3_ACCESS_KEY_ID" => l.s3_access_key_id = Some(value),
+            "S3_SECRET_ACCESS_KEY" => l.s3_secret_access_key = Some(value),
             "FORECASTS" => l.forecasts = Some(parse_bool(&key, &value)?),
             "MLFLOW_URL" => l.mlflow_url = Some(value),
             "DEMO" => l.demo = Some(parse_bool(&key, &value)?),
@@ -972,6 +1099,23 @@ api_rate_limit_per_minute = 1200
 # logging in again during these days lets them cancel. Backups keep a deleted account until
 # they expire (backup retention, docs/data-ownership.md).
 account_deletion_grace_days = 7
+
+# Backups of the embedded database (docs/data-ownership.md). With backup_output set, the server
+# takes one every backup_interval_hours (on one replica) into that directory or S3 bucket,
+# compressed and encrypted with backup_key, and deletes those older than
+# backup_retention_days. `glucoengine backup --output …` takes one by hand;
+# `glucoengine restore <backup>` restores one into an empty data directory. Without the key, no
+# backup can be restored: keep it somewhere else than the backups.
+# backup_output = "s3://backups/glucosync"
+backup_interval_hours = 6
+backup_retention_days = 30
+# backup_key = "…"
+
+# S3-compatible storage for s3:// backup outputs; unset endpoint means AWS.
+# s3_endpoint = "http://minio:9000"
+s3_region = "us-east-1"
+# s3_access_key_id = "…"
+# s3_secret_access_key = "…"
 
 # Forecast each CGM reading as it arrives (GET /api/v1/forecast) and fit personal forecast
 # models as data accumulates. Forecasts are informational, never dosing advice.

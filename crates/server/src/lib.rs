@@ -10,6 +10,7 @@ pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod delivery;
 pub mod demo;
@@ -231,10 +232,9 @@ impl Server {
             tracing::warn!(error = %e, "no Web Push key yet; pushes will retry");
         }
         let timers = tokio::spawn(state.alerts.clone().run_timers(state.clone()));
-        let deletions = tokio::spawn(accounts::run_deletions(
-            state.clone(),
-            format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
-        ));
+        let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        let deletions = tokio::spawn(accounts::run_deletions(state.clone(), holder.clone()));
+        tokio::spawn(backup::run_schedule(state.clone(), holder));
         let router = app::router(state.clone());
         web::log_missing_builds(&state.config);
         tracing::info!(

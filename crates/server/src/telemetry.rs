@@ -90,6 +90,12 @@ pub struct Metrics {
     pub alert_notifications_total: IntCounterVec,
     pub alert_shards_held: IntGauge,
     pub deliveries_total: IntCounterVec,
+    /// The scheduled backups (docs/data-ownership.md): when the last one succeeded (Unix
+    /// seconds), its size and how long it took; and the failures.
+    pub backup_last_success_timestamp_seconds: IntGauge,
+    pub backup_size_bytes: IntGauge,
+    pub backup_duration_seconds: prometheus::Gauge,
+    pub backup_failures_total: IntCounter,
     db_connections: IntGauge,
     db_connections_in_use: IntGauge,
     db_queued_writes: IntGauge,
@@ -182,7 +188,25 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let backup_duration_seconds = prometheus::Gauge::with_opts(Opts::new(
+            "glucosync_backup_duration_seconds",
+            "How long the last successful backup took",
+        ))?;
+        registry.register(Box::new(backup_duration_seconds.clone()))?;
         Ok(Arc::new(Metrics {
+            backup_last_success_timestamp_seconds: gauge(
+                "glucosync_backup_last_success_timestamp_seconds",
+                "When the last scheduled backup succeeded (Unix time; 0: none since start)",
+            )?,
+            backup_size_bytes: gauge(
+                "glucosync_backup_size_bytes",
+                "Size of the last successful backup (compressed and encrypted)",
+            )?,
+            backup_duration_seconds,
+            backup_failures_total: counter(
+                "glucosync_backup_failures_total",
+                "Scheduled backups that failed",
+            )?,
             readings_total: counter(
                 "glucosync_glucose_readings_total",
                 "Glucose readings stored (duplicates not counted)",

@@ -2110,3 +2110,43 @@ impl SqliteStore {
             .await
     }
 }
+
+/// Writes a consistent copy of the database at `db` into `into` (which must not exist) while
+/// the database stays in use: `VACUUM INTO` runs in a read transaction of a connection of its
+/// own, and in WAL mode readers never block writers, so writes go on meanwhile (the copy is
+/// the database as of the moment the read began: everything committed before it). The copy
+/// is compacted, in rollback-journal mode and fsynced.
+pub fn snapshot(db: &Path, into: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(sql_err)?;
+    let target = into
+        .to_str()
+        .ok_or_else(|| StoreError::Internal("the snapshot path is not UTF-8".into()))?;
+    conn.execute("VACUUM INTO ?1", [target]).map_err(sql_err)?;
+    drop(conn);
+    // VACUUM INTO does not sync its output.
+    std::fs::File::open(into)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Internal(format!("syncing the snapshot: {e}")))
+}
+
+/// Checks a database file is whole: `PRAGMA integrity_check` says ok.
+pub fn integrity_check(db: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql_err)?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(sql_err)?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Internal(format!(
+            "the database fails its integrity check: {verdict}"
+        )))
+    }
+}

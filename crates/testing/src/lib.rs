@@ -8,6 +8,7 @@ pub mod live;
 pub mod oidc;
 pub mod openai;
 pub mod push;
+pub mod s3;
 pub mod smtp;
 
 use rand::Rng;

@@ -130,6 +130,11 @@ impl Backend {
         )
     }
 
+    /// The embedded database, whatever `GS_TEST_BACKEND` says (for what only it has).
+    pub fn embedded() -> Backend {
+        Backend(None)
+    }
+
     pub fn env(&self) -> Vec<(String, String)> {
         self.0
             .iter()
