@@ -104,6 +104,31 @@ fn print_report(email: &str, r: &ImportReport) {
     }
 }
 
+/// Pulls a Nightscout site's history into an account.
+pub async fn pull_nightscout(
+    store: Arc<dyn Store>,
+    email: &str,
+    pull: glucosync_server::import::nightscout_pull::Pull,
+) -> Result<()> {
+    let account = user(&*store, email).await?;
+    let spool = tempfile::NamedTempFile::new()?;
+    let (file, path) = spool.into_parts();
+    let mut writer = std::io::BufWriter::new(file);
+    let pulled = glucosync_server::import::nightscout_pull::pull_into(&pull, &mut writer).await?;
+    drop(writer);
+    eprintln!("pulled {pulled} records from {}", pull.url);
+    let request = ImportRequest {
+        format: ImportFormat::Nightscout,
+        time_zone: chrono_tz::UTC,
+        date_order: None,
+        apply_settings: false,
+        now_ms: glucosync_server::state::now_ms(),
+    };
+    let report = run_import(store, account.id, &path, &request).await?;
+    print_report(email, &report);
+    Ok(())
+}
+
 /// Writes one account's export to `output` (standard output when none).
 pub async fn export_one(store: Arc<dyn Store>, email: &str, output: Option<PathBuf>) -> Result<()> {
     let account = user(&*store, email).await?;

@@ -1,7 +1,7 @@
 //! `glucoengine`: the GlucoSync server and its operator command line, in one binary.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -75,8 +75,17 @@ enum Command {
         /// password) where missing, and import its data.
         #[arg(long, conflicts_with_all = ["user", "time_zone", "date_order"])]
         all: bool,
+        /// Pull from this Nightscout site's API instead of a file (with --nightscout-token or
+        /// --nightscout-secret).
+        #[arg(long, conflicts_with = "all")]
+        nightscout_url: Option<String>,
+        #[arg(long, requires = "nightscout_url")]
+        nightscout_token: Option<String>,
+        #[arg(long, requires = "nightscout_url")]
+        nightscout_secret: Option<String>,
         /// The file, or the directory with --all.
-        path: PathBuf,
+        #[arg(required_unless_present = "nightscout_url")]
+        path: Option<PathBuf>,
     },
     /// Export an account as GlucoSync's JSON (as GET /api/v1/export), or with --all every
     /// account, one file each with its password hash: a logical backup (`import --all`).
@@ -302,12 +311,26 @@ async fn run(command: Command, config: Config) -> Result<()> {
             time_zone,
             date_order,
             all,
+            nightscout_url,
+            nightscout_token,
+            nightscout_secret,
             path,
         } => {
             let store = open_store(&config)?;
             store.migrate().await?;
-            let result = if all {
-                data::import_all(store.clone(), &path).await
+            let result = if let Some(url) = nightscout_url {
+                let pull = glucosync_server::import::nightscout_pull::Pull {
+                    url,
+                    token: nightscout_token,
+                    api_secret: nightscout_secret,
+                    since_ms: None,
+                    // The operator runs this on purpose: any address they name.
+                    allow_private_addresses: true,
+                };
+                data::pull_nightscout(store.clone(), user.as_deref().unwrap_or_default(), pull)
+                    .await
+            } else if all {
+                data::import_all(store.clone(), path.as_deref().unwrap_or(Path::new("."))).await
             } else {
                 let options = data::ImportArgs {
                     format,
@@ -317,7 +340,7 @@ async fn run(command: Command, config: Config) -> Result<()> {
                 data::import_one(
                     store.clone(),
                     user.as_deref().unwrap_or_default(),
-                    &path,
+                    path.as_deref().unwrap_or(Path::new("-")),
                     options,
                 )
                 .await

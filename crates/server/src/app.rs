@@ -142,6 +142,7 @@ fn v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data::export_fhir))
         .routes(routes!(data::export_csv))
         .routes(routes!(data::import))
+        .routes(routes!(data::import_nightscout))
 }
 
 fn registry() -> OpenApiRouter<AppState> {

@@ -140,6 +140,9 @@ pub struct Config {
     /// Days between a person asking to delete their account and its deletion, during which
     /// they may cancel (0: at once). No one else sees the data from the moment they ask.
     pub account_deletion_grace_days: u32,
+    /// Let `POST /api/v1/import/nightscout` fetch from addresses inside this server's network
+    /// (loopback, private ranges). Off: a person's URL cannot reach internal services.
+    pub import_allow_private_urls: bool,
     /// Where the built-in schedule writes backups (a directory or `s3://bucket/prefix`);
     /// unset: no scheduled backups (`glucoengine backup` still works).
     pub backup_output: Option<String>,
@@ -212,6 +215,7 @@ impl Default for Config {
             shutdown_drain_seconds: 0,
             api_rate_limit_per_minute: 1200,
             account_deletion_grace_days: 7,
+            import_allow_private_urls: false,
             backup_output: None,
             backup_interval_hours: 6,
             backup_retention_days: 30,
@@ -274,6 +278,7 @@ struct Layer {
     shutdown_drain_seconds: Option<u64>,
     api_rate_limit_per_minute: Option<u32>,
     account_deletion_grace_days: Option<u32>,
+    import_allow_private_urls: Option<bool>,
     backup_output: Option<String>,
     backup_interval_hours: Option<u32>,
     backup_retention_days: Option<u32>,
@@ -333,6 +338,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_SHUTDOWN_DRAIN_SECONDS",
     "GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE",
     "GLUCOSYNC_ACCOUNT_DELETION_GRACE_DAYS",
+    "GLUCOSYNC_IMPORT_ALLOW_PRIVATE_URLS",
     "GLUCOSYNC_BACKUP_OUTPUT",
     "GLUCOSYNC_BACKUP_INTERVAL_HOURS",
     "GLUCOSYNC_BACKUP_RETENTION_DAYS",
@@ -514,6 +520,9 @@ impl Config {
         }
         if let Some(v) = l.account_deletion_grace_days {
             self.account_deletion_grace_days = v;
+        }
+        if let Some(v) = l.import_allow_private_urls {
+            self.import_allow_private_urls = v;
         }
         if let Some(v) = l.backup_output {
             self.backup_output = (!v.is_empty()).then_some(v);
@@ -773,7 +782,7 @@ impl Config {
              redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
-             api_rate_limit_per_minute = {}\naccount_deletion_grace_days = {}\n\
+             api_rate_limit_per_minute = {}\naccount_deletion_grace_days = {}\nimport_allow_private_urls = {}\n\
              backup_output = {:?}\nbackup_interval_hours = {}\nbackup_retention_days = {}\nbackup_key = {:?}\n\
              s3_endpoint = {:?}\ns3_region = {:?}\ns3_access_key_id = {:?}\ns3_secret_access_key = {:?}\nforecasts = {}\nmlflow_url = {:?}\ndemo = {}\n\
              oidc_issuer = {:?}\noidc_client_id = {:?}\noidc_client_secret = {:?}\noidc_admin_group = {:?}\n\
@@ -808,6 +817,7 @@ impl Config {
             self.shutdown_drain_seconds,
             self.api_rate_limit_per_minute,
             self.account_deletion_grace_days,
+            self.import_allow_private_urls,
             opt(&self.backup_output),
             self.backup_interval_hours,
             self.backup_retention_days,
@@ -963,6 +973,9 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
             "ACCOUNT_DELETION_GRACE_DAYS" => {
                 l.account_deletion_grace_days = Some(parse_env(&key, &value, "a number of days")?)
             }
+            "IMPORT_ALLOW_PRIVATE_URLS" => {
+                l.import_allow_private_urls = Some(parse_bool(&key, &value)?)
+            }
             "BACKUP_OUTPUT" => l.backup_output = Some(value),
             "BACKUP_INTERVAL_HOURS" => {
                 l.backup_interval_hours = Some(parse_env(&key, &value, "a number of hours")?)
@@ -1099,6 +1112,11 @@ api_rate_limit_per_minute = 1200
 # logging in again during these days lets them cancel. Backups keep a deleted account until
 # they expire (backup retention, docs/data-ownership.md).
 account_deletion_grace_days = 7
+
+# Let people import from a Nightscout site at an address inside this server's network
+# (loopback, private ranges). Off by default: a URL a person types must not reach internal
+# services.
+import_allow_private_urls = false
 
 # Backups of the embedded database (docs/data-ownership.md). With backup_output set, the server
 # takes one every backup_interval_hours (on one replica) into that directory or S3 bucket,

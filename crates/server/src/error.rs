@@ -64,6 +64,10 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Another server this request needed (a Nightscout site being imported) failed; the
+    /// text says how, for the person.
+    #[error("upstream: {0}")]
+    BadGateway(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -141,6 +145,7 @@ impl ApiError {
                 "rate_limited",
                 format!("Too many attempts; try again in {retry_after_secs} seconds."),
             ),
+            ApiError::BadGateway(detail) => (StatusCode::BAD_GATEWAY, "upstream_failed", detail.clone()),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

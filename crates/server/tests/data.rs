@@ -370,3 +370,94 @@ async fn csv_and_fhir_exports() {
         .all(|e| e["resource"]["subject"]["reference"] == patient));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_nightscout_site_is_pulled_whole_through_its_api() {
+    // The source: a Nightscout site (GlucoSync's own Nightscout API is a real one).
+    let source = TestServer::start().await;
+    let owner = source.user("source@example.org").await;
+    let site: Value = source
+        .req(Method::GET, "/api/v1/nightscout", &owner)
+        .send()
+        .await
+        .expect("site")
+        .json()
+        .await
+        .expect("json");
+    let secret = site["api_secret"].as_str().expect("secret").to_owned();
+    let url = source.url(site["base_url"].as_str().expect("base"));
+    let start = chrono::Utc::now().timestamp_millis() - 6 * 86_400_000;
+    // More than one page of entries (the pull reads 1000 at a time).
+    let entries: Vec<Value> = (0..1500_i64)
+        .map(|i| json!({"type": "sgv", "sgv": 100 + i % 50, "date": start + i * 300_000, "device": "xDrip"}))
+        .collect();
+    let r = source
+        .client
+        .post(format!("{url}/api/v1/entries"))
+        .header(
+            "api-secret",
+            glucosync_server::nightscout::access::sha1_hex(&secret),
+        )
+        .json(&entries)
+        .send()
+        .await
+        .expect("upload");
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = source
+        .client
+        .post(format!("{url}/api/v1/treatments"))
+        .header("api-secret", glucosync_server::nightscout::access::sha1_hex(&secret))
+        .json(&json!([{"eventType": "Carb Correction", "carbs": 20, "created_at": chrono::Utc::now().to_rfc3339()}]))
+        .send()
+        .await
+        .expect("upload");
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let target = TestServer::start_with(|c| c.import_allow_private_urls = true).await;
+    let person = target.user("target@example.org").await;
+    let pull = |body: Value| {
+        target
+            .req(Method::POST, "/api/v1/import/nightscout", &person)
+            .json(&body)
+            .send()
+    };
+    let report: Value = pull(json!({"url": url, "api_secret": secret}))
+        .await
+        .expect("pull")
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(report["readings"]["imported"], 1500, "{report}");
+    assert_eq!(report["treatments"]["imported"], 1, "{report}");
+    let again: Value = pull(json!({"url": url, "api_secret": secret}))
+        .await
+        .expect("pull")
+        .json()
+        .await
+        .expect("report");
+    assert_eq!(again["readings"]["duplicates"], 1500, "{again}");
+    let r = pull(json!({"url": url, "api_secret": "not-the-secret-at-all"}))
+        .await
+        .expect("pull");
+    let problem = expect_problem(r, StatusCode::BAD_GATEWAY, "upstream_failed").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("401")),
+        "{problem}"
+    );
+
+    // A server that does not allow it never fetches from its own network.
+    let guarded = TestServer::start().await;
+    let someone = guarded.user("guarded@example.org").await;
+    let r = guarded
+        .req(Method::POST, "/api/v1/import/nightscout", &someone)
+        .json(&json!({"url": url, "api_secret": secret}))
+        .send()
+        .await
+        .expect("pull");
+    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    source.stop().await;
+    target.stop().await;
+    guarded.stop().await;
+}

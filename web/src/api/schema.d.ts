@@ -441,6 +441,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/import/nightscout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Imports the whole history (or since a time) of a Nightscout site: entries and treatments,
+         *     read through its API with the token or API secret given, then imported as a Nightscout
+         *     file would be (idempotent; the same report). The site must be on the public internet
+         *     unless the operator allows private addresses.
+         */
+        post: operations["data_import_nightscout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/insights/ai": {
         parameters: {
             query?: never;
@@ -1479,6 +1501,16 @@ export interface components {
              * @description Days until the token stops working; omit for no expiry.
              */
             expires_in_days?: number | null;
+        };
+        NightscoutPullRequest: {
+            /** @description The Nightscout site's address, e.g. `https://me.example.org`. */
+            url: string;
+            /** @description An access token with read rights (Nightscout's admin tools make one), or… */
+            token?: string | null;
+            /** @description …the site's API secret. */
+            api_secret?: string | null;
+            /** @description Only records from this time on (RFC 3339); default: the whole history. */
+            since?: string | null;
         };
         NightscoutSiteInfo: {
             /**
@@ -2798,6 +2830,45 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    data_import_nightscout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NightscoutPullRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportReport"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

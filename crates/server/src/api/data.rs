@@ -14,7 +14,7 @@ use glucosync_domain::ValidationError;
 use glucosync_store::User;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{parse_unit, resolve_range};
 use crate::auth::Caller;
@@ -286,4 +286,81 @@ async fn after_import(state: &AppState, person: glucosync_store::UserId, report:
         ];
         crate::live::publish(state, person, &events).await;
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NightscoutPullRequest {
+    /// The Nightscout site's address, e.g. `https://me.example.org`.
+    pub url: String,
+    /// An access token with read rights (Nightscout's admin tools make one), or…
+    pub token: Option<String>,
+    /// …the site's API secret.
+    pub api_secret: Option<String>,
+    /// Only records from this time on (RFC 3339); default: the whole history.
+    pub since: Option<String>,
+}
+
+/// Imports the whole history (or since a time) of a Nightscout site: entries and treatments,
+/// read through its API with the token or API secret given, then imported as a Nightscout
+/// file would be (idempotent; the same report). The site must be on the public internet
+/// unless the operator allows private addresses.
+#[utoipa::path(post, path = "/import/nightscout", tag = "data", request_body = NightscoutPullRequest,
+    responses((status = 200, body = ImportReport),
+        (status = 422, body = crate::error::Problem),
+        (status = 502, body = crate::error::Problem)))]
+pub async fn import_nightscout(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::json::ApiJson(req): crate::json::ApiJson<NightscoutPullRequest>,
+) -> ApiResult<Json<ImportReport>> {
+    use crate::import::nightscout_pull::{pull_into, Pull, PullError};
+    caller.require(Scope::ReadingsWrite)?;
+    caller.require(Scope::TreatmentsWrite)?;
+    let since_ms = req
+        .since
+        .as_deref()
+        .map(|s| crate::api::parse_time_param("since", s))
+        .transpose()?;
+    let pull = Pull {
+        url: req.url,
+        token: req.token.filter(|t| !t.is_empty()),
+        api_secret: req.api_secret.filter(|s| !s.is_empty()),
+        since_ms,
+        allow_private_addresses: state.config.import_allow_private_urls,
+    };
+    let spool = tempfile::NamedTempFile::new()
+        .map_err(|e| ApiError::Internal(format!("import spool: {e}")))?;
+    let (file, path) = spool.into_parts();
+    let mut writer = std::io::BufWriter::new(file);
+    let pulled = pull_into(&pull, &mut writer).await.map_err(|e| match e {
+        PullError::BadUrl(m) => ApiError::validation(ValidationError::new("url", m)),
+        PullError::Io(e) => ApiError::Internal(format!("import spool: {e}")),
+        other => ApiError::BadGateway(other.to_string()),
+    })?;
+    drop(writer);
+    let request = ImportRequest {
+        format: ImportFormat::Nightscout,
+        time_zone: chrono_tz::UTC,
+        date_order: None,
+        apply_settings: false,
+        now_ms: now_ms(),
+    };
+    let report = import_file(state.store.clone(), caller.user_id, &path, &request)
+        .await
+        .map_err(|e| match e {
+            ImportFailure::Malformed(e) => ApiError::BadGateway(format!(
+                "the Nightscout site sent records that do not read: {e}"
+            )),
+            ImportFailure::Store(e) => e.into(),
+            ImportFailure::Io(e) => ApiError::Internal(format!("import: {e}")),
+        })?;
+    tracing::info!(
+        pulled,
+        readings = report.readings.imported,
+        treatments = report.treatments.imported,
+        "Nightscout pull finished"
+    );
+    after_import(&state, caller.user_id, &report).await;
+    Ok(Json(report))
 }

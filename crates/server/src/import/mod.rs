@@ -7,6 +7,8 @@
 //! import again after a crash or an outage finishes it: everything already stored counts as a
 //! duplicate.
 
+pub mod nightscout_pull;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
