@@ -366,6 +366,52 @@ test("a caregiver accepts an invite and follows the person live", async () => {
   await page.getByRole("cell", { name: "e2e-caregiver@example.test" }).first().waitFor();
 });
 
+test("a Clarity export is imported from Settings, then the account is deleted and kept again", async () => {
+  const email = "e2e-data@example.test";
+  const signup = await fetch(`${engine.base}/api/v1/auth/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email, password: PASSWORD }),
+  });
+  assert.equal(signup.status, 201);
+  const own = await browser.newContext({ viewport: DESKTOP, baseURL: engine.base });
+  const p = await own.newPage();
+  const logIn = async () => {
+    await p.goto("/app/");
+    await p.getByLabel("Email").fill(email);
+    await p.getByLabel("Password").fill(PASSWORD);
+    await p.getByRole("button", { name: "Log in" }).click();
+    await p.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor();
+  };
+  await logIn();
+  await p.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Settings" }).click();
+  const importing = p.getByRole("region", { name: "Import", exact: true });
+  await importing.getByLabel("Source").selectOption("clarity");
+  const fixture = new URL("../../crates/domain/tests/fixtures/import/clarity_mgdl.csv", import.meta.url).pathname;
+  await importing.getByLabel("File").setInputFiles(fixture);
+  await importing.getByRole("button", { name: "Import", exact: true }).click();
+  await p.getByTestId("import-report").filter({ hasText: "Imported 16 readings and 5 treatments" }).waitFor();
+  // The export carries them.
+  const download = await p.getByTestId("downloads").getByRole("link", { name: /Readings \(CSV\)/ }).getAttribute("href");
+  const csv = await p.evaluate(async (href) => (await fetch(href)).text(), download);
+  assert.equal(csv.trim().split("\n").length, 1 + 16);
+  assert.deepEqual(await axeViolations(p), []);
+  await screenshot(p, "settings-your-data-desktop");
+
+  await p.getByLabel(/Type your email address/).fill(email);
+  await p.getByRole("button", { name: "Delete my account" }).click();
+  await p.getByRole("button", { name: "Log in" }).waitFor();
+  // Back within the grace period: the banner says when, and the account can be kept.
+  await p.getByLabel("Email").fill(email);
+  await p.getByLabel("Password").fill(PASSWORD);
+  await p.getByRole("button", { name: "Log in" }).click();
+  await p.getByTestId("deletion-banner").waitFor();
+  assert.deepEqual(await axeViolations(p), []);
+  await p.getByRole("button", { name: "Keep my account" }).click();
+  await p.getByTestId("deletion-banner").waitFor({ state: "detached" });
+  await own.close();
+});
+
 test("nothing was loaded from another origin", () => {
   assert.deepEqual(foreignRequests, []);
 });

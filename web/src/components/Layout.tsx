@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import { Link, useRoute } from "../lib/router";
 import { useSession } from "../lib/session";
+import { DeletionBanner } from "../screens/YourData";
 
 const NAV = [
   { to: "/", label: "Dashboard", icon: "◉" },
@@ -65,6 +66,7 @@ export function Layout({ title, children }: { title: string; children: React.Rea
         </ul>
       </nav>
       <ConnectionBanner />
+      <DeletionBanner />
       <main id="main" tabIndex={-1}>
         <h1 className="screen-title">{title}</h1>
         {children}

@@ -24,3 +24,8 @@ export function fromInputValue(v: string): Date | null {
 export function shortTime(iso: string | number): string {
   return new Date(iso).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 }
+
+/** A day in words, in the browser's locale: "27 November 2026". */
+export function longDate(iso: string): string {
+  return new Date(iso).toLocaleDateString(undefined, { day: "numeric", month: "long", year: "numeric" });
+}

@@ -7,6 +7,7 @@ import { useSsoStatus } from "../lib/sso";
 import { shortTime } from "../lib/time";
 import { useResource } from "../lib/useResource";
 import { FormError } from "../components/FormError";
+import { YourData } from "./YourData";
 
 /** The browser's list of zones, plus UTC and the person's current one (some browsers list neither). */
 function timeZones(current: string): string[] {
@@ -25,6 +26,7 @@ export default function Settings() {
       <AiConsent />
       <Uploaders />
       <NightscoutSite />
+      <YourData />
     </Layout>
   );
 }
