@@ -472,10 +472,55 @@ def check_glucoengine(objects: list[dict]) -> list[str]:
     return problems
 
 
+# What the export reads the database with: exactly the Deployment's (a restore that points
+# GlucoEngine at another cluster must move both, disaster-recovery.md §4a).
+DATABASE_ENV = ("DB_USER", "DB_PASSWORD", "GLUCOSYNC_DATABASE_URL", "GLUCOSYNC_DATABASE_READ_URL")
+
+
+def logical_backup_problems(objects: list[dict]) -> list[str]:
+    """The daily logical backup (`glucoengine export --all`, base/glucoengine/logical-backup.yaml)
+    runs the Deployment's image, reads the database as the Deployment does, and never overlaps
+    itself."""
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    d = by.get(("Deployment", "glucoengine"))
+    cj = by.get(("CronJob", "glucoengine-logical-backup"))
+    if not d or not cj:
+        return ["no Deployment glucoengine or no CronJob glucoengine-logical-backup"]
+    problems = []
+    spec = cj["spec"]
+    fields = spec["schedule"].split()
+    if len(fields) != 5 or not all(f.isdigit() for f in fields[:2]) or fields[2:] != ["*", "*", "*"]:
+        problems.append(f"glucoengine-logical-backup: schedule `{spec['schedule']}` is not once a day")
+    if spec.get("concurrencyPolicy") != "Forbid":
+        problems.append("glucoengine-logical-backup: concurrencyPolicy must be Forbid")
+    for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
+        if key not in spec:
+            problems.append(f"glucoengine-logical-backup: no {key}")
+    if "backoffLimit" not in spec["jobTemplate"]["spec"]:
+        problems.append("glucoengine-logical-backup: no backoffLimit")
+    pod = pod_spec(cj)
+    export = next((c for c in pod.get("initContainers", []) + pod.get("containers", [])
+                   if c.get("args", [])[:3] == ["export", "--all", "--output"]), None)
+    if not export:
+        return problems + ["glucoengine-logical-backup: no container runs `glucoengine export --all --output DIR`"]
+    engine = d["spec"]["template"]["spec"]["containers"][0]
+    if export["image"] != engine["image"]:
+        problems.append(f"glucoengine-logical-backup: image {export['image']} is not the Deployment's {engine['image']}")
+    if export.get("envFrom") != engine.get("envFrom"):
+        problems.append("glucoengine-logical-backup: envFrom differs from the Deployment's")
+    ours = {e["name"]: e for e in export.get("env", [])}
+    theirs = {e["name"]: e for e in engine.get("env", [])}
+    for name in DATABASE_ENV:
+        if ours.get(name) != theirs.get(name):
+            problems.append(f"glucoengine-logical-backup: {name} differs from the Deployment's")
+    return problems
+
+
 def check_policies(tmp: Path) -> str:
     problems = []
     for env, objects in rendered().items():
         problems += [f"{env}: {p}" for p in policy_violations(objects)]
+        problems += [f"{env}: {p}" for p in logical_backup_problems(objects)]
         hpa = {o["metadata"]["name"]: o for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
         if env == "production":
             problems += [f"{env}: {p}" for p in check_glucoengine(objects)]
@@ -488,7 +533,8 @@ def check_policies(tmp: Path) -> str:
     if problems:
         raise Failure("\n".join(problems))
     return ("every container: requests, limits, probes, non-root, no escalation, read-only root, pinned image; "
-            "own ServiceAccounts without API tokens; default-deny in every namespace; no plaintext Secret")
+            "own ServiceAccounts without API tokens; default-deny in every namespace; no plaintext Secret; "
+            "the daily logical backup reads the database as GlucoEngine does")
 
 
 # ----------------------------------------------------------------------------------- metrics
@@ -706,6 +752,7 @@ def check_broken(tmp: Path) -> str:
         "woodpecker schema": lambda: run(["check-jsonschema", "--builtin-schema", "vendor.woodpecker-ci", str(broken("woodpecker-bad-step.yml"))]),
         "dashboards": lambda: check_dashboards(tmp, broken("dashboards")),
         "config": lambda: rejected_if([e] if (e := engine_config_error(load(broken("glucoengine-bad-config.yaml")), tmp / "config")) else []),
+        "logical backup": lambda: rejected_if(logical_backup_problems(load(broken("logical-backup-drift.yaml")))),
         "metrics": lambda: rejected_if(unknown_metrics(
             {"glucosync_readings_imaginary_total": {"broken"}, "node_imaginary_bytes": {"broken"}},
             {"glucosync_glucose_readings_total"}, exporter_metrics())),
