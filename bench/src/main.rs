@@ -55,9 +55,22 @@ pub(crate) struct Args {
     /// WebSocket connections held open in the live figures.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) sockets: usize,
+    /// Only the data ownership figures (import, backup, restore).
+    #[arg(long)]
+    pub(crate) data_only: bool,
+    /// Years of 5-minute readings in the imported Clarity file.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) import_years: i64,
+    /// People in the backed-up database.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) backup_people: i64,
+    /// Days of 5-minute readings per person in the backed-up database.
+    #[arg(long, default_value_t = 90)]
+    pub(crate) backup_days: i64,
 }
 
 mod cluster;
+mod data;
 mod forecast;
 mod live;
 mod reports;
@@ -272,7 +285,7 @@ pub(crate) fn row(figure: &str, value: String, baseline: String, ratio: Option<f
 }
 
 /// Raw SQLite: prepared inserts into the same schema, `per_tx` rows per transaction.
-async fn raw_sqlite(dir: &Path, rows: usize, per_tx: usize) -> Result<f64> {
+pub(crate) async fn raw_sqlite(dir: &Path, rows: usize, per_tx: usize) -> Result<f64> {
     let path = dir.join("raw.db");
     let store = glucosync_store_sqlite::SqliteStore::open_and_migrate(&path).await?;
     glucosync_store::Store::close(&store).await;
@@ -324,6 +337,9 @@ async fn run(args: Args) -> Result<()> {
     );
     if args.reports_only {
         return reports::run(&args, &args.engine).await;
+    }
+    if args.data_only {
+        return data::run(&args).await;
     }
     if args.forecast_instructions {
         return forecast::instructions(&args).await;

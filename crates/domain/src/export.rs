@@ -5,7 +5,7 @@
 //! { "format": "glucosync-export", "version": 1, "exported_at": "…",
 //!   "account": { "email": "…", "display_name": …, "created_at": "…", "settings": {…} },
 //!   "readings": [ExportedReading…], "treatments": [ExportedTreatment…],
-//!   "nightscout_documents": [ExportedDocument…],
+//!   "nightscout_documents": [ExportedDocument…], "nightscout_site": {…} | null,
 //!   "alert_state": {…}, "alert_deliveries": […], "shares": […], "api_tokens": […],
 //!   "access_log": […] }
 //! ```
@@ -168,8 +168,7 @@ impl ExportedTreatment {
 /// One Nightscout document (device status, profile, food, …) in an export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportedDocument {
-    /// `devicestatus`, `profile`, `food`, `settings`, `entries` (non-glucose entries),
-    /// `deleted_entries`, `deleted_treatments`.
+    /// `devicestatus`, `profile`, `food`, `settings` or `entries` (non-glucose entries).
     pub collection: String,
     pub id: String,
     pub time: String,

@@ -213,6 +213,9 @@ struct AccountHead {
     is_admin: bool,
     #[serde(default)]
     disabled: bool,
+    /// An account awaiting deletion stays so after a restore.
+    #[serde(default)]
+    deletion_due_ms: Option<i64>,
 }
 
 /// Recreates every account of an `export --all` directory where missing and imports its data.
@@ -257,6 +260,10 @@ pub async fn import_all(store: Arc<dyn Store>, dir: &Path) -> Result<()> {
                     .await?;
                 if account.disabled {
                     store.set_disabled(user.id, true).await?;
+                }
+                if let Some(due) = account.deletion_due_ms {
+                    let now = glucosync_server::state::now_ms();
+                    store.request_deletion(user.id, due, now).await?;
                 }
                 user.id
             }

@@ -727,7 +727,10 @@ async fn user_command(store: &dyn Store, config: &Config, command: UserCommand) 
         UserCommand::Delete { email, now } => {
             let id = find_user(store, &email).await?;
             let time = glucosync_server::state::now_ms();
-            if now {
+            // The server's caches and live followers hear of it within a minute (the
+            // credential cache's lifetime); `DELETE /api/v1/me` tells them at once.
+            if now || config.account_deletion_grace_days == 0 {
+                store.request_deletion(id, time, time).await?;
                 store.delete_account(id).await?;
                 println!("{email} is deleted, with all its data");
             } else {

@@ -256,6 +256,7 @@ async fn write_json_export(
         account["password_hash"] = store.password_hash(id).await?.into();
         account["is_admin"] = user.is_admin.into();
         account["disabled"] = user.disabled.into();
+        account["deletion_due_ms"] = user.deletion_due_ms.into();
     }
     out.json(&account).await?;
 

@@ -226,6 +226,9 @@ fn row(
                 "Exercise" => {
                     fields.kind = "exercise";
                     let duration = get(columns.duration);
+                    if duration.is_empty() {
+                        return Ok(skip("exercise without a duration".into()));
+                    }
                     fields.minutes = Some(duration_minutes(duration).ok_or_else(|| {
                         malformed(format!(
                             "the duration {duration:?} is not hh:mm:ss, e.g. 00:30:00"

@@ -122,6 +122,14 @@ impl<'de> Visitor<'de> for Document<'_, '_> {
                     let account = map.next_value::<Account>()?;
                     let position = Position::line(state.line.get());
                     if let Some(settings) = account.settings {
+                        // Checked in the first pass like everything else: a file whose settings
+                        // do not hold imports nothing.
+                        if let Err(e) = settings.validate() {
+                            return Err(state.failure.set(ImportError::malformed(
+                                position,
+                                format!("account settings: {}: {}", e.field, e.message),
+                            )));
+                        }
                         state.emit(
                             position,
                             Outcome::Record(Record::Account {

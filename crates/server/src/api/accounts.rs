@@ -135,8 +135,8 @@ pub async fn delete_me(
     ))
 }
 
-/// Keep my account: cancels a scheduled deletion (shares must be sent again; the Nightscout
-/// site gets a new secret).
+/// Keep my account: cancels a scheduled deletion. What was cut stays cut: shares must be
+/// sent again, and the Nightscout site is a new one (new address and secret).
 #[utoipa::path(post, path = "/me/keep", tag = "accounts",
     responses((status = 200, body = Profile), (status = 409, body = crate::error::Problem)))]
 pub async fn keep_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Profile>> {

@@ -37,7 +37,7 @@ pub struct Header {
     pub format: String,
     pub version: u32,
     pub created_at: String,
-    /// `sqlite` (a database file) or `logical` (`export --all` documents, cluster mode).
+    /// What the plaintext is: `sqlite`, a database file (the only kind so far).
     pub content: String,
     /// The database's schema migration when it was taken.
     pub schema_migration: i64,

@@ -122,27 +122,45 @@ impl Destination {
             Destination::Directory(dir) => {
                 tokio::fs::create_dir_all(dir).await?;
                 let partial = dir.join(format!("{name}.partial"));
-                tokio::fs::copy(from, &partial).await?;
-                tokio::fs::File::open(&partial).await?.sync_all().await?;
-                tokio::fs::rename(&partial, dir.join(name)).await?;
-                Ok(())
+                let copied = async {
+                    tokio::fs::copy(from, &partial).await?;
+                    tokio::fs::File::open(&partial).await?.sync_all().await?;
+                    tokio::fs::rename(&partial, dir.join(name)).await
+                }
+                .await;
+                if copied.is_err() {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                }
+                Ok(copied?)
             }
             Destination::S3 { store, prefix, .. } => {
                 let upload = store.put_multipart(&Self::object(prefix, name)).await?;
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-                let mut file = tokio::fs::File::open(from).await?;
-                let mut buf = vec![0u8; 1024 * 1024];
-                loop {
-                    use tokio::io::AsyncReadExt;
-                    let n = file.read(&mut buf).await?;
-                    if n == 0 {
-                        break;
+                let sent: Result<(), BackupError> = async {
+                    let mut file = tokio::fs::File::open(from).await?;
+                    let mut buf = vec![0u8; 1024 * 1024];
+                    loop {
+                        use tokio::io::AsyncReadExt;
+                        let n = file.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        writer.wait_for_capacity(4).await?;
+                        writer.write(&buf[..n]);
                     }
-                    writer.wait_for_capacity(4).await?;
-                    writer.write(&buf[..n]);
                 }
-                writer.finish().await?;
-                Ok(())
+                .await;
+                match sent {
+                    Ok(()) => {
+                        writer.finish().await?;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // No half-uploaded parts left behind in the bucket.
+                        let _ = writer.abort().await;
+                        Err(e)
+                    }
+                }
             }
         }
     }
@@ -237,7 +255,7 @@ pub struct BackupReport {
     pub expired: Vec<String>,
 }
 
-/// The name of a backup taken at `utc_ms`: `glucosync-backup-20261127T180000Z.gsb`.
+/// The name of a backup taken at `utc_ms`: `glucosync-backup-20261127T180000.000Z.gsb`.
 pub fn backup_name(utc_ms: i64) -> String {
     let t = chrono::DateTime::from_timestamp_millis(utc_ms).unwrap_or_default();
     format!("{PREFIX}{}{SUFFIX}", t.format("%Y%m%dT%H%M%S%.3fZ"))
@@ -451,6 +469,8 @@ pub async fn restore(config: &Config, source: &str) -> Result<RestoreReport, Bac
 }
 
 const LEASE: &str = "backups";
+/// After a failed scheduled backup, the next try.
+const RETRY_MS: i64 = 10 * 60_000;
 
 /// The built-in schedule: with `backup_output` set, one replica takes a backup every
 /// `backup_interval_hours`. The lease is taken for the whole interval and not given back at
@@ -474,7 +494,11 @@ pub async fn run_schedule(state: crate::state::AppState, holder: String) {
             {
                 Ok(true) => {
                     next_ms = now + interval_ms;
-                    scheduled_backup(&state, &output).await;
+                    if !scheduled_backup(&state, &output).await {
+                        // Try again soon (here or on another replica), not an interval later.
+                        let _ = state.store.release_lease(LEASE, &holder).await;
+                        next_ms = crate::state::now_ms() + RETRY_MS;
+                    }
                 }
                 Ok(false) => next_ms = now + 60_000,
                 Err(e) => {
@@ -495,13 +519,14 @@ pub async fn run_schedule(state: crate::state::AppState, holder: String) {
     }
 }
 
-async fn scheduled_backup(state: &crate::state::AppState, output: &str) {
+/// Takes a scheduled backup; false when it failed.
+async fn scheduled_backup(state: &crate::state::AppState, output: &str) -> bool {
     let migration = match state.store.readiness().await {
         Ok(r) => r.applied_migration,
         Err(e) => {
             state.metrics.backup_failures_total.inc();
             tracing::error!(error = %e, "scheduled backup failed: the database is unavailable");
-            return;
+            return false;
         }
     };
     match backup(&state.config, output, migration).await {
@@ -518,10 +543,12 @@ async fn scheduled_backup(state: &crate::state::AppState, output: &str) {
                 expired = report.expired.len(),
                 "scheduled backup done"
             );
+            true
         }
         Err(e) => {
             state.metrics.backup_failures_total.inc();
             tracing::error!(error = %e, "scheduled backup failed");
+            false
         }
     }
 }

@@ -221,13 +221,9 @@ pub async fn import_file(
                     display_name,
                     settings,
                 }) => {
+                    // Validated by the parser: the first pass refuses a file whose settings do
+                    // not hold.
                     if request.apply_settings {
-                        settings.validate().map_err(|e| {
-                            ImportFailure::Malformed(ImportError::malformed(
-                                row.position,
-                                format!("account settings: {}: {}", e.field, e.message),
-                            ))
-                        })?;
                         store.set_settings(user, &settings).await?;
                         store
                             .set_display_name(user, display_name.as_deref())
@@ -279,16 +275,34 @@ impl Batch {
         if self.readings.is_empty() {
             return Ok(());
         }
-        let readings = std::mem::take(&mut self.readings);
+        let mut readings = std::mem::take(&mut self.readings);
         let stored = stored_cgm_near(store, user, &readings).await?;
+        // In time order, so that the batch's own readings from another device within the
+        // window are found among those just kept (a Clarity file can hold a receiver's and a
+        // phone's copy of each reading).
+        readings.sort_by_key(|(_, r)| r.time.utc_ms);
         let mut keep = Vec::with_capacity(readings.len());
+        let mut kept_cgm: std::collections::VecDeque<(i64, String)> = Default::default();
         for (position, reading) in readings {
-            if reading.kind == ReadingKind::Cgm && same_measurement(&stored, &reading) {
+            let t = reading.time.utc_ms;
+            while kept_cgm
+                .front()
+                .is_some_and(|(kept, _)| *kept <= t - SAME_MEASUREMENT_MS)
+            {
+                kept_cgm.pop_front();
+            }
+            let from_another_device = reading.kind == ReadingKind::Cgm
+                && (same_measurement(&stored, &reading)
+                    || kept_cgm.iter().any(|(_, device)| *device != reading.device));
+            if from_another_device {
                 report.readings.already_from_another_device += 1;
                 report.skip(position, ALREADY_FROM_ANOTHER_DEVICE.to_owned());
-            } else {
-                keep.push(reading);
+                continue;
             }
+            if reading.kind == ReadingKind::Cgm {
+                kept_cgm.push_back((t, reading.device.clone()));
+            }
+            keep.push(reading);
         }
         if keep.is_empty() {
             return Ok(());

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 /// Records per request.
 const PAGE: usize = 1000;
-/// A history longer than this many records is cut (ten years of 5-minute readings).
+/// A collection longer than this many records is cut (ten years of 5-minute readings); the
+/// log says so.
 const MAX_RECORDS: usize = 1_100_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,7 @@ fn is_public(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
+                || v4.is_multicast()
                 || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
                 || a >= 240)
         }
@@ -67,6 +69,8 @@ fn is_public(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link local
+                || (first & 0xff00) == 0xff00 // multicast
+                || v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] // NAT64
                 || v6
                     .to_ipv4_mapped()
                     .is_some_and(|v4| !is_public(IpAddr::V4(v4))))
@@ -79,7 +83,9 @@ async fn client_for(pull: &Pull) -> Result<(reqwest::Client, String), PullError>
     let url = reqwest::Url::parse(pull.url.trim_end_matches('/'))
         .map_err(|e| PullError::BadUrl(format!("`{}` is not a URL ({e})", pull.url)))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(PullError::BadUrl("the URL must start with https://".into()));
+        return Err(PullError::BadUrl(
+            "the URL must be an https:// (or http://) address".into(),
+        ));
     }
     let host = url
         .host_str()
@@ -128,6 +134,7 @@ pub async fn pull_into(pull: &Pull, out: &mut impl Write) -> Result<usize, PullE
         write!(out, "\"{collection}\":[")?;
         let mut before: Option<Value> = None;
         let mut first = true;
+        let mut pulled = 0;
         loop {
             let mut query: Vec<(String, String)> = vec![("count".into(), PAGE.to_string())];
             if let Some(token) = &pull.token {
@@ -138,7 +145,9 @@ pub async fn pull_into(pull: &Pull, out: &mut impl Write) -> Result<usize, PullE
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                query.push((format!("find[{time_field}][$lt]"), bound));
+                // At or before: records sharing the page's oldest time that did not fit on it
+                // come on the next page (those that did come again, and count as duplicates).
+                query.push((format!("find[{time_field}][$lte]"), bound));
             }
             if let Some(since) = pull.since_ms {
                 let bound = if time_field == "date" {
@@ -183,8 +192,13 @@ pub async fn pull_into(pull: &Pull, out: &mut impl Write) -> Result<usize, PullE
                     .map_err(|e| PullError::Io(std::io::Error::other(e)))?;
             }
             total += page.len();
+            pulled += page.len();
+            if pulled >= MAX_RECORDS {
+                tracing::warn!(collection, pulled, "Nightscout pull cut at its limit");
+                break;
+            }
             // A short page is the last; so is one whose oldest time does not move on.
-            if page.len() < PAGE || oldest.is_none() || oldest == before || total >= MAX_RECORDS {
+            if page.len() < PAGE || oldest.is_none() || oldest == before {
                 break;
             }
             before = oldest;
@@ -203,6 +217,9 @@ mod tests {
     #[test]
     fn addresses_inside_the_network_are_not_public() {
         for private in [
+            "224.0.0.1",
+            "ff02::1",
+            "64:ff9b::a00:1",
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",
