@@ -437,7 +437,12 @@ async fn a_nightscout_site_is_pulled_whole_through_its_api() {
         .expect("report");
     // (A record at a page's boundary time is read on both pages: one more duplicate each.)
     assert_eq!(again["readings"]["imported"], 0, "{again}");
-    assert!(again["readings"]["duplicates"].as_u64().is_some_and(|n| n >= 1500), "{again}");
+    assert!(
+        again["readings"]["duplicates"]
+            .as_u64()
+            .is_some_and(|n| n >= 1500),
+        "{again}"
+    );
     let r = pull(json!({"url": url, "api_secret": "not-the-secret-at-all"}))
         .await
         .expect("pull");
@@ -548,5 +553,63 @@ async fn a_file_larger_than_the_json_body_limit_imports() {
     assert_eq!(r.status(), StatusCode::OK);
     let report: Value = r.json().await.expect("report");
     assert_eq!(report["readings"]["imported"], rows, "{report}");
+    s.stop().await;
+}
+
+/// Runs the independent FHIR validators (scripts/fhir-validator) on a Bundle.
+fn fhir_validation(bundle: &Value) -> std::process::Output {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let node_path = std::process::Command::new(format!("{root}/scripts/fhir-validator"))
+        .arg("node-path")
+        .output()
+        .expect("scripts/fhir-validator");
+    assert!(node_path.status.success(), "{node_path:?}");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), serde_json::to_vec(bundle).expect("json")).expect("write");
+    std::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fhir/validate-bundle.js"
+        ))
+        .arg(file.path())
+        .env(
+            "NODE_PATH",
+            String::from_utf8_lossy(&node_path.stdout).trim(),
+        )
+        .output()
+        .expect("node")
+}
+
+#[tokio::test]
+async fn the_fhir_export_passes_independent_r4_validation() {
+    let s = TestServer::start().await;
+    let token = person_with_data(&s, "fhir@example.org").await;
+    for unit in ["mg/dL", "mmol/L"] {
+        let bundle: Value = s
+            .req(
+                Method::GET,
+                &format!("/api/v1/export/fhir?unit={unit}"),
+                &token,
+            )
+            .send()
+            .await
+            .expect("fhir")
+            .json()
+            .await
+            .expect("json");
+        let out = fhir_validation(&bundle);
+        assert!(
+            out.status.success(),
+            "{unit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The validators can fail: an Observation without its status does.
+        let mut broken = bundle.clone();
+        broken["entry"][1]["resource"]
+            .as_object_mut()
+            .expect("observation")
+            .remove("status");
+        assert!(!fhir_validation(&broken).status.success());
+    }
     s.stop().await;
 }
