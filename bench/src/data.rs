@@ -277,5 +277,99 @@ async fn backup(args: &Args) -> Result<()> {
         format!("file copy + fsync {:.1} s", copy.as_secs_f64()),
         Some(took.as_secs_f64() / copy.as_secs_f64()),
     );
+    writes_during_backup(args, &data, &out).await
+}
+
+/// One client uploading single readings, each acknowledged before the next: the slowest
+/// acknowledgement while `glucoengine backup` runs beside the server, against the slowest in
+/// as long a stretch without it.
+async fn writes_during_backup(args: &Args, data: &Path, out: &Path) -> Result<()> {
+    let (engine, _) = crate::start_engine(&args.engine, data).await?;
+    let client = reqwest::Client::new();
+    let token = crate::token(&client, &engine.base).await?;
+    let write = |stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        let (client, url, token) = (
+            client.clone(),
+            format!("{}/api/v1/readings", engine.base),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut t = crate::now_ms() - DAY_MS;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                t += 1000;
+                let started = Instant::now();
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"time": crate::time(t), "value": 120}))
+                    .send()
+                    .await?;
+                if r.status() != 201 {
+                    bail!("upload answered {}", r.status());
+                }
+                latencies.push(started.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        })
+    };
+    // During a backup.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = write(stop.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (args2, data2, out2) = (args.engine.clone(), data.to_owned(), out.to_owned());
+    let backup_took = tokio::task::spawn_blocking(move || -> Result<Duration> {
+        let started = Instant::now();
+        let status = Command::new(&args2)
+            .args(["backup", "--output", out2.to_str().context("path")?])
+            .env("GLUCOSYNC_DATA_DIR", &data2)
+            .env("GLUCOSYNC_LOG_LEVEL", "warn")
+            .env("GLUCOSYNC_BACKUP_KEY", KEY)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("backup failed");
+        }
+        Ok(started.elapsed())
+    })
+    .await??;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut during = writer.await??;
+    // As long without one.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = write(stop.clone());
+    tokio::time::sleep(backup_took).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut quiet = writer.await??;
+    during.sort();
+    quiet.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (max_during, max_quiet) = (
+        during.last().copied().unwrap_or_default(),
+        quiet.last().copied().unwrap_or_default(),
+    );
+    row(
+        &format!("single uploads during a backup ({} acks)", during.len()),
+        format!("max {:.1} ms", ms(max_during)),
+        format!("no backup: max {:.1} ms", ms(max_quiet)),
+        Some(ms(max_during) / ms(max_quiet)),
+    );
+    let p99 = |v: &[Duration]| crate::percentile(v, 0.99);
+    row(
+        "  the same, p99",
+        format!("{:.1} ms", ms(p99(&during))),
+        format!("no backup: {:.1} ms", ms(p99(&quiet))),
+        Some(ms(p99(&during)) / ms(p99(&quiet))),
+    );
+    row(
+        "  uploads acknowledged per second",
+        format!("{:.0}", during.len() as f64 / backup_took.as_secs_f64()),
+        format!(
+            "no backup: {:.0}",
+            quiet.len() as f64 / backup_took.as_secs_f64()
+        ),
+        Some(during.len() as f64 / quiet.len().max(1) as f64),
+    );
+    drop(engine);
     Ok(())
 }

@@ -578,8 +578,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Keep my account: cancels a scheduled deletion (shares must be sent again; the Nightscout
-         *     site gets a new secret).
+         * Keep my account: cancels a scheduled deletion. What was cut stays cut: shares must be
+         *     sent again, and the Nightscout site is a new one (new address and secret).
          */
         post: operations["accounts_keep_me"];
         delete?: never;
