@@ -2115,7 +2115,8 @@ impl SqliteStore {
 /// the database stays in use: `VACUUM INTO` runs in a read transaction of a connection of its
 /// own, and in WAL mode readers never block writers, so writes go on meanwhile (the copy is
 /// the database as of the moment the read began: everything committed before it). The copy
-/// is compacted, in rollback-journal mode and fsynced.
+/// is compacted and not fsynced: it is a working file (a backup reads it back at once), and
+/// forcing hundreds of megabytes to disk would stall the live writer's own fsyncs.
 pub fn snapshot(db: &Path, into: &Path) -> Result<(), StoreError> {
     let conn = Connection::open_with_flags(
         db,
@@ -2128,11 +2129,7 @@ pub fn snapshot(db: &Path, into: &Path) -> Result<(), StoreError> {
         .to_str()
         .ok_or_else(|| StoreError::Internal("the snapshot path is not UTF-8".into()))?;
     conn.execute("VACUUM INTO ?1", [target]).map_err(sql_err)?;
-    drop(conn);
-    // VACUUM INTO does not sync its output.
-    std::fs::File::open(into)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| StoreError::Internal(format!("syncing the snapshot: {e}")))
+    Ok(())
 }
 
 /// Checks a database file is whole: `PRAGMA integrity_check` says ok.

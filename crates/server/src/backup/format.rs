@@ -352,6 +352,41 @@ impl<R: Read> Read for Opener<R> {
     }
 }
 
+/// A file writer that syncs every few megabytes, so that the backup never holds much unsynced
+/// data: one large flush at the end would occupy the disk long enough to stall the live
+/// server's own commits (each waits for its fsync).
+pub struct SyncEvery {
+    file: std::fs::File,
+    unsynced: usize,
+}
+
+impl SyncEvery {
+    const BYTES: usize = 8 * 1024 * 1024;
+
+    pub fn new(file: std::fs::File) -> Self {
+        Self { file, unsynced: 0 }
+    }
+
+    pub fn into_inner(self) -> std::fs::File {
+        self.file
+    }
+}
+
+impl Write for SyncEvery {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(data)?;
+        self.unsynced += n;
+        if self.unsynced >= Self::BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// A writer that hashes what passes through it (the file's checksum, as it is written).
 pub struct Hashing<W> {
     pub inner: W,

@@ -320,7 +320,7 @@ pub async fn backup(
         let (db, snapshot, sealed) = (db.clone(), snapshot.clone(), sealed.clone());
         tokio::task::spawn_blocking(move || -> Result<(u64, String), BackupError> {
             glucosync_store_sqlite::snapshot(&db, &snapshot)?;
-            let out = std::fs::File::create(&sealed)?;
+            let out = format::SyncEvery::new(std::fs::File::create(&sealed)?);
             let hashing = format::Hashing {
                 inner: std::io::BufWriter::new(out),
                 hasher: Sha256::new(),
@@ -333,12 +333,13 @@ pub async fn backup(
             std::io::copy(&mut std::fs::File::open(&snapshot)?, &mut encoder)?;
             let hashing = encoder.finish()?.finish()?;
             let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
+            file.into_inner().sync_all()?;
             Ok((hashing.bytes, hex::encode(hashing.hasher.finalize())))
         })
         .await
         .map_err(|e| BackupError::Io(std::io::Error::other(e)))??
     };
+    // (Removed before its pages reach the disk, mostly: the snapshot was only ever read back.)
     std::fs::remove_file(&snapshot)?;
     // The checksum goes second: a backup without one is unfinished and never restored.
     destination.put_file(&sealed, &name).await?;
