@@ -7,6 +7,7 @@
 use std::io;
 
 use axum::body::{Body, Bytes};
+use futures::future::BoxFuture;
 use glucosync_domain::export::{
     fhir, ExportedDocument, ExportedReading, ExportedTreatment, EXPORT_FORMAT, EXPORT_VERSION,
 };
@@ -129,13 +130,45 @@ fn rfc3339(ms: i64) -> String {
     Timestamp::from_utc_ms(ms).to_rfc3339_utc()
 }
 
-/// Calls `each` with every page of a person's readings with `from_ms <= time < to_ms`.
-async fn reading_pages(
-    store: &dyn Store,
-    user: UserId,
+/// A record listed by time, a page at a time: where the next page starts.
+trait Paged {
+    fn cursor(&self) -> Cursor;
+}
+
+impl Paged for Reading {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            time_ms: self.time.utc_ms,
+            key: self.id.to_string(),
+        }
+    }
+}
+
+impl Paged for Treatment {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            time_ms: self.time.utc_ms,
+            key: self.id.clone(),
+        }
+    }
+}
+
+impl Paged for glucosync_store::Document {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            time_ms: self.time_ms,
+            key: self.id.clone(),
+        }
+    }
+}
+
+/// Calls `each` with every page `list` gives for `from_ms <= time < to_ms`, writing what it
+/// renders.
+async fn time_pages<'a, T: Paged>(
     (from_ms, to_ms): (i64, i64),
     out: &mut Out,
-    mut each: impl FnMut(&[Reading], &mut Vec<u8>),
+    list: impl Fn(RangeQuery) -> BoxFuture<'a, Result<Vec<T>, StoreError>>,
+    mut each: impl FnMut(&[T], &mut Vec<u8>),
 ) -> Result<(), Stopped> {
     let mut query = RangeQuery {
         from_ms,
@@ -145,51 +178,29 @@ async fn reading_pages(
         descending: false,
     };
     loop {
-        let page = store.list_readings(user, &query).await?;
+        let page = list(query.clone()).await?;
         let mut bytes = Vec::new();
         each(&page, &mut bytes);
         out.write(&bytes).await?;
         match page.last() {
-            Some(last) if page.len() == PAGE => {
-                query.after = Some(Cursor {
-                    time_ms: last.time.utc_ms,
-                    key: last.id.to_string(),
-                })
-            }
+            Some(last) if page.len() == PAGE => query.after = Some(last.cursor()),
             _ => return Ok(()),
         }
     }
 }
 
-async fn treatment_pages(
-    store: &dyn Store,
+fn readings_of<'a>(
+    store: &'a dyn Store,
     user: UserId,
-    out: &mut Out,
-    mut each: impl FnMut(&[Treatment], &mut Vec<u8>),
-) -> Result<(), Stopped> {
-    let (from_ms, to_ms) = all_time();
-    let mut query = RangeQuery {
-        from_ms,
-        to_ms,
-        after: None,
-        limit: PAGE,
-        descending: false,
-    };
-    loop {
-        let page = store.list_treatments(user, &query).await?;
-        let mut bytes = Vec::new();
-        each(&page, &mut bytes);
-        out.write(&bytes).await?;
-        match page.last() {
-            Some(last) if page.len() == PAGE => {
-                query.after = Some(Cursor {
-                    time_ms: last.time.utc_ms,
-                    key: last.id.clone(),
-                })
-            }
-            _ => return Ok(()),
-        }
-    }
+) -> impl Fn(RangeQuery) -> BoxFuture<'a, Result<Vec<Reading>, StoreError>> + 'a {
+    move |q| Box::pin(async move { store.list_readings(user, &q).await })
+}
+
+fn treatments_of<'a>(
+    store: &'a dyn Store,
+    user: UserId,
+) -> impl Fn(RangeQuery) -> BoxFuture<'a, Result<Vec<Treatment>, StoreError>> + 'a {
+    move |q| Box::pin(async move { store.list_treatments(user, &q).await })
 }
 
 /// Writes `items` as the elements of a JSON array (a comma before all but the very first,
@@ -262,7 +273,7 @@ async fn write_json_export(
 
     out.write(b",\"readings\":[").await?;
     let mut first = true;
-    reading_pages(store, id, all_time(), out, |page, bytes| {
+    time_pages(all_time(), out, readings_of(store, id), |page, bytes| {
         json_elements(
             page.iter().map(ExportedReading::from_reading),
             &mut first,
@@ -272,7 +283,7 @@ async fn write_json_export(
     .await?;
     out.write(b"],\"treatments\":[").await?;
     let mut first = true;
-    treatment_pages(store, id, out, |page, bytes| {
+    time_pages(all_time(), out, treatments_of(store, id), |page, bytes| {
         json_elements(
             page.iter().map(ExportedTreatment::from_treatment),
             &mut first,
@@ -283,7 +294,6 @@ async fn write_json_export(
 
     out.write(b"],\"nightscout_documents\":[").await?;
     let mut first = true;
-    let (from_ms, to_ms) = all_time();
     for collection in [
         DocumentCollection::DeviceStatus,
         DocumentCollection::Profile,
@@ -291,16 +301,10 @@ async fn write_json_export(
         DocumentCollection::Settings,
         DocumentCollection::OtherEntries,
     ] {
-        let mut query = RangeQuery {
-            from_ms,
-            to_ms,
-            after: None,
-            limit: PAGE,
-            descending: false,
+        let list = move |q: RangeQuery| -> BoxFuture<'_, Result<Vec<_>, StoreError>> {
+            Box::pin(async move { store.list_documents(id, collection, &q).await })
         };
-        loop {
-            let page = store.list_documents(id, collection, &query).await?;
-            let mut bytes = Vec::new();
+        time_pages(all_time(), out, list, |page, bytes| {
             json_elements(
                 page.iter().map(|d| ExportedDocument {
                     collection: collection.as_str().to_owned(),
@@ -309,19 +313,10 @@ async fn write_json_export(
                     body: serde_json::from_str(&d.body).unwrap_or_default(),
                 }),
                 &mut first,
-                &mut bytes,
-            );
-            out.write(&bytes).await?;
-            match page.last() {
-                Some(last) if page.len() == PAGE => {
-                    query.after = Some(Cursor {
-                        time_ms: last.time_ms,
-                        key: last.id.clone(),
-                    })
-                }
-                _ => break,
-            }
-        }
+                bytes,
+            )
+        })
+        .await?;
     }
     out.write(b"]").await?;
 
@@ -476,7 +471,7 @@ async fn write_csv(
                 &mut bytes,
             );
             out.write(&bytes).await?;
-            reading_pages(store, id, all_time(), out, |page, bytes| {
+            time_pages(all_time(), out, readings_of(store, id), |page, bytes| {
                 csv_bytes(
                     page.iter().map(|r| {
                         vec![
@@ -513,7 +508,7 @@ async fn write_csv(
                 &mut bytes,
             );
             out.write(&bytes).await?;
-            treatment_pages(store, id, out, |page, bytes| {
+            time_pages(all_time(), out, treatments_of(store, id), |page, bytes| {
                 csv_bytes(
                     page.iter().map(|t| {
                         let e = ExportedTreatment::from_treatment(t);
@@ -656,7 +651,7 @@ async fn write_fhir(
         .await?;
     let id = user.id;
     let mut first = false;
-    reading_pages(store, id, range, out, |page, bytes| {
+    time_pages(range, out, readings_of(store, id), |page, bytes| {
         json_elements(
             page.iter().map(|r| fhir::observation(id, r, unit)),
             &mut first,
