@@ -365,10 +365,9 @@ async fn run(command: Command, config: Config) -> Result<()> {
             let Some(output) = output.or_else(|| config.backup_output.clone()) else {
                 bail!("where to? pass --output <directory or s3://bucket/prefix>, or set backup_output");
             };
-            let store = open_store(&config)?;
-            let migration = store.readiness().await?.applied_migration;
-            store.close().await;
-            let report = glucosync_server::backup::backup(&config, &output, migration).await?;
+            // No store is opened: the backup reads the database on a connection of its own and
+            // must not touch a running server's WAL (see `glucosync_store_sqlite::snapshot`).
+            let report = glucosync_server::backup::backup(&config, &output).await?;
             println!("{}", report.location);
             eprintln!(
                 "backup: {} bytes, sha256 {}, {:.1} s{}",

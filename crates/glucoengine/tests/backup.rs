@@ -323,3 +323,51 @@ async fn the_server_takes_scheduled_backups_into_a_directory_and_reports_them() 
     );
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn a_directory_backup_leaves_the_backup_and_its_checksum_and_nothing_else() {
+    let env = vec![("GLUCOSYNC_BACKUP_KEY".to_owned(), KEY.to_owned())];
+    let backups = tempfile::tempdir().expect("temp dir");
+    let into = backups.path().join("nightly");
+    // No database to back up: refused, and nothing written.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = glucoengine(
+        empty.path(),
+        &["backup", "--output", into.to_str().expect("path")],
+        &env,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no database"), "{err}");
+    assert!(!into.exists());
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    assert!(glucoengine(dir.path(), &["migrate"], &[]).status.success());
+    let out = glucoengine(
+        dir.path(),
+        &["backup", "--output", into.to_str().expect("path")],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let name = stdout(&out).rsplit('/').next().expect("name").to_owned();
+    let mut left: Vec<String> = std::fs::read_dir(&into)
+        .expect("backups")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec![name.clone(), format!("{name}.sha256")]);
+    // The checksum is in sha256sum's format, so an operator can check it with that.
+    let check = Command::new("sha256sum")
+        .args(["-c", &format!("{name}.sha256")])
+        .current_dir(&into)
+        .output()
+        .expect("run sha256sum");
+    assert!(check.status.success(), "{check:?}");
+    let restored = tempfile::tempdir().expect("temp dir");
+    let out = glucoengine(
+        restored.path(),
+        &["restore", into.join(&name).to_str().expect("path")],
+        &env,
+    );
+    assert!(out.status.success(), "{out:?}");
+}

@@ -325,8 +325,29 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, riding_along:
     if !group.is_empty() {
         commit_group(&conn, &mut group);
     }
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    checkpoint_on_close(&conn);
     tracing::debug!("sqlite writer stopped");
+}
+
+/// Leaves the WAL checkpointed (the database file alone is then whole) and, when nobody else
+/// uses the database, empty. A CLI command run beside a live server (a backup, an import)
+/// closes its store too, so this must never block that server's writer: a PASSIVE checkpoint
+/// never does; only if it copied everything is the WAL truncated, without waiting for anyone
+/// (a TRUNCATE checkpoint that waited would hold the server's commits meanwhile).
+fn checkpoint_on_close(conn: &Connection) {
+    let _ = conn.busy_timeout(std::time::Duration::ZERO);
+    let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    });
+    if let Ok((0, wal_frames, checkpointed)) = passive {
+        if wal_frames == checkpointed {
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        }
+    }
 }
 
 /// Runs one statement without parameters from the statement cache: the transaction and

@@ -2116,8 +2116,9 @@ impl SqliteStore {
 /// own, and in WAL mode readers never block writers, so writes go on meanwhile (the copy is
 /// the database as of the moment the read began: everything committed before it). The copy
 /// is compacted and not fsynced: it is a working file (a backup reads it back at once), and
-/// forcing hundreds of megabytes to disk would stall the live writer's own fsyncs.
-pub fn snapshot(db: &Path, into: &Path) -> Result<(), StoreError> {
+/// forcing hundreds of megabytes to disk would stall the live writer's own fsyncs. Returns the
+/// copy's schema version (the last migration applied to it).
+pub fn snapshot(db: &Path, into: &Path) -> Result<i64, StoreError> {
     let conn = Connection::open_with_flags(
         db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -2125,11 +2126,20 @@ pub fn snapshot(db: &Path, into: &Path) -> Result<(), StoreError> {
     .map_err(sql_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(sql_err)?;
+    // VACUUM INTO writes with the synchronous level of the connection it runs on, and the
+    // default (FULL) ends it with an fsync of the whole copy, which held the live writer's
+    // commits (their own fsyncs queue behind it on the file system's journal) for hundreds of
+    // milliseconds.
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(sql_err)?;
     let target = into
         .to_str()
         .ok_or_else(|| StoreError::Internal("the snapshot path is not UTF-8".into()))?;
     conn.execute("VACUUM INTO ?1", [target]).map_err(sql_err)?;
-    Ok(())
+    drop(conn);
+    let copy = Connection::open_with_flags(into, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql_err)?;
+    migrations::applied(&copy).map_err(sql_err)
 }
 
 /// Checks a database file is whole: `PRAGMA integrity_check` says ok.

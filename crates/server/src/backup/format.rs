@@ -352,23 +352,33 @@ impl<R: Read> Read for Opener<R> {
     }
 }
 
-/// A file writer that syncs every few megabytes, so that the backup never holds much unsynced
-/// data: one large flush at the end would occupy the disk long enough to stall the live
-/// server's own commits (each waits for its fsync).
+/// A file writer that, when the file must be `durable`, syncs it every few megabytes, so that
+/// the backup never holds much unsynced data: one large flush at the end would occupy the disk
+/// long enough to stall the live server's own commits (each waits for its fsync). A working
+/// file (uploaded elsewhere, then deleted) is never synced.
 pub struct SyncEvery {
     file: std::fs::File,
+    durable: bool,
     unsynced: usize,
 }
 
 impl SyncEvery {
     const BYTES: usize = 8 * 1024 * 1024;
 
-    pub fn new(file: std::fs::File) -> Self {
-        Self { file, unsynced: 0 }
+    pub fn new(file: std::fs::File, durable: bool) -> Self {
+        Self {
+            file,
+            durable,
+            unsynced: 0,
+        }
     }
 
-    pub fn into_inner(self) -> std::fs::File {
-        self.file
+    /// Syncs what is left (if durable) and returns the file.
+    pub fn finish(self) -> io::Result<std::fs::File> {
+        if self.durable {
+            self.file.sync_all()?;
+        }
+        Ok(self.file)
     }
 }
 
@@ -376,7 +386,7 @@ impl Write for SyncEvery {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.file.write(data)?;
         self.unsynced += n;
-        if self.unsynced >= Self::BYTES {
+        if self.durable && self.unsynced >= Self::BYTES {
             self.file.sync_data()?;
             self.unsynced = 0;
         }
