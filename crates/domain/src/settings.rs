@@ -39,9 +39,11 @@ pub struct UserSettings {
 pub struct AlertPreferences {
     /// A rate of change beyond this, mg/dL per minute over 15 minutes, is a rapid fall or
     /// rise (default 3; 1–10).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub rapid_rate_mgdl_per_min: f64,
     /// How far ahead a forecast reaching urgent low raises a predicted low, minutes (default
     /// 30; 20–30).
+    #[cfg_attr(feature = "openapi", schema(minimum = 20, maximum = 30))]
     pub predicted_low_minutes: i64,
     /// Alert kinds turned off. Urgent low cannot be turned off.
     pub disabled: Vec<AlertKind>,
@@ -50,6 +52,7 @@ pub struct AlertPreferences {
     pub quiet_hours: Option<QuietHours>,
     /// An urgent alert nobody acknowledged is notified again this often, minutes (default 5;
     /// 1–60).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 60))]
     pub renotify_minutes: i64,
     /// Web Push to the person's own subscribed devices (default on).
     pub push: bool,

@@ -158,6 +158,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = registry().split_for_parts().1;
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     qualify_operation_ids(&mut doc);
+    crate::api_errors_doc::document_errors(&mut doc);
     doc
 }
 

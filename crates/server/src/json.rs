@@ -19,8 +19,45 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = json_bytes(req, state).await?;
         serde_json::from_slice(&bytes)
+            .or_else(|e| retry_with_integral_floats(&bytes, e))
             .map(ApiJson)
             .map_err(|e| serde_problem(None, e))
+    }
+}
+
+/// JSON has one number type: `66.0` is the integer 66 to JSON Schema (and so to the OpenAPI
+/// document) and to clients that write every number with a fraction (Python's `json.dumps` of
+/// a float), but serde refuses it for an integer field. Only on that error is the body read
+/// again, with such numbers as integers; any other error stands.
+fn retry_with_integral_floats<T: DeserializeOwned>(
+    bytes: &[u8],
+    error: serde_json::Error,
+) -> Result<T, serde_json::Error> {
+    if !error
+        .to_string()
+        .starts_with("invalid type: floating point")
+    {
+        return Err(error);
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    integral_floats_as_integers(&mut value);
+    serde_json::from_value(value).map_err(|_| error)
+}
+
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Exactly representable integers only (|f| < 2^53).
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 
@@ -168,5 +205,46 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
             .await
             .map(|p| ApiPath(p.0))
             .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Snooze {
+        minutes: i64,
+        rate: f64,
+    }
+
+    fn parse(body: &str) -> Result<Snooze, serde_json::Error> {
+        serde_json::from_slice(body.as_bytes())
+            .or_else(|e| retry_with_integral_floats(body.as_bytes(), e))
+    }
+
+    #[test]
+    fn an_integral_float_is_taken_for_an_integer_and_other_errors_stand() {
+        assert_eq!(
+            parse(r#"{"minutes": 66.0, "rate": 2.0}"#).expect("integral"),
+            Snooze {
+                minutes: 66,
+                rate: 2.0
+            }
+        );
+        assert_eq!(
+            parse(r#"{"minutes": 66, "rate": 2.5}"#)
+                .expect("plain")
+                .rate,
+            2.5
+        );
+        let fraction = parse(r#"{"minutes": 66.5, "rate": 1}"#).expect_err("a fraction");
+        assert!(
+            fraction.to_string().contains("floating point `66.5`"),
+            "{fraction}"
+        );
+        let huge = parse(r#"{"minutes": 1e300, "rate": 1}"#).expect_err("out of range");
+        assert!(huge.to_string().contains("floating point"), "{huge}");
+        assert!(parse(r#"{"minutes": "66", "rate": 1}"#).is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod ai;
 pub mod alerting;
 pub mod api;
+mod api_errors_doc;
 pub mod app;
 pub mod auth;
 pub mod backup;

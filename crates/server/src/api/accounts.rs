@@ -165,9 +165,9 @@ pub struct ChangePasswordRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
-    /// A new display name; null removes it.
+    /// A new display name (up to 100 characters, no control characters); null removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100, pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$")]
     pub display_name: Option<Option<String>>,
 }
 
@@ -221,7 +221,7 @@ pub(crate) fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>
 }
 
 /// Create an account. The first account on a server is its admin.
-#[utoipa::path(post, path = "/auth/signup", tag = "accounts", request_body = SignupRequest,
+#[utoipa::path(post, path = "/auth/signup", tag = "accounts", request_body = SignupRequest, security(()),
     responses((status = 201, body = Profile), (status = 409, description = "Email taken", body = crate::error::Problem),
               (status = 422, description = "Invalid email or weak password", body = crate::error::Problem)))]
 pub async fn signup(
@@ -272,7 +272,7 @@ pub async fn signup(
 }
 
 /// Log in with email and password: returns a session token and sets the session cookie.
-#[utoipa::path(post, path = "/auth/login", tag = "accounts", request_body = LoginRequest,
+#[utoipa::path(post, path = "/auth/login", tag = "accounts", request_body = LoginRequest, security(()),
     responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::Problem),
               (status = 429, description = "Too many attempts", body = crate::error::Problem)))]
 pub async fn login(

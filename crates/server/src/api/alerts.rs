@@ -72,8 +72,10 @@ pub struct DeliveryPage {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryParams {
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^-?[0-9]{1,18}\.-?[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Entries per page, 1–1000. Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -116,6 +118,7 @@ pub async fn deliveries(
 #[serde(deny_unknown_fields)]
 pub struct SnoozeRequest {
     /// 1–240.
+    #[schema(minimum = 1, maximum = 240)]
     pub minutes: i64,
 }
 

@@ -100,10 +100,13 @@ pub async fn export_csv(
 #[serde(deny_unknown_fields)]
 pub struct FhirParams {
     /// Start, inclusive (RFC 3339). Default: 90 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `mg/dL` (default) or `mmol/L`.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
 }
 
@@ -140,14 +143,17 @@ pub async fn export_fhir(
 #[serde(deny_unknown_fields)]
 pub struct ImportParams {
     /// `glucosync`, `clarity`, `libreview` or `nightscout`.
+    #[param(pattern = r"^(glucosync|clarity|libreview|nightscout)$")]
     pub format: String,
     /// IANA zone the file's wall-clock times are in (Clarity, LibreView). Default: the
     /// account's.
     pub time_zone: Option<String>,
     /// `day_first` or `month_first` (LibreView). Default: learnt from the file.
+    #[param(pattern = r"^(day_first|month_first)$")]
     pub date_order: Option<String>,
     /// `apply` (default) or `keep`: whether a GlucoSync export's display name and settings
     /// replace the account's.
+    #[param(pattern = r"^(apply|keep)$")]
     pub settings: Option<String>,
 }
 

@@ -14,11 +14,23 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+/// One event of the stream, as a client's event-stream parser gives it. (Only describes the
+/// wire format for the OpenAPI document: the stream is written by axum's `Event`.)
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// `ready` for the first event (the subscription is live); absent (a `message`) for the
+    /// others.
+    pub event: Option<String>,
+    /// A JSON object with a `type` (`ready`, `reading`, `forecast`, `alert`, …).
+    pub data: String,
+}
+
 /// The caller's live events, as `text/event-stream`. Each event's data is a JSON object with a
 /// `type` (`reading`, `forecast`, `alert`, …; see `live`). Delivery is at most once: after a
 /// reconnect, read what was missed from the REST endpoints (or use the WebSocket's `since`).
 #[utoipa::path(get, path = "/events", tag = "readings",
-    responses((status = 200, description = "An event stream (text/event-stream)", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "An event stream (text/event-stream)", content_type = "text/event-stream", body = StreamEvent),
               (status = 401, body = crate::error::Problem)))]
 pub async fn stream(
     State(state): State<AppState>,

@@ -26,8 +26,10 @@ pub struct PatternParams {
     /// Whose data: a person who shares with the caller (default: the caller).
     pub person: Option<i64>,
     /// The end of the weeks looked at (RFC 3339); default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `mg/dL` or `mmol/L`, for the text and the values; default: the person's display unit.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
 }
 
@@ -207,6 +209,7 @@ pub struct AiAnswer {
 #[serde(deny_unknown_fields)]
 pub struct QuestionRequest {
     /// Up to 500 characters. Email addresses and long numbers are removed before it is sent.
+    #[schema(min_length = 1, max_length = 500)]
     pub question: String,
 }
 

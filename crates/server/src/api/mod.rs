@@ -42,10 +42,13 @@ pub enum Order {
 #[serde(deny_unknown_fields)]
 pub struct RangeParams {
     /// Start, inclusive (RFC 3339). Default: 24 hours before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Items per page, 1–10000. Default 1000.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -53,6 +56,7 @@ pub struct RangeParams {
     #[param(inline)]
     pub order: Option<Order>,
     /// Unit of returned glucose values: `mg/dL` (default) or `mmol/L`.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
     /// Whose data (a person who shares it with the caller as a caregiver); default: the
     /// caller's own.

@@ -28,7 +28,7 @@ pub struct VapidKey {
 }
 
 /// The server's Web Push public key.
-#[utoipa::path(get, path = "/push/vapid-public-key", tag = "notifications",
+#[utoipa::path(get, path = "/push/vapid-public-key", tag = "notifications", security(()),
     responses((status = 200, body = VapidKey)))]
 pub async fn vapid_public_key(State(state): State<AppState>) -> ApiResult<Json<VapidKey>> {
     let vapid = state.notifier.vapid(&state).await?;

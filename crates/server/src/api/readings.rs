@@ -25,7 +25,7 @@ use crate::state::{now_ms, AppState};
 pub struct ReadingInput {
     /// When the sensor or meter measured (RFC 3339 with offset); not before 2000, at most
     /// 5 minutes in the future.
-    #[schema(example = "2026-11-26T08:05:00+01:00")]
+    #[schema(example = "2026-11-26T08:05:00+01:00", format = DateTime)]
     pub time: String,
     /// 20–600 mg/dL (1.1–33.3 mmol/L).
     #[schema(example = 112)]
@@ -93,6 +93,7 @@ pub struct LatestReading {
 #[serde(deny_unknown_fields)]
 pub struct UnitParam {
     /// `mg/dL` (default) or `mmol/L`.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
     /// Whose data (a person who shares it with the caller as a caregiver); default: the
     /// caller's own.
@@ -104,8 +105,10 @@ pub struct UnitParam {
 #[serde(deny_unknown_fields)]
 pub struct DeleteRangeParams {
     /// Start, inclusive (RFC 3339).
+    #[param(format = DateTime)]
     pub from: String,
     /// End, exclusive (RFC 3339).
+    #[param(format = DateTime)]
     pub to: String,
 }
 

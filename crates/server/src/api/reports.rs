@@ -25,10 +25,13 @@ pub struct SummaryParams {
     /// Whose data: a person who shares with the caller (default: the caller).
     pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `mg/dL` (default, whatever the display unit: the summary's contract) or `mmol/L`.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
 }
 
@@ -269,13 +272,17 @@ pub struct AgpParams {
     /// Whose data: a person who shares with the caller (default: the caller).
     pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Circular moving average of each percentile curve over 2k + 1 five-minute bins,
     /// k = 0 (raw) to 12. Default 3 (35 minutes).
+    #[param(maximum = 12)]
     pub smoothing: Option<usize>,
     /// `mg/dL` or `mmol/L`; default: the person's display unit.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
 }
 
@@ -462,10 +469,13 @@ pub struct PeriodUnitParams {
     /// Whose data: a person who shares with the caller (default: the caller).
     pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `mg/dL` or `mmol/L`; default: the person's display unit.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
 }
 
@@ -569,12 +579,16 @@ pub struct DailyParams {
     /// Whose data: a person who shares with the caller (default: the caller).
     pub person: Option<i64>,
     /// Start, inclusive (RFC 3339). Default: 14 days before `to`.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `mg/dL` or `mmol/L`; default: the person's display unit.
+    #[param(pattern = r"^(mg/dL|mmol/L)$")]
     pub unit: Option<String>,
     /// `json` (default) or `csv` (a download, one row per day).
+    #[param(pattern = r"^(json|csv)$")]
     pub format: Option<String>,
 }
 

@@ -24,8 +24,10 @@ const INVITE_DAYS: i64 = 7;
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
     /// Whom to invite.
+    #[schema(format = Email)]
     pub email: String,
     /// `caregiver` (live data, alerts, forecasts, reports) or `clinician` (reports only).
+    #[schema(pattern = r"^(caregiver|clinician)$")]
     pub role: String,
 }
 
@@ -324,8 +326,10 @@ pub async fn set_channels(
 #[serde(deny_unknown_fields)]
 pub struct AccessLogParams {
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^-?[0-9]{1,18}\.-?[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Entries per page, 1–1000. Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

@@ -44,7 +44,7 @@ pub struct SsoStatus {
 }
 
 /// How this installation logs people in (no login needed).
-#[utoipa::path(get, path = "/auth/oidc", tag = "sso",
+#[utoipa::path(get, path = "/auth/oidc", tag = "sso", security(()),
     responses((status = 200, body = SsoStatus)))]
 pub async fn status(State(state): State<AppState>) -> Json<SsoStatus> {
     Json(SsoStatus {
@@ -137,7 +137,7 @@ fn new_pending(next: String, link_to: Option<i64>) -> Pending {
 }
 
 /// Starts a login at the provider: redirects there.
-#[utoipa::path(get, path = "/auth/oidc/login", tag = "sso", params(LoginParams),
+#[utoipa::path(get, path = "/auth/oidc/login", tag = "sso", params(LoginParams), security(()),
     responses((status = 303, description = "To the provider's login"),
               (status = 404, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 pub async fn login(
@@ -273,8 +273,9 @@ fn failed(failure: Failure) -> Response {
 
 /// The provider sends the browser back here with a code: the login completes with a session
 /// (and a redirect into the app), or the app's login page says why not.
-#[utoipa::path(get, path = "/auth/oidc/callback", tag = "sso", params(CallbackParams),
-    responses((status = 303, description = "Into the app with a session, or to the login page with `sso_error`")))]
+#[utoipa::path(get, path = "/auth/oidc/callback", tag = "sso", params(CallbackParams), security(()),
+    responses((status = 303, description = "Into the app with a session, or to the login page with `sso_error`"),
+              (status = 404, description = "Single sign-on is not configured", body = crate::error::Problem)))]
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -465,8 +466,9 @@ async fn account_for(
 
 /// Sends the browser to the provider to end its session there too (after `POST /auth/logout`
 /// ended GlucoSync's), back to the app afterwards.
-#[utoipa::path(get, path = "/auth/oidc/logout", tag = "sso",
-    responses((status = 303, description = "To the provider's end-session endpoint, or to the app")))]
+#[utoipa::path(get, path = "/auth/oidc/logout", tag = "sso", security(()),
+    responses((status = 303, description = "To the provider's end-session endpoint, or to the app"),
+              (status = 404, description = "Single sign-on is not configured", body = crate::error::Problem)))]
 pub async fn logout(State(state): State<AppState>) -> ApiResult<Response> {
     let provider = provider(&state)?;
     let back = format!("{}/app/", state.config.public_url.trim_end_matches('/'));

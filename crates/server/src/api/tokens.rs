@@ -19,11 +19,18 @@ use crate::state::{now_ms, AppState};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
-    /// What the token is for, e.g. "xDrip+ on my phone".
+    /// What the token is for, e.g. "xDrip+ on my phone": up to 100 characters, not blank, no
+    /// control characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*\S[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// `read`, `readings:write`, `treatments:write`.
+    /// `read`, `readings:write`, `treatments:write`: at least one.
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
-    /// Days until the token stops working; omit for no expiry.
+    /// Days until the token stops working (1–3650); omit for no expiry.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 

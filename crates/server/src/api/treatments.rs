@@ -28,7 +28,7 @@ pub struct TreatmentInput {
     /// The client's id for idempotency (1–64 of letters, digits, `-_.:`). Without one, the
     /// server derives an id from the content, so identical re-sends are still deduplicated.
     pub id: Option<String>,
-    #[schema(example = "2026-11-26T12:30:00+01:00")]
+    #[schema(example = "2026-11-26T12:30:00+01:00", format = DateTime)]
     pub time: String,
     #[schema(value_type = TreatmentKind)]
     pub kind: String,
