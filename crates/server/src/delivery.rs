@@ -52,6 +52,33 @@ pub struct Notifier {
     mailer: OnceLock<Option<Arc<Mailer>>>,
 }
 
+/// Whether a push endpoint may be sent to: `https://` on the public internet, or `http://`
+/// on loopback when `allow_loopback` (a local push service in tests). Checked when a device
+/// subscribes and again before each send (a subscription stored before a rule changed); names
+/// are checked as they resolve (`outbound::PublicOnly`). The error says why not.
+pub(crate) fn push_endpoint_allowed(
+    url: &reqwest::Url,
+    allow_loopback: bool,
+) -> Result<(), &'static str> {
+    let host = url.host_str().unwrap_or("");
+    let literal = crate::outbound::literal_address(url);
+    let loopback = host == "localhost" || literal.is_some_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "http" if loopback && allow_loopback => Ok(()),
+        "https" if host.is_empty() => Err("must be an https:// URL of a push service"),
+        "https" if loopback && allow_loopback => Ok(()),
+        "https"
+            if loopback
+                || host.ends_with(".localhost")
+                || literal.is_some_and(|ip| !crate::outbound::is_public(ip)) =>
+        {
+            Err("must be a push service on the public internet, not an address inside this server's network")
+        }
+        "https" => Ok(()),
+        _ => Err("must be an https:// URL of a push service"),
+    }
+}
+
 impl Default for Notifier {
     fn default() -> Self {
         Notifier {
@@ -59,6 +86,8 @@ impl Default for Notifier {
             client: reqwest::Client::builder()
                 .timeout(SEND_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
+                // Endpoints come from users: only public addresses (crate::outbound).
+                .dns_resolver(Arc::new(crate::outbound::PublicOnly))
                 .build()
                 .unwrap_or_default(),
             mailer: OnceLock::new(),
@@ -282,6 +311,14 @@ impl Notifier {
             Ok(v) => v,
             Err(e) => return retry(delivery, e.to_string()),
         };
+        let allowed = reqwest::Url::parse(&subscription.endpoint)
+            .map_err(|_| "the endpoint is not a URL")
+            .and_then(|url| push_endpoint_allowed(&url, state.config.push_allow_loopback));
+        if let Err(why) = allowed {
+            return DeliveryOutcome::Failed {
+                error: format!("the endpoint {why}"),
+            };
+        }
         let Some(authorization) = vapid.authorization(&subscription.endpoint, now_ms() / 1000)
         else {
             return DeliveryOutcome::Failed {

@@ -25,6 +25,7 @@ pub mod mail;
 pub mod mlflow;
 pub mod nightscout;
 pub mod oidc;
+mod outbound;
 pub mod push;
 pub mod state;
 pub mod telemetry;

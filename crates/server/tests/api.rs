@@ -295,6 +295,24 @@ async fn api_tokens_have_scopes_are_shown_once_and_revoke_at_once() {
         "not_found",
     )
     .await;
+    // Sessions share the tokens' numbering, but this endpoint addresses API tokens only:
+    // trying every nearby id never ends the caller's session (API fuzzing once did).
+    for other in (1..id + 10).filter(|&other| other != id) {
+        let r = s
+            .req(Method::DELETE, &format!("/api/v1/tokens/{other}"), &session)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "id {other}");
+    }
+    assert_eq!(
+        s.req(Method::GET, "/api/v1/me", &session)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::OK
+    );
     s.stop().await;
 }
 

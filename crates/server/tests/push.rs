@@ -208,6 +208,25 @@ async fn subscriptions_are_checked_and_removable() {
         .await
         .expect("send");
     expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    // Nor an endpoint inside the server's network (the server would post there and show the
+    // outcome in the delivery log: a probe of internal services).
+    for inside in [
+        "https://10.0.0.5/push",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]:8443/push",
+        "https://[::ffff:192.168.0.1]/push",
+        "https://localhost/push",
+        "https://metadata.localhost/push",
+        "https://0.0.0.0/push",
+    ] {
+        let r = post(device.subscription(inside)).await.expect("send");
+        let problem =
+            expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert!(
+            problem.to_string().contains("public internet"),
+            "{inside}: {problem}"
+        );
+    }
     let mut bad_key = device.subscription("https://push.example.net");
     bad_key["keys"]["p256dh"] = json!("AAAA");
     let r = post(bad_key).await.expect("send");

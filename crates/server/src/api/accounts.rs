@@ -223,7 +223,8 @@ pub(crate) fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>
 /// Create an account. The first account on a server is its admin.
 #[utoipa::path(post, path = "/auth/signup", tag = "accounts", request_body = SignupRequest, security(()),
     responses((status = 201, body = Profile), (status = 409, description = "Email taken", body = crate::error::Problem),
-              (status = 422, description = "Invalid email or weak password", body = crate::error::Problem)))]
+              (status = 422, description = "Invalid email or weak password", body = crate::error::Problem),
+              (status = 429, description = "Too many sign-ups from this address", body = crate::error::Problem)))]
 pub async fn signup(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -72,24 +72,18 @@ impl From<PushSubscription> for SubscriptionOut {
     }
 }
 
-/// Where this installation may push: `https://` endpoints (push services), and `http://`
-/// loopback ones only when configured (a local push service in tests).
+/// Where this installation may push: `https://` endpoints of push services on the public
+/// internet (never an address inside the server's network: see `crate::outbound`), and
+/// `http://` loopback ones only when configured (a local push service in tests).
 fn check_endpoint(state: &AppState, endpoint: &str) -> Result<(), ApiError> {
     let bad = |why: &str| ApiError::validation(ValidationError::new("endpoint", why));
     if endpoint.len() > MAX_ENDPOINT {
         return Err(bad("is too long"));
     }
     let url = reqwest::Url::parse(endpoint).map_err(|_| bad("is not a URL"))?;
-    let host = url.host_str().unwrap_or("");
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(()),
-        "http" if loopback && state.config.push_allow_loopback => Ok(()),
-        _ => Err(bad("must be an https:// URL of a push service")),
+    match crate::delivery::push_endpoint_allowed(&url, state.config.push_allow_loopback) {
+        Ok(()) => Ok(()),
+        Err(why) => Err(bad(why)),
     }
 }
 

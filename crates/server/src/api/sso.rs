@@ -139,7 +139,8 @@ fn new_pending(next: String, link_to: Option<i64>) -> Pending {
 /// Starts a login at the provider: redirects there.
 #[utoipa::path(get, path = "/auth/oidc/login", tag = "sso", params(LoginParams), security(()),
     responses((status = 303, description = "To the provider's login"),
-              (status = 404, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+              (status = 404, body = crate::error::Problem), (status = 429, description = "Too many attempts from this address", body = crate::error::Problem),
+              (status = 503, body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -23,7 +23,7 @@ pub struct NewTokenRequest {
     /// control characters.
     #[schema(
         max_length = 100,
-        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*\S[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*[^\s\u0000-\u0008\u000b-\u001f\u007f-\u009f][^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
     )]
     pub name: String,
     /// `read`, `readings:write`, `treatments:write`: at least one.
@@ -69,6 +69,7 @@ impl From<Credential> for TokenInfo {
 /// Create a personal API token with chosen scopes. The token is in the response only.
 #[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = NewTokenRequest,
     responses((status = 201, body = CreatedToken), (status = 403, body = crate::error::Problem),
+              (status = 409, description = "The account holds the most tokens it may (50)", body = crate::error::Problem),
               (status = 422, body = crate::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -160,9 +161,21 @@ pub async fn revoke(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     caller.require_session()?;
+    // Only API tokens are addressed here: the same ids also number the caller's sessions (and
+    // API fuzzing revoked its own session through this endpoint before this check).
+    let now = now_ms();
+    let is_api_token = state
+        .store
+        .list_api_tokens(caller.user_id, now)
+        .await?
+        .iter()
+        .any(|t| t.id == id);
+    if !is_api_token {
+        return Err(ApiError::NotFound("token"));
+    }
     match state
         .store
-        .revoke_credential(caller.user_id, id, now_ms())
+        .revoke_credential(caller.user_id, id, now)
         .await?
     {
         Some(hash) => {

@@ -8,7 +8,7 @@
 //! operator allows them, and connects to the address it checked (no second DNS answer).
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -49,35 +49,6 @@ pub struct Pull {
     pub allow_private_addresses: bool,
 }
 
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || (first & 0xff00) == 0xff00 // multicast
-                || v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] // NAT64
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| !is_public(IpAddr::V4(v4))))
-        }
-    }
-}
-
 /// A client pinned to the checked address of `url`'s host, and the base URL.
 async fn client_for(pull: &Pull) -> Result<(reqwest::Client, String), PullError> {
     let url = reqwest::Url::parse(pull.url.trim_end_matches('/'))
@@ -98,7 +69,7 @@ async fn client_for(pull: &Pull) -> Result<(reqwest::Client, String), PullError>
         .collect();
     let Some(address) = addresses
         .iter()
-        .find(|a| pull.allow_private_addresses || is_public(a.ip()))
+        .find(|a| pull.allow_private_addresses || crate::outbound::is_public(a.ip()))
         .copied()
     else {
         return Err(PullError::BadUrl(format!(
@@ -208,34 +179,4 @@ pub async fn pull_into(pull: &Pull, out: &mut impl Write) -> Result<usize, PullE
     out.write_all(b"}")?;
     out.flush()?;
     Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_inside_the_network_are_not_public() {
-        for private in [
-            "224.0.0.1",
-            "ff02::1",
-            "64:ff9b::a00:1",
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(private.parse().expect("ip")), "{private}");
-        }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(public.parse().expect("ip")), "{public}");
-        }
-    }
 }
