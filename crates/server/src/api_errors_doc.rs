@@ -13,8 +13,16 @@ const PROBLEM_SCHEMA: &str = "#/components/schemas/Problem";
 
 /// Rewrites `doc` as described in the module's documentation.
 pub(crate) fn document_errors(doc: &mut OpenApi) {
-    for item in doc.paths.paths.values_mut() {
-        for op in [
+    for op in operations_mut(doc) {
+        problem_bodies_as_problem_json(op);
+        add_common_errors(op);
+    }
+}
+
+/// Every operation of the document (the API uses these five methods).
+pub(crate) fn operations_mut(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -23,11 +31,7 @@ pub(crate) fn document_errors(doc: &mut OpenApi) {
         ]
         .into_iter()
         .flatten()
-        {
-            problem_bodies_as_problem_json(op);
-            add_common_errors(op);
-        }
-    }
+    })
 }
 
 /// Handlers document error bodies as `body = Problem`, which utoipa lists as

@@ -166,22 +166,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// or a `revoke`: OpenAPI requires operation ids to be unique, and client generators (the
 /// PWA's types) silently merge operations that share one. Each id becomes `<tag>_<handler>`.
 fn qualify_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
+    for op in crate::api_errors_doc::operations_mut(doc) {
+        if let (Some(id), Some(tag)) = (&op.operation_id, op.tags.as_ref().and_then(|t| t.first()))
         {
-            if let (Some(id), Some(tag)) =
-                (&op.operation_id, op.tags.as_ref().and_then(|t| t.first()))
-            {
-                op.operation_id = Some(format!("{tag}_{id}"));
-            }
+            op.operation_id = Some(format!("{tag}_{id}"));
         }
     }
 }
