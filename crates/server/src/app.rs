@@ -176,6 +176,7 @@ fn qualify_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
 
 pub fn router(state: AppState) -> Router {
     let socket_state = state.clone();
+    let hsts = served_over_tls(&state);
     let (routes, _) = registry().split_for_parts();
     let spec = Arc::new(openapi().to_pretty_json().unwrap_or_default());
     let mut router = routes
@@ -232,40 +233,68 @@ pub fn router(state: AppState) -> Router {
             )
         }))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
+        .with_state(state);
+    // Nightscout's socket.io (`/socket.io/`, AndroidAPS's websockets) beside the routes; and
+    // before routing, root-level Nightscout requests go to their credential's site. The
+    // security headers go around all of it, so socket.io's answers carry them too.
+    let router = Router::new()
+        .fallback_service(app)
+        .layer(crate::nightscout::socket_layer(socket_state))
+        .layer(middleware::map_request(crate::nightscout::root_rewrite));
+    with_security_headers(router, hsts)
+}
+
+/// A router with only `/metrics`, for a separate metrics listener.
+pub fn metrics_router(state: AppState) -> Router {
+    let hsts = served_over_tls(&state);
+    let router = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(state);
+    with_security_headers(router, hsts)
+}
+
+/// Whether browsers reach this server over TLS (terminated here or at a proxy in front):
+/// `public_url`, the address people use, says so.
+fn served_over_tls(state: &AppState) -> bool {
+    state.config.public_url.starts_with("https://")
+}
+
+/// The headers every response carries (docs/security.md), unless a handler set its own.
+fn with_security_headers(router: Router, hsts: bool) -> Router {
+    let set = |name, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    let router = router
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+        // Older browsers ignore CSP's frame-ancestors.
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        // No other site's window keeps a handle on ours (SSO uses redirects, not popups).
+        .layer(set(
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+        // Powerful features the app never uses, off for it and anything it could embed.
+        .layer(set(
+            header::HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(
+        .layer(set(
             header::CONTENT_SECURITY_POLICY,
             // The PWA's needs, spelled out although default-src covers most: icons and
             // charts as data:/blob: images, its service worker, manifest and API calls (the
             // live WebSocket to the same origin is 'self' too). Scripts and styles stay
             // 'self' only: no inline code.
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data: blob:; worker-src 'self'; \
-                 manifest-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
-                 base-uri 'none'; form-action 'self'",
-            ),
-        ))
-        .with_state(state);
-    // Nightscout's socket.io (`/socket.io/`, AndroidAPS's websockets) beside the routes; and
-    // before routing, root-level Nightscout requests go to their credential's site.
-    Router::new()
-        .fallback_service(app)
-        .layer(crate::nightscout::socket_layer(socket_state))
-        .layer(middleware::map_request(crate::nightscout::root_rewrite))
-}
-
-/// A router with only `/metrics`, for a separate metrics listener.
-pub fn metrics_router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .with_state(state)
+            "default-src 'self'; img-src 'self' data: blob:; worker-src 'self'; \
+             manifest-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+             base-uri 'none'; form-action 'self'",
+        ));
+    if hsts {
+        // A year; not includeSubDomains: other hosts of the operator's domain are theirs.
+        router.layer(set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        router
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

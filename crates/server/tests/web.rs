@@ -348,3 +348,72 @@ async fn conditional_get(
     }
     request.send().await.expect("send")
 }
+
+/// Every kind of response carries the security headers (docs/security.md): the site, the app,
+/// API answers and errors, a method not allowed, the Nightscout API, socket.io's transport and
+/// the metrics; HSTS only when people reach the server over TLS.
+#[tokio::test]
+async fn every_kind_of_response_carries_the_security_headers() {
+    let built = Built::new();
+    let s = built.serve().await;
+    let expected = [
+        (reqwest::header::X_CONTENT_TYPE_OPTIONS.as_str(), "nosniff"),
+        (reqwest::header::REFERRER_POLICY.as_str(), "no-referrer"),
+        (reqwest::header::X_FRAME_OPTIONS.as_str(), "DENY"),
+        ("cross-origin-opener-policy", "same-origin"),
+    ];
+    let requests = [
+        (reqwest::Method::GET, "/"),
+        (reqwest::Method::GET, "/app/"),
+        (reqwest::Method::GET, "/health"),
+        (reqwest::Method::GET, "/api/v1/me"),
+        (reqwest::Method::GET, "/api/v1/no-such-thing"),
+        (reqwest::Method::DELETE, "/health"),
+        (reqwest::Method::GET, "/api/v1/status.json"),
+        (reqwest::Method::GET, "/socket.io/?EIO=4&transport=polling"),
+        (reqwest::Method::GET, "/metrics"),
+    ];
+    for (method, path) in &requests {
+        let r = s
+            .client
+            .request(method.clone(), s.url(path))
+            .send()
+            .await
+            .expect("send");
+        let what = format!("{method} {path} ({})", r.status());
+        for (name, value) in expected {
+            assert_eq!(
+                r.headers().get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{name} on {what}"
+            );
+        }
+        let csp = header(&r, CONTENT_SECURITY_POLICY);
+        assert!(
+            csp.contains("frame-ancestors 'none'"),
+            "CSP on {what}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "CSP on {what}: {csp}");
+        assert!(
+            r.headers().get("permissions-policy").is_some(),
+            "permissions-policy on {what}"
+        );
+        assert!(
+            r.headers().get("strict-transport-security").is_none(),
+            "HSTS over plain HTTP on {what}"
+        );
+    }
+    s.stop().await;
+
+    let tls =
+        TestServer::start_with(|c| c.public_url = "https://glucosync.example.org".into()).await;
+    for (_, path) in &requests {
+        let r = get(&tls, path).await;
+        assert_eq!(
+            header(&r, reqwest::header::STRICT_TRANSPORT_SECURITY),
+            "max-age=31536000",
+            "HSTS on {path}"
+        );
+    }
+    tls.stop().await;
+}
