@@ -125,7 +125,7 @@ pub struct Config {
     pub log_level: String,
     /// How long a login session lasts.
     pub session_ttl_hours: u64,
-    /// Mark cookies `Secure` (on whenever the server is reached over HTTPS).
+    /// Mark cookies `Secure`. Default: on when `public_url` is `https://`.
     pub cookie_secure: bool,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
@@ -388,12 +388,19 @@ impl Config {
         let env_layer = env_layer(env)?;
         let mut config = Config::default();
         let mut database_url_given = false;
+        let mut cookie_secure_given = false;
         for layer in [file_layer, env_layer] {
             database_url_given |= layer.database_url.is_some();
+            cookie_secure_given |= layer.cookie_secure.is_some();
             config.apply(layer)?;
         }
         if !database_url_given {
             config.database_url = default_database_url(&config.data_dir);
+        }
+        if !cookie_secure_given {
+            // People reach the server over HTTPS (directly or through a proxy): browsers must
+            // never send its cookies over plain HTTP.
+            config.cookie_secure = config.public_url.starts_with("https://");
         }
         config.validate()?;
         Ok(config)
@@ -1180,6 +1187,21 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn cookies_are_secure_by_default_when_people_use_https() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).expect("config");
+        assert!(!load(&[]).cookie_secure);
+        assert!(load(&[("GLUCOSYNC_PUBLIC_URL", "https://glucosync.example.org")]).cookie_secure);
+        assert!(
+            !load(&[
+                ("GLUCOSYNC_PUBLIC_URL", "https://glucosync.example.org"),
+                ("GLUCOSYNC_COOKIE_SECURE", "false"),
+            ])
+            .cookie_secure
+        );
+        assert!(load(&[("GLUCOSYNC_COOKIE_SECURE", "true")]).cookie_secure);
     }
 
     #[test]
