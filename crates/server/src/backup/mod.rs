@@ -176,8 +176,7 @@ impl Destination {
                 let mut file = tokio::fs::File::create(&partial).await?;
                 file.write_all(text.as_bytes()).await?;
                 file.sync_all().await?;
-                tokio::fs::rename(&partial, dir.join(name)).await?;
-                sync_directory(dir).await
+                self.put_file(&partial, name).await
             }
             Destination::S3 { store, prefix, .. } => {
                 store
@@ -381,10 +380,12 @@ pub async fn backup(config: &Config, output: &str) -> Result<BackupReport, Backu
     // (If the snapshot failed there is none; the working directory goes in any case.)
     let _ = std::fs::remove_file(&snapshot);
     // The checksum goes second: a backup without one is unfinished and never restored.
-    let published = match written {
-        Ok(written) => destination.put_file(&sealed, &name).await.map(|()| written),
-        Err(e) => Err(e),
-    };
+    let published = async {
+        let written = written?;
+        destination.put_file(&sealed, &name).await?;
+        Ok::<_, BackupError>(written)
+    }
+    .await;
     let (bytes, sha256) = match published {
         Ok(written) => written,
         Err(e) => {
