@@ -344,3 +344,107 @@ async fn android_aps_websocket_client_gets_changes_pushed_over_socket_io() {
         assert_eq!(result["refused"]["success"], false);
     }
 }
+
+/// Runs `socket_revoked.js`: subscribes with `token`, then `DELETE revoke_path` with
+/// `session`; both sockets must be disconnected with nothing sent after the revocation.
+fn socket_subscription_ends(
+    prefix: &str,
+    engine: &Engine,
+    site: &Site,
+    token: &str,
+    revoke_path: &str,
+    session: &str,
+) {
+    let out = Command::new("node")
+        .arg(tests_dir().join("socket_revoked.js"))
+        .arg(prefix)
+        .arg(&site.base)
+        .arg(token)
+        .arg(sha1_hex(&site.secret))
+        .arg(engine.url(revoke_path))
+        .arg(session)
+        .output()
+        .expect("run socket.io-client");
+    assert!(out.status.success(), "{revoke_path}: {}", report(&out));
+}
+
+async fn api_token(engine: &Engine, client: &reqwest::Client, session: &str) -> (i64, String) {
+    let token: Value = client
+        .post(engine.url("/api/v1/tokens"))
+        .bearer_auth(session)
+        .json(&json!({"name": "aaps", "scopes": ["read"]}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    (
+        token["id"].as_i64().expect("id"),
+        token["token"].as_str().expect("token").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_io_subscribers_are_disconnected_when_their_token_or_share_is_revoked() {
+    let prefix = clients("npm-prefix");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = Backend::new();
+    let engine = Engine::start(dir.path(), "info", &backend);
+    let client = reqwest::Client::new();
+    let ana = site(&engine, &client, "ana@example.org").await;
+
+    // Ana's own token, revoked.
+    let (id, token) = api_token(&engine, &client, &ana.session).await;
+    let revoke = format!("/api/v1/tokens/{id}");
+    socket_subscription_ends(&prefix, &engine, &ana, &token, &revoke, &ana.session);
+
+    // Ben, her caregiver, reads her site with his own token until she ends the share; his
+    // subscription is in her access log.
+    let ben = site(&engine, &client, "ben@example.org").await;
+    let (_, bens_token) = api_token(&engine, &client, &ben.session).await;
+    let invite: Value = client
+        .post(engine.url("/api/v1/shares"))
+        .bearer_auth(&ana.session)
+        .json(&json!({"email": "ben@example.org", "role": "caregiver"}))
+        .send()
+        .await
+        .expect("invite")
+        .json()
+        .await
+        .expect("json");
+    let share: Value = client
+        .post(engine.url("/api/v1/shares/accept"))
+        .bearer_auth(&ben.session)
+        .json(&json!({"invite_token": invite["invite_token"]}))
+        .send()
+        .await
+        .expect("accept")
+        .json()
+        .await
+        .expect("json");
+    let revoke = format!("/api/v1/shares/{}", share["id"].as_i64().expect("share id"));
+    socket_subscription_ends(&prefix, &engine, &ana, &bens_token, &revoke, &ana.session);
+    let log: Value = client
+        .get(engine.url("/api/v1/access-log"))
+        .bearer_auth(&ana.session)
+        .send()
+        .await
+        .expect("access log")
+        .json()
+        .await
+        .expect("json");
+    let socket_reads: Vec<&Value> = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| r["what"] == "nightscout.socket")
+        .collect();
+    assert_eq!(socket_reads.len(), 2, "storage and alarm: {log}");
+    assert!(
+        socket_reads
+            .iter()
+            .all(|r| r["follower_email"] == "ben@example.org"),
+        "{log}"
+    );
+}

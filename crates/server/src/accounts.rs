@@ -30,7 +30,7 @@ pub async fn request_deletion(state: &AppState, person: UserId) -> Result<i64, S
         .filter_map(|s| s.follower_id)
         .collect();
     let revoked = state.store.request_deletion(person, due, now).await?;
-    crate::auth::forget_credentials(state, &revoked).await;
+    crate::auth::forget_credentials(state, person, &revoked).await;
     for follower in followers {
         crate::live::publish(state, follower, &[crate::live::share_revoked_event(person)]).await;
     }

@@ -174,9 +174,43 @@ pub struct Caller {
     pub scopes: Vec<Scope>,
     pub is_admin: bool,
     pub via: Via,
+    /// How to tell later whether the credential still stands (see [`Caller::still_stands`]).
+    pub(crate) standing: Standing,
+}
+
+/// What a long-lived stream needs to re-check the credential that opened it.
+#[derive(Debug, Clone)]
+pub(crate) enum Standing {
+    /// A stored session or API token, by its hash (never the secret).
+    Stored { token_hash: String },
+    /// A provider's access token: valid until it expires, for an account still enabled.
+    Provider { expires_ms: i64 },
 }
 
 impl Caller {
+    /// Whether the credential behind this caller still stands: not revoked, not expired, its
+    /// account neither deleted nor disabled. Requests are authenticated once; the streams that
+    /// outlive them (WebSocket, SSE, Nightscout's socket.io) ask this again, so that a logout,
+    /// a revoked token or a deleted account ends them too. A store that cannot answer counts
+    /// as standing (the stream is not cut by an outage; it asks again later).
+    pub(crate) async fn still_stands(&self, state: &AppState) -> bool {
+        let now = now_ms();
+        match &self.standing {
+            Standing::Stored { token_hash } => match lookup(state, token_hash, now).await {
+                Ok(c) => c.credential_id == self.credential_id && !c.disabled,
+                Err(ApiError::Unauthenticated) => false,
+                Err(_) => true,
+            },
+            Standing::Provider { expires_ms } => {
+                *expires_ms > now
+                    && match state.store.user_by_id(self.user_id).await {
+                        Ok(user) => user.is_some_and(|u| !u.disabled),
+                        Err(_) => true,
+                    }
+            }
+        }
+    }
+
     /// Refuses unless the credential carries `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.kind == CredentialKind::Session || self.scopes.contains(&scope) {
@@ -285,6 +319,7 @@ impl FromRequestParts<AppState> for Caller {
             scopes: cached.scopes,
             is_admin: cached.is_admin,
             via,
+            standing: Standing::Stored { token_hash: hash },
         };
         parts.extensions.insert(caller.clone());
         Ok(caller)
@@ -312,6 +347,9 @@ pub(crate) async fn api_token_caller(
         scopes: cached.scopes,
         is_admin: cached.is_admin,
         via: Via::Bearer,
+        standing: Standing::Stored {
+            token_hash: token_hash.to_owned(),
+        },
     })
 }
 
@@ -367,6 +405,11 @@ async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, 
         .split_whitespace()
         .filter_map(Scope::parse)
         .collect();
+    // `verify` refused an expired token; one without `exp` stands for an hour at most.
+    let expires_ms = claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .map_or(now_ms() + 3_600_000, |exp| exp.saturating_mul(1000));
     if scopes.is_empty() {
         // Granted nothing of GlucoSync's: no default.
         return Err(ApiError::forbidden(
@@ -382,6 +425,7 @@ async fn provider_token_caller(state: &AppState, token: &str) -> Result<Caller, 
         scopes,
         is_admin: false,
         via: Via::Bearer,
+        standing: Standing::Provider { expires_ms },
     })
 }
 
@@ -490,8 +534,10 @@ fn touch(state: &AppState, credential_id: i64, now: i64) {
     }
 }
 
-/// Forgets revoked credentials in the shared cache, so they fail at once on every replica.
-pub async fn forget_credentials(state: &AppState, token_hashes: &[String]) {
+/// Forgets `person`'s revoked credentials in the shared cache, so they fail at once on every
+/// replica, and tells `person`'s open streams to check theirs (those opened with a revoked one
+/// close; the others carry on).
+pub async fn forget_credentials(state: &AppState, person: UserId, token_hashes: &[String]) {
     if token_hashes.is_empty() {
         return;
     }
@@ -499,6 +545,7 @@ pub async fn forget_credentials(state: &AppState, token_hashes: &[String]) {
     if let Err(e) = state.cache.remove(&keys).await {
         tracing::error!(error = %e, "could not evict revoked credentials from the cache");
     }
+    crate::live::publish(state, person, &[crate::live::credentials_revoked_event()]).await;
 }
 
 /// The client's address for per-address rate limits: the TCP peer, or, when the peer is a

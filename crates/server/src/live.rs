@@ -100,6 +100,21 @@ pub fn share_revoked_event(person: UserId) -> Value {
     json!({"type": "share_revoked", "person": person})
 }
 
+/// Internal, never sent to clients: some of the person's credentials were revoked; each of
+/// their open streams checks its own ([`crate::auth::Caller::still_stands`]) and closes if it
+/// was one. Carries nothing: which ones is not the other streams' business.
+pub const CREDENTIALS_REVOKED: &str = "credentials_revoked";
+
+pub fn credentials_revoked_event() -> Value {
+    json!({"type": CREDENTIALS_REVOKED})
+}
+
+/// Whether a bus event is [`credentials_revoked_event`].
+pub fn is_credentials_revoked(event: &str) -> bool {
+    event.contains(CREDENTIALS_REVOKED)
+        && serde_json::from_str::<Value>(event).is_ok_and(|v| v["type"] == CREDENTIALS_REVOKED)
+}
+
 /// Publishes events on `topic` in one bus message. Best effort: a failure is logged (without
 /// the events) and the caller carries on; the data is already stored.
 pub async fn publish_to(state: &AppState, topic: &str, events: &[Value]) {

@@ -178,6 +178,120 @@ async fn caregivers_follow_live_events_until_the_share_is_revoked() {
     s.stop().await;
 }
 
+/// Reads an event stream until the server ends it; what it sent.
+async fn sse_ended(stream: &mut reqwest::Response) -> String {
+    let deadline = Instant::now() + WITHIN;
+    let mut seen = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None) | Err(_)) => return seen,
+            Err(_) => panic!("the event stream did not end within {WITHIN:?}; saw: {seen}"),
+        }
+    }
+}
+
+async fn sse(s: &TestServer, token: &str) -> reqwest::Response {
+    let mut stream = s
+        .req(Method::GET, "/api/v1/events", token)
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let first = tokio::time::timeout(WITHIN, stream.chunk())
+        .await
+        .expect("ready in time")
+        .expect("chunk")
+        .expect("a first event");
+    assert!(String::from_utf8_lossy(&first).contains("ready"));
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_credential_ends_its_own_streams_at_once_and_no_others() {
+    let s = TestServer::start().await;
+    let first = s.user("ana@example.org").await;
+    let second = s.login("ana@example.org", common::PASSWORD).await;
+    let (token_id, token) = s.api_token(&second, &["read"]).await;
+    let mut by_first = open(&s, &first, "").await;
+    let mut by_second = open(&s, &second, "").await;
+    let mut by_token = open(&s, &token, "").await;
+    for socket in [&mut by_first, &mut by_second, &mut by_token] {
+        next_of(socket, &["hello"]).await;
+    }
+    let mut sse_by_token = sse(&s, &token).await;
+    let mut sse_by_second = sse(&s, &second).await;
+    wait_for_open_sockets(&s, 3).await;
+
+    // The API token is revoked: its socket closes with 4401 (log in again) and its event
+    // stream ends, on the event, not a minute later.
+    let r = s
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{token_id}"),
+            &second,
+        )
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        live::closed_with(&mut by_token, WITHIN).await,
+        Some(CloseCode::from(4401))
+    );
+    let sent = sse_ended(&mut sse_by_token).await;
+    assert!(!sent.contains("credentials_revoked"), "{sent}");
+
+    // The sessions' streams carry on, and never hear the internal event.
+    upload(&s, &first, hour_of_readings(120.0, 30_000)).await;
+    for socket in [&mut by_first, &mut by_second] {
+        assert_eq!(next_of(socket, &["reading"]).await["inserted"], 13);
+    }
+    assert!(live::all_of(
+        &mut by_second,
+        &["credentials_revoked"],
+        Duration::from_millis(300)
+    )
+    .await
+    .is_empty());
+
+    // Logging out ends the first session's socket.
+    let r = s
+        .req(Method::POST, "/api/v1/auth/logout", &first)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        live::closed_with(&mut by_first, WITHIN).await,
+        Some(CloseCode::from(4401))
+    );
+
+    // A password change made from a new session ends every other one's streams.
+    let third = s.login("ana@example.org", common::PASSWORD).await;
+    let r = s
+        .req(Method::POST, "/api/v1/auth/password", &third)
+        .json(&json!({"current_password": common::PASSWORD, "new_password": "quiet lantern orbit meadow"}))
+        .send()
+        .await
+        .expect("change");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        live::closed_with(&mut by_second, WITHIN).await,
+        Some(CloseCode::from(4401))
+    );
+    let sent = sse_ended(&mut sse_by_second).await;
+    assert!(sent.contains("\"inserted\":13"), "{sent}");
+    assert!(!sent.contains("credentials_revoked"), "{sent}");
+    wait_for_open_sockets(&s, 0).await;
+
+    // The one still standing opens a socket that lives.
+    let mut by_third = open(&s, &third, "").await;
+    next_of(&mut by_third, &["hello"]).await;
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handshake_checks_credentials_origin_and_protocol() {
     let s = TestServer::start_with(|c| c.allowed_origins = vec!["https://app.example.org".into()])

@@ -389,7 +389,7 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
         .revoke_credential(caller.user_id, caller.credential_id, now_ms())
         .await?
     {
-        forget_credentials(&state, &[hash]).await;
+        forget_credentials(&state, caller.user_id, &[hash]).await;
     }
     let mut headers = HeaderMap::new();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
@@ -429,7 +429,7 @@ pub async fn change_password(
         .store
         .set_password_hash(caller.user_id, &hash, Some(caller.credential_id))
         .await?;
-    forget_credentials(&state, &revoked).await;
+    forget_credentials(&state, caller.user_id, &revoked).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -10,8 +10,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{Stream, StreamExt};
 use glucosync_domain::accounts::Scope;
 
+use tokio::time::Instant;
+
+use crate::api::ws::RECHECK_EVERY;
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::live;
 use crate::state::AppState;
 
 /// One event of the stream, as a client's event-stream parser gives it. (Only describes the
@@ -29,6 +33,8 @@ pub struct StreamEvent {
 /// The caller's live events, as `text/event-stream`. Each event's data is a JSON object with a
 /// `type` (`reading`, `forecast`, `alert`, …; see `live`). Delivery is at most once: after a
 /// reconnect, read what was missed from the REST endpoints (or use the WebSocket's `since`).
+/// The stream ends when the credential that opened it is revoked (at once) or otherwise stops
+/// standing (checked every minute).
 #[utoipa::path(get, path = "/events", tag = "readings",
     responses((status = 200, description = "An event stream (text/event-stream)", content_type = "text/event-stream", body = StreamEvent),
               (status = 401, body = crate::error::Problem)))]
@@ -48,13 +54,44 @@ pub async fn stream(
     let stopped = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    let stream = ready
-        .chain(events.flat_map(|payload| {
-            let events: Vec<_> = crate::live::split(&payload)
-                .map(|e| Ok(Event::default().data(e)))
-                .collect();
-            futures::stream::iter(events)
-        }))
-        .take_until(stopped);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let rechecks = futures::stream::unfold(
+        tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY),
+        |mut every| async move {
+            every.tick().await;
+            Some((Input::Recheck, every))
+        },
+    );
+    let inputs = futures::stream::select(events.map(Input::Bus), rechecks);
+    let stream = inputs
+        .then(move |input| {
+            let (state, caller) = (state.clone(), caller.clone());
+            async move {
+                let (payload, check) = match input {
+                    Input::Bus(payload) => {
+                        let check = live::split(&payload).any(live::is_credentials_revoked);
+                        (payload, check)
+                    }
+                    Input::Recheck => (String::new(), true),
+                };
+                if check && !caller.still_stands(&state).await {
+                    return None;
+                }
+                Some(
+                    live::split(&payload)
+                        .filter(|e| !live::is_credentials_revoked(e))
+                        .map(|e| Ok(Event::default().data(e)))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        })
+        .take_while(|out| std::future::ready(out.is_some()))
+        .flat_map(|out| futures::stream::iter(out.unwrap_or_default()));
+    Ok(Sse::new(ready.chain(stream).take_until(stopped))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// What wakes the stream: a bus message, or the time to re-check the credential.
+enum Input {
+    Bus(String),
+    Recheck,
 }

@@ -179,7 +179,7 @@ pub async fn revoke(
         .await?
     {
         Some(hash) => {
-            forget_credentials(&state, &[hash]).await;
+            forget_credentials(&state, caller.user_id, &[hash]).await;
             Ok(StatusCode::NO_CONTENT)
         }
         None => Err(ApiError::NotFound("token")),

@@ -16,7 +16,11 @@
 //!   bounded queue: a client that does not read fast enough is disconnected (close code
 //!   4008) rather than slowing anyone else, and reconnects with `since`.
 //! - **Revocation**: when a person revokes a follower, the follower's sockets that follow
-//!   them are closed (code 4403) on every replica; shares are also re-checked every minute.
+//!   them are closed (code 4403) on every replica. When the credential that opened a socket
+//!   is revoked (logout, a revoked token, a password change ending other sessions, the
+//!   account's deletion), the socket is closed (code 4401: log in again) on every replica.
+//!   Both are also re-checked every minute, for what no event announces (a CLI `user
+//!   disable`, a bus that was down).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +54,8 @@ use crate::state::{now_ms, AppState};
 const QUEUE: usize = 64;
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PONG_TIMEOUT: Duration = Duration::from_secs(75);
-const RECHECK_SHARES_EVERY: Duration = Duration::from_secs(60);
+/// How often a long-lived stream re-checks what no event announces.
+pub(crate) const RECHECK_EVERY: Duration = Duration::from_secs(60);
 /// People one socket may follow at once.
 const MAX_SUBSCRIPTIONS: usize = 64;
 /// Readings replayed per person after a reconnect; more is `truncated` (read them over REST).
@@ -61,6 +66,8 @@ const READ_BUFFER: usize = 4 * 1024;
 
 pub const CLOSE_SLOW: u16 = 4008;
 pub const CLOSE_REVOKED: u16 = 4403;
+/// The credential that opened the socket no longer stands: reconnecting needs a new login.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -133,6 +140,8 @@ enum Outgoing {
     Event(Utf8Bytes),
     /// The person no longer shares with this socket's user.
     Revoked(UserId),
+    /// Some of this user's credentials were revoked: is the socket's one of them?
+    CheckCredential,
 }
 
 struct Session {
@@ -232,8 +241,7 @@ impl Session {
             }
         }
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-        let mut recheck =
-            tokio::time::interval_at(Instant::now() + RECHECK_SHARES_EVERY, RECHECK_SHARES_EVERY);
+        let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
         let mut last_pong = Instant::now();
         let overflowed = self.overflowed.clone();
         loop {
@@ -247,6 +255,12 @@ impl Session {
                     Some(Outgoing::Revoked(person)) => {
                         if self.feeds.contains_key(&person) {
                             tell_revoked(&mut sink, person).await;
+                            break;
+                        }
+                    }
+                    Some(Outgoing::CheckCredential) => {
+                        if !self.caller.still_stands(&self.state).await {
+                            let _ = send(&mut sink, close(CLOSE_UNAUTHORIZED, "credential revoked")).await;
                             break;
                         }
                     }
@@ -274,6 +288,10 @@ impl Session {
                     }
                 }
                 _ = recheck.tick() => {
+                    if !self.caller.still_stands(&self.state).await {
+                        let _ = send(&mut sink, close(CLOSE_UNAUTHORIZED, "credential revoked")).await;
+                        break;
+                    }
                     if let Some(person) = self.lost_share().await {
                         tell_revoked(&mut sink, person).await;
                         break;
@@ -311,6 +329,12 @@ impl Session {
                             Some(owner) => Outgoing::Revoked(owner),
                             None => continue,
                         }
+                    } else if live::is_credentials_revoked(event) {
+                        // Internal: about this socket's user only, never sent on.
+                        if !own {
+                            continue;
+                        }
+                        Outgoing::CheckCredential
                     } else {
                         Outgoing::Event(Utf8Bytes::from(event))
                     };

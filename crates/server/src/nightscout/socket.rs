@@ -8,6 +8,12 @@
 //! it sent, per collection, as `create`/`update`/`delete`; alert events become `/alarm`'s
 //! `alarm`/`urgent_alarm`/`clear_alarm`. Nothing is dropped silently: a socket that cannot take
 //! more is disconnected, and AndroidAPS catches up over REST when it reconnects.
+//!
+//! A subscription is authorized again before each delivery, as a REST request would be: a
+//! revoked token, an ended share, a changed API secret or a site no longer public disconnects
+//! the socket before anything more is sent (and every minute, so that it ends even when
+//! nothing is). A follower's subscription is written to the
+//! owner's access log (`nightscout.socket`), as their REST reads are.
 
 use std::sync::Arc;
 
@@ -21,6 +27,8 @@ use tokio::sync::Notify;
 
 use super::access::{authorize, Presented, ROOT_HANDLE};
 use super::v3::{changes, Collection};
+use crate::api::ws::RECHECK_EVERY;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The socket.io layer with the storage and alarm namespaces.
@@ -62,6 +70,40 @@ async fn alarm(s: SocketRef) -> Result<(), std::convert::Infallible> {
     Ok(())
 }
 
+/// Whether what `presented` was subscribed with still reads `owner`'s site (see the module
+/// documentation). A store that cannot answer does not end the subscription: the next
+/// delivery asks again.
+async fn still_authorized(
+    state: &AppState,
+    handle: &str,
+    presented: &Presented,
+    owner: glucosync_store::UserId,
+) -> bool {
+    match authorize(state, handle, presented).await {
+        Ok(caller) => caller.rights.read && caller.owner() == owner,
+        Err(ApiError::Unauthenticated | ApiError::Forbidden { .. } | ApiError::NotFound(_)) => {
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// The timer of a subscription's periodic authorization, which ends it within
+/// [`RECHECK_EVERY`] of a revocation even when nothing is sent.
+fn recheck_timer() -> tokio::time::Interval {
+    let start = tokio::time::Instant::now() + RECHECK_EVERY;
+    tokio::time::interval_at(start, RECHECK_EVERY)
+}
+
+/// The token a `subscribe` message carries, as Nightscout's REST takes a `?token=`.
+fn presented_token(request: &Value) -> Presented {
+    let token = request["accessToken"].as_str().unwrap_or("").to_owned();
+    Presented {
+        token: (!token.is_empty()).then_some(token),
+        ..Presented::default()
+    }
+}
+
 /// A signal that the socket disconnected: its task stops at once, without waiting for the
 /// next event (it holds the socket and a bus subscription).
 fn stop_on_disconnect(s: &SocketRef) -> Arc<Notify> {
@@ -78,12 +120,9 @@ async fn subscribe_storage(
     State(state): State<AppState>,
 ) {
     let request = request.unwrap_or(Value::Null);
-    let token = request["accessToken"].as_str().unwrap_or("").to_owned();
-    let presented = Presented {
-        token: (!token.is_empty()).then_some(token),
-        ..Presented::default()
-    };
-    let caller = match authorize(&state, &handle_of(s.ns()), &presented).await {
+    let presented = presented_token(&request);
+    let handle = handle_of(s.ns());
+    let caller = match authorize(&state, &handle, &presented).await {
         Ok(caller) => caller,
         Err(_) => {
             let _ = ack.send(&json!({"success": false, "message": "Missing or bad accessToken"}));
@@ -93,6 +132,14 @@ async fn subscribe_storage(
     if !caller.rights.read {
         let _ = ack
             .send(&json!({"success": false, "message": "Unauthorized to receive any collection"}));
+        return;
+    }
+    if caller
+        .record_read(&state, "nightscout.socket")
+        .await
+        .is_err()
+    {
+        let _ = ack.send(&json!({"success": false, "message": "Try again later"}));
         return;
     }
     let wanted: Vec<String> = request["collections"]
@@ -128,13 +175,25 @@ async fn subscribe_storage(
         }
     };
     let stop = stop_on_disconnect(&s);
+    let mut recheck = recheck_timer();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.notified() => return,
                 event = events.next() => if event.is_none() { return },
+                _ = recheck.tick() => {
+                    if !still_authorized(&state, &handle, &presented, owner).await {
+                        s.disconnect().ok();
+                        return;
+                    }
+                    continue;
+                }
             }
             if !s.connected() {
+                return;
+            }
+            if !still_authorized(&state, &handle, &presented, owner).await {
+                s.disconnect().ok();
                 return;
             }
             for ((name, collection), last) in granted.iter().zip(since.iter_mut()) {
@@ -175,21 +234,24 @@ async fn subscribe_alarm(
     ack: AckSender,
     State(state): State<AppState>,
 ) {
-    let token = request
-        .ok()
-        .and_then(|r| r["accessToken"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let presented = Presented {
-        token: (!token.is_empty()).then_some(token),
-        ..Presented::default()
-    };
-    let caller = match authorize(&state, &handle_of(s.ns()), &presented).await {
+    let presented = presented_token(&request.unwrap_or(Value::Null));
+    let handle = handle_of(s.ns());
+    let caller = match authorize(&state, &handle, &presented).await {
         Ok(caller) if caller.rights.read => caller,
         _ => {
             let _ = ack.send(&json!({"success": false, "message": "Missing or bad accessToken"}));
             return;
         }
     };
+    if caller
+        .record_read(&state, "nightscout.socket")
+        .await
+        .is_err()
+    {
+        let _ = ack.send(&json!({"success": false, "message": "Try again later"}));
+        return;
+    }
+    let owner = caller.owner();
     let mut events = match state
         .bus
         .subscribe(&crate::live::topic(caller.owner()))
@@ -205,6 +267,7 @@ async fn subscribe_alarm(
     let _ = ack.send(&json!({"success": true, "message": "Subscribed for alarms"}));
     // Unlike Nightscout, which tells every socket of the namespace, only subscribers hear.
     let stop = stop_on_disconnect(&s);
+    let mut recheck = recheck_timer();
     tokio::spawn(async move {
         loop {
             let payload = tokio::select! {
@@ -213,19 +276,25 @@ async fn subscribe_alarm(
                     Some(payload) => payload,
                     None => return,
                 },
+                _ = recheck.tick() => String::new(),
             };
             if !s.connected() {
                 return;
             }
-            for line in crate::live::split(&payload) {
-                let Ok(event) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                if let Some((name, message)) = nightscout_alarm(&event) {
-                    if s.emit(name, &message).is_err() {
-                        s.disconnect().ok();
-                        return;
-                    }
+            // Most events (every reading) are no alarm: authorize only what will be sent.
+            let alarms: Vec<_> = crate::live::split(&payload)
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter_map(|event| nightscout_alarm(&event))
+                .collect();
+            let check = payload.is_empty() || !alarms.is_empty();
+            if check && !still_authorized(&state, &handle, &presented, owner).await {
+                s.disconnect().ok();
+                return;
+            }
+            for (name, message) in alarms {
+                if s.emit(name, &message).is_err() {
+                    s.disconnect().ok();
+                    return;
                 }
             }
         }
