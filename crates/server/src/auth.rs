@@ -554,6 +554,24 @@ pub async fn forget_credentials(state: &AppState, person: UserId, token_hashes: 
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
+impl ClientIp {
+    /// What per-address limits count by: an IPv4 address, or an IPv6 address's /64. One
+    /// subscriber (a home, a phone, a rented server) is routed a whole /64 and can pick any of its
+    /// 2^64 addresses: counted per /128, the limit would not limit.
+    pub fn limit_key(&self) -> String {
+        match self.0 {
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let network = u128::from(v6) & (u128::MAX << 64);
+                    format!("{}/64", std::net::Ipv6Addr::from(network))
+                }
+            },
+            v4 => v4.to_string(),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
@@ -597,6 +615,16 @@ pub fn client_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_address_limits_count_an_ipv6_subscriber_by_its_64() {
+        let key = |a: &str| ClientIp(a.parse().expect("address")).limit_key();
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

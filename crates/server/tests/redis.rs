@@ -329,3 +329,74 @@ async fn the_api_rate_limit_is_one_count_across_replicas_and_per_person() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_counted_across_replicas_per_account_and_per_address() {
+    let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    // Behind a proxy on loopback: the client's address is the one it forwards.
+    let shared = |c: &mut glucosync_server::config::Config| {
+        c.redis_url = Some(glucosync_server::config::SecretUrl::new(url.clone()));
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("range")];
+    };
+    let a = TestServer::start_with(shared).await;
+    let b = TestServer::start_sharing(&a, shared).await;
+    a.user("ana@example.org").await;
+    let attempt = |n: usize, email: String, from: String| {
+        let s = if n % 2 == 0 { &a } else { &b };
+        async move {
+            s.client
+                .post(s.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": email, "password": "a wrong guess, again"}))
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    // Per account: ten wrong guesses from ten addresses over both replicas; the eleventh is
+    // refused whichever replica and address it comes from, the right password included.
+    for n in 0..10 {
+        let status = attempt(n, "ana@example.org".into(), format!("203.0.113.{n}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    for n in 10..12 {
+        let status = attempt(n, "ana@example.org".into(), format!("203.0.113.{n}")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "guess {n}");
+    }
+    let r = b
+        .client
+        .post(b.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "203.0.113.99")
+        .json(&json!({"email": "ana@example.org", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("send");
+    expect_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Per address: fifty guesses at fifty accounts from one IPv6 /64, each from another of its
+    // addresses, over both replicas; then the /64 is refused, another /64 is not.
+    for n in 0..50 {
+        let status = attempt(
+            n,
+            format!("p{n}@example.org"),
+            format!("2001:db8:5:6::{n:x}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    for n in 50..52 {
+        let status = attempt(
+            n,
+            format!("p{n}@example.org"),
+            format!("2001:db8:5:6::{n:x}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "guess {n}");
+    }
+    let status = attempt(0, "q@example.org".into(), "2001:db8:5:7::1".into()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "another subscriber");
+    b.stop().await;
+    a.stop().await;
+}

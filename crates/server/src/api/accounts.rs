@@ -227,13 +227,13 @@ pub(crate) fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>
               (status = 429, description = "Too many sign-ups from this address", body = crate::error::Problem)))]
 pub async fn signup(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<Profile>)> {
     password_login_enabled(&state)?;
     limit(
         &state,
-        format!("signup:ip:{}", ip),
+        format!("signup:ip:{}", client.limit_key()),
         SIGNUPS_PER_ADDRESS,
         SIGNUP_WINDOW,
     )
@@ -278,14 +278,14 @@ pub async fn signup(
               (status = 429, description = "Too many attempts", body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     password_login_enabled(&state)?;
     let email = Email::parse(&req.email).map_err(|_| ApiError::Unauthenticated)?;
     limit(
         &state,
-        format!("login:ip:{}", ip),
+        format!("login:ip:{}", client.limit_key()),
         LOGIN_PER_ADDRESS,
         LOGIN_WINDOW,
     )

@@ -143,13 +143,13 @@ fn new_pending(next: String, link_to: Option<i64>) -> Pending {
               (status = 503, body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     ApiQuery(params): ApiQuery<LoginParams>,
 ) -> ApiResult<Response> {
     // Each start stores a login in progress: limited per address like password logins.
     limit(
         &state,
-        format!("sso:ip:{ip}"),
+        format!("sso:ip:{}", client.limit_key()),
         LOGIN_PER_ADDRESS,
         LOGIN_WINDOW,
     )
