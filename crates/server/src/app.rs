@@ -274,6 +274,10 @@ fn with_security_headers(router: Router, hsts: bool) -> Router {
             header::HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
         ))
+        // What did not say how to be cached (API answers: health data, errors) is kept by no
+        // browser cache or proxy. Files of the site and the app say it themselves (web.rs);
+        // the PWA keeps its offline copies in its own Cache Storage, which this does not touch.
+        .layer(set(header::CACHE_CONTROL, "no-store"))
         // Powerful features the app never uses, off for it and anything it could embed.
         .layer(set(
             header::HeaderName::from_static("permissions-policy"),

@@ -402,6 +402,14 @@ async fn every_kind_of_response_carries_the_security_headers() {
             r.headers().get("strict-transport-security").is_none(),
             "HSTS over plain HTTP on {what}"
         );
+        // Files may be cached (revalidated); everything else is health data or about it.
+        let cache = header(&r, reqwest::header::CACHE_CONTROL);
+        let is_file = *path == "/" || *path == "/app/";
+        assert_eq!(
+            cache == "no-store",
+            !is_file,
+            "Cache-Control on {what}: {cache}"
+        );
     }
     s.stop().await;
 
