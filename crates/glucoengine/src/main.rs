@@ -272,12 +272,24 @@ fn main() -> Result<()> {
     if let Command::Serve { demo: true } = cli.command {
         config.demo = true;
     }
-    glucosync_server::telemetry::init_logging(config.log_format, &config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(cli.command, config))
+    let traces = glucosync_server::telemetry::init(
+        config.log_format,
+        &config.log_level,
+        config
+            .otlp_endpoint
+            .as_deref()
+            .map(|endpoint| (endpoint, runtime.handle())),
+    );
+    let result = runtime.block_on(run(cli.command, config));
+    // The last spans are exported from the runtime's threads, which still run.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    result
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {

@@ -246,11 +246,13 @@ impl AiClient {
     }
 
     /// Sends the request; a 2xx response is returned unread.
+    #[tracing::instrument(level = "debug", name = "openai chat.completions", skip_all, fields(otel.kind = "client"))]
     async fn send(&self, body: &Value, metrics: &Metrics) -> Attempt<reqwest::Response> {
         let count = |outcome: &str| count_call(metrics, outcome);
         let sent = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
+            .headers(crate::traces::outgoing_headers())
             .bearer_auth(&self.api_key)
             .json(body)
             .send()

@@ -120,6 +120,9 @@ pub struct Config {
     pub public_url: String,
     /// Unset: `/metrics` on the main listener. Set: only there.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to send OpenTelemetry traces over OTLP/HTTP (the collector's base URL; spans go
+    /// to `<it>/v1/traces`). Unset: no traces. `OTEL_EXPORTER_OTLP_ENDPOINT` is read too.
+    pub otlp_endpoint: Option<String>,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `glucosync_server=debug,info`.
     pub log_level: String,
@@ -206,6 +209,7 @@ impl Default for Config {
             smtp_ca_file: None,
             public_url: "http://127.0.0.1:8080".into(),
             metrics_listen: None,
+            otlp_endpoint: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             session_ttl_hours: 24 * 30,
@@ -269,6 +273,7 @@ struct Layer {
     smtp_ca_file: Option<PathBuf>,
     public_url: Option<String>,
     metrics_listen: Option<String>,
+    otlp_endpoint: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
     session_ttl_hours: Option<u64>,
@@ -329,6 +334,7 @@ pub const ENV_VARS: &[&str] = &[
     "GLUCOSYNC_SMTP_CA_FILE",
     "GLUCOSYNC_PUBLIC_URL",
     "GLUCOSYNC_METRICS_LISTEN",
+    "GLUCOSYNC_OTLP_ENDPOINT",
     "GLUCOSYNC_LOG_FORMAT",
     "GLUCOSYNC_LOG_LEVEL",
     "GLUCOSYNC_SESSION_TTL_HOURS",
@@ -492,6 +498,15 @@ impl Config {
             } else {
                 Some(parse_addr("metrics_listen (GLUCOSYNC_METRICS_LISTEN)", &v)?)
             };
+        }
+        if let Some(v) = l.otlp_endpoint {
+            let v = v.trim().trim_end_matches('/').to_owned();
+            if !(v.is_empty() || v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(bad(format!(
+                    "otlp_endpoint (GLUCOSYNC_OTLP_ENDPOINT) is `{v}`; use the OTLP/HTTP receiver's base URL, e.g. http://otel-collector:4318"
+                )));
+            }
+            self.otlp_endpoint = (!v.is_empty()).then_some(v);
         }
         if let Some(v) = l.log_format {
             self.log_format = match v.as_str() {
@@ -786,7 +801,7 @@ impl Config {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         format!(
             "listen = {:?}\ndata_dir = {:?}\nweb_dir = {:?}\nsite_dir = {:?}\ndatabase_url = {:?}\ndatabase_read_url = {:?}\ndatabase_pool_size = {}\n\
-             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\n\
+             redis_url = {:?}\ntrusted_proxies = {:?}\nallowed_origins = {:?}\npush_subject = {:?}\npush_allow_loopback = {}\nsmtp_url = {:?}\nsmtp_from = {:?}\nsmtp_ca_file = {:?}\npublic_url = {:?}\nmetrics_listen = {:?}\notlp_endpoint = {:?}\n\
              log_format = {:?}\nlog_level = {:?}\nsession_ttl_hours = {}\ncookie_secure = {}\n\
              max_body_bytes = {}\nshutdown_grace_seconds = {}\nshutdown_drain_seconds = {}\n\
              api_rate_limit_per_minute = {}\naccount_deletion_grace_days = {}\nimport_allow_private_urls = {}\n\
@@ -812,6 +827,7 @@ impl Config {
             opt(&self.smtp_ca_file.as_ref().map(|p| p.display().to_string())),
             self.public_url,
             opt(&self.metrics_listen.map(|a| a.to_string())),
+            opt(&self.otlp_endpoint),
             match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
@@ -929,7 +945,13 @@ fn parse_env<T: std::str::FromStr>(name: &str, v: &str, expected: &str) -> Resul
 
 fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, ConfigError> {
     let mut l = Layer::default();
+    // The standard variable of OpenTelemetry's SDKs, for where GLUCOSYNC_OTLP_ENDPOINT is unset.
+    let mut otel_endpoint = None;
     for (key, value) in env {
+        if key == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+            otel_endpoint = Some(value);
+            continue;
+        }
         let Some(name) = key.strip_prefix("GLUCOSYNC_") else {
             continue;
         };
@@ -955,6 +977,7 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
                 l.push_allow_loopback = Some(parse_env(&key, &value, "true or false")?)
             }
             "METRICS_LISTEN" => l.metrics_listen = Some(value),
+            "OTLP_ENDPOINT" => l.otlp_endpoint = Some(value),
             "LOG_FORMAT" => l.log_format = Some(value),
             "LOG_LEVEL" => l.log_level = Some(value),
             "SESSION_TTL_HOURS" => {
@@ -1019,6 +1042,9 @@ fn env_layer(env: impl IntoIterator<Item = (String, String)>) -> Result<Layer, C
                 )))
             }
         }
+    }
+    if l.otlp_endpoint.is_none() {
+        l.otlp_endpoint = otel_endpoint;
     }
     Ok(l)
 }
@@ -1089,6 +1115,11 @@ public_url = "http://127.0.0.1:8080"
 # Serve /metrics on a separate address (e.g. for a scraper on a private network).
 # Unset: /metrics is on the main listener.
 # metrics_listen = "127.0.0.1:9090"
+
+# OpenTelemetry traces over OTLP/HTTP to this collector (spans go to <it>/v1/traces): one span
+# per request, with the database, Redis, SMTP, push and OpenAI calls inside, and the trace id
+# in every log line of the request. The standard OTEL_EXPORTER_OTLP_ENDPOINT works too.
+# otlp_endpoint = "http://otel-collector:4318"
 
 # Logs: "text" for people, "json" for log collectors. Level: error, warn, info, debug.
 log_format = "text"
@@ -1187,6 +1218,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn traces_go_to_the_named_otlp_endpoint_or_the_standard_variables() {
+        let load = |vars: &[(&str, &str)]| {
+            Config::load(
+                None,
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            )
+        };
+        assert_eq!(load(&[]).expect("config").otlp_endpoint, None);
+        let standard = load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]);
+        assert_eq!(
+            standard.expect("config").otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+        let both = load(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("GLUCOSYNC_OTLP_ENDPOINT", "https://tempo.example.org"),
+        ]);
+        assert_eq!(
+            both.expect("config").otlp_endpoint.as_deref(),
+            Some("https://tempo.example.org")
+        );
+        let wrong = load(&[("GLUCOSYNC_OTLP_ENDPOINT", "collector:4317")]).expect_err("refused");
+        assert!(wrong.to_string().contains("otlp_endpoint"), "{wrong}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use glucosync_store::{
 };
 use serde_json::json;
 use sha2::Digest;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::mail::Mailer;
@@ -207,9 +208,13 @@ impl Notifier {
     /// Sends what is queued for `person` now, in the background (right after the change).
     pub fn deliver_soon(self: &Arc<Self>, state: &AppState, person: UserId) {
         let (me, state) = (self.clone(), state.clone());
-        tokio::spawn(async move {
-            me.deliver(&state, DeliveryScope::Person(person)).await;
-        });
+        // Part of the change's trace.
+        tokio::spawn(
+            async move {
+                me.deliver(&state, DeliveryScope::Person(person)).await;
+            }
+            .in_current_span(),
+        );
     }
 
     /// Claims and sends the pending deliveries of `scope`.
@@ -225,6 +230,16 @@ impl Notifier {
                 return;
             }
         };
+        if claimed.is_empty() {
+            return;
+        }
+        // A trace of its own when nothing started it (the background worker), or a part of
+        // the change's that did.
+        let span = tracing::info_span!("deliver notifications", deliveries = claimed.len());
+        self.send_claimed(state, claimed).instrument(span).await;
+    }
+
+    async fn send_claimed(&self, state: &AppState, claimed: Vec<Delivery>) {
         for delivery in claimed {
             let outcome = match delivery.channel {
                 DeliveryChannel::Push => self.push(state, &delivery).await,
@@ -281,6 +296,7 @@ impl Notifier {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "web push", skip_all, fields(otel.kind = "client"))]
     async fn push(&self, state: &AppState, delivery: &Delivery) -> DeliveryOutcome {
         let subscription = match state.store.push_subscriptions(delivery.recipient_id).await {
             Ok(subs) => subs

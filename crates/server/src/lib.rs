@@ -29,6 +29,7 @@ mod outbound;
 pub mod push;
 pub mod state;
 pub mod telemetry;
+pub mod traces;
 pub mod web;
 
 use std::future::Future;

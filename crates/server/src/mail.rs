@@ -81,6 +81,7 @@ impl Mailer {
     /// Sends a plain-text message to `to`. `message_id` (without angle brackets), when given,
     /// names the message: a copy sent again (after a crash between sending and recording)
     /// carries the same id, so mail software can tell it is the same message.
+    #[tracing::instrument(level = "debug", name = "smtp send", skip_all, fields(otel.kind = "client"))]
     pub async fn send(
         &self,
         to: &str,

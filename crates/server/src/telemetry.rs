@@ -16,6 +16,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+use tracing::Instrument;
 
 use crate::config::LogFormat;
 use crate::state::AppState;
@@ -32,6 +33,21 @@ pub struct RequestId(pub String);
 const LEAKY_AT_DEBUG: &[&str] = &["tokio_postgres", "postgres_protocol", "redis"];
 
 pub fn init_logging(format: LogFormat, filter: &str) {
+    let _ = init(format, filter, None);
+}
+
+/// Logs to stdout in `format`, filtered by `filter`; and, with `traces` (the OTLP endpoint and
+/// the runtime to export from), traces (see [`crate::traces`]), whose provider is returned to
+/// be shut down last.
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    traces: Option<(&str, &tokio::runtime::Handle)>,
+) -> Option<crate::traces::Traces> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, Layer, Registry};
+
     let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     for target in LEAKY_AT_DEBUG {
@@ -39,21 +55,50 @@ pub fn init_logging(format: LogFormat, filter: &str) {
             filter = filter.add_directive(directive);
         }
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .with_target(true);
-    let result = match format {
-        LogFormat::Json => builder
+    let log = match format {
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+            .with_span_list(false)
+            .with_target(true)
+            .with_writer(std::io::stdout)
+            .map_event_format(crate::traces::WithTraceId)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_target(true)
+            .with_writer(std::io::stdout)
+            .map_event_format(crate::traces::WithTraceId)
+            .with_filter(filter)
+            .boxed(),
     };
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![
+        log,
+        crate::traces::RecordTraceIds
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span() && meta.name() == REQUEST_SPAN
+            }))
+            .boxed(),
+    ];
+    let mut provider = None;
+    if let Some((endpoint, runtime)) = traces {
+        match crate::traces::layer(endpoint, runtime) {
+            Ok((layer, traces)) => {
+                layers.push(layer.boxed());
+                provider = Some(traces);
+            }
+            // Logging is not set up yet: say it where the log goes.
+            Err(e) => eprintln!("traces are off: the OTLP exporter could not be set up: {e}"),
+        }
+    }
     // Already initialised (tests that start several servers in one process): keep the first.
-    let _ = result;
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    provider
 }
+
+/// The name of the span around each request (see [`observe`]).
+const REQUEST_SPAN: &str = "request";
 
 /// The seed's metric names (SPEC §5) and the process and storage gauges.
 /// The outcomes `glucosync_openai_api_calls_total` counts.
@@ -280,9 +325,25 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let mut response = next.run(request).await;
+    let span = tracing::info_span!(
+        REQUEST_SPAN,
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    crate::traces::continue_trace(&span, request.headers());
+    let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    crate::traces::write_context(&span, response.headers_mut());
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
@@ -292,6 +353,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
         .observe(elapsed.as_secs_f64());
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let _in_request = span.enter();
     if status.is_server_error() {
         tracing::error!(request_id = %id, method = %method, route = %route, status = status.as_u16(), latency_ms, "request");
     } else if status == StatusCode::NOT_FOUND && route == "unmatched" {
@@ -299,5 +361,6 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     } else {
         tracing::info!(request_id = %id, method = %method, route = %route, status = status.as_u16(), latency_ms, "request");
     }
+    drop(_in_request);
     response
 }

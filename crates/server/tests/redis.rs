@@ -343,7 +343,7 @@ async fn login_attempts_are_counted_across_replicas_per_account_and_per_address(
     let b = TestServer::start_sharing(&a, shared).await;
     a.user("ana@example.org").await;
     let attempt = |n: usize, email: String, from: String| {
-        let s = if n % 2 == 0 { &a } else { &b };
+        let s = if n.is_multiple_of(2) { &a } else { &b };
         async move {
             s.client
                 .post(s.url("/api/v1/auth/login"))

@@ -232,6 +232,7 @@ impl RedisRateLimiter {
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn add(
         &self,
         key: &str,
@@ -254,6 +255,7 @@ impl RateLimiter for RedisRateLimiter {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn reset(&self, key: &str) -> Result<(), SharedStateError> {
         let key = format!("{PREFIX}rate:{key}");
         self.redis
@@ -295,6 +297,7 @@ impl RedisCache {
 
 #[async_trait]
 impl Cache for RedisCache {
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn get(&self, key: &str) -> Result<Option<String>, SharedStateError> {
         let key = format!("{PREFIX}cache:{key}");
         self.redis
@@ -305,6 +308,7 @@ impl Cache for RedisCache {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), SharedStateError> {
         let key = format!("{PREFIX}cache:{key}");
         let ms = ttl.as_millis().max(1) as u64;
@@ -316,6 +320,7 @@ impl Cache for RedisCache {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn put_ranked(
         &self,
         key: &str,
@@ -342,6 +347,7 @@ impl Cache for RedisCache {
         Ok(stored == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, SharedStateError> {
         let key = format!("{PREFIX}cache:{key}");
         let ms = ttl.as_millis().max(1) as u64;
@@ -364,6 +370,7 @@ impl Cache for RedisCache {
         Ok(set.is_some())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn remove(&self, keys: &[String]) -> Result<(), SharedStateError> {
         if keys.is_empty() {
             return Ok(());
@@ -560,6 +567,7 @@ impl Drop for Subscription {
 
 #[async_trait]
 impl EventBus for RedisBus {
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn publish(&self, topic: &str, payload: &str) -> Result<(), SharedStateError> {
         let channel = channel_of(topic);
         self.redis
@@ -573,6 +581,7 @@ impl EventBus for RedisBus {
     /// Returns once events published from now on will arrive: the replica's Redis
     /// subscription to the topic is live (or `LISTENING_WAIT` has passed while Redis is
     /// unreachable; delivery is at most once either way).
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn subscribe(&self, topic: &str) -> Result<BoxStream<'static, String>, SharedStateError> {
         let events = self.local.subscribe(topic).await?;
         *self

@@ -364,11 +364,13 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         migrations::apply(&mut client).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn readiness(&self) -> Result<Readiness, StoreError> {
         let client = self.client().await?;
         Ok(Readiness {
@@ -388,6 +390,7 @@ impl Store for PostgresStore {
         stats
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn close(&self) {
         self.primary.close();
         if let Some(r) = &self.replica {
@@ -395,6 +398,7 @@ impl Store for PostgresStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
@@ -433,6 +437,7 @@ impl Store for PostgresStore {
         Ok(user)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let rows = self
             .query(
@@ -443,6 +448,7 @@ impl Store for PostgresStore {
         rows.first().map(|r| user_from_row(r, 0)).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn link_identity(
         &self,
         user_id: UserId,
@@ -471,6 +477,7 @@ impl Store for PostgresStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn user_by_identity(
         &self,
         issuer: &str,
@@ -488,6 +495,7 @@ impl Store for PostgresStore {
         rows.first().map(|r| user_from_row(r, 0)).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
         let rows = self
             .query(
@@ -505,6 +513,7 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError> {
         let rows = self
             .query("SELECT password_hash FROM users WHERE id = $1", &[&id])
@@ -512,6 +521,7 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_password_hash(
         &self,
         id: UserId,
@@ -540,6 +550,7 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_display_name(&self, id: UserId, name: Option<&str>) -> Result<(), StoreError> {
         self.execute(
             "UPDATE users SET display_name = $1 WHERE id = $2",
@@ -549,6 +560,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -560,6 +572,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError> {
         Ok(self
             .execute(
@@ -570,6 +583,7 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
@@ -597,6 +611,7 @@ impl Store for PostgresStore {
         Ok(hashes)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_users(&self, after_id: UserId, limit: usize) -> Result<Vec<User>, StoreError> {
         let limit = limit as i64;
         self.query(
@@ -609,6 +624,7 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn request_deletion(
         &self,
         id: UserId,
@@ -654,6 +670,7 @@ impl Store for PostgresStore {
         Ok(hashes)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn cancel_deletion(&self, id: UserId) -> Result<bool, StoreError> {
         let client = self.client().await?;
         client
@@ -666,6 +683,7 @@ impl Store for PostgresStore {
             .map_err(pg_err)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn deletions_due(&self, now_ms: i64) -> Result<Vec<UserId>, StoreError> {
         Ok(self
             .query(
@@ -679,6 +697,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_account(&self, id: UserId) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
@@ -695,11 +714,13 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn count_users(&self) -> Result<u64, StoreError> {
         let rows = self.query("SELECT COUNT(*) FROM users", &[]).await?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn create_credential(&self, new: NewCredential) -> Result<Credential, StoreError> {
         let scopes = Scope::join(&new.scopes);
         let rows = self
@@ -736,6 +757,7 @@ impl Store for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn credential_by_hash(
         &self,
         token_hash: &str,
@@ -755,6 +777,7 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError> {
         self.execute(
             "UPDATE credentials SET last_used_ms = $1 WHERE id = $2",
@@ -764,6 +787,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_api_tokens(
         &self,
         user_id: UserId,
@@ -781,6 +805,7 @@ impl Store for PostgresStore {
         rows.iter().map(credential_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn revoke_credential(
         &self,
         user_id: UserId,
@@ -793,6 +818,7 @@ impl Store for PostgresStore {
             .pop())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_readings(
         &self,
         user_id: UserId,
@@ -857,6 +883,7 @@ impl Store for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_readings(
         &self,
         user_id: UserId,
@@ -877,6 +904,7 @@ impl Store for PostgresStore {
         rows.iter().map(reading_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn cgm_values(
         &self,
         user_id: UserId,
@@ -904,6 +932,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError> {
         let rows = self
             .query(
@@ -914,6 +943,7 @@ impl Store for PostgresStore {
         rows.iter().map(reading_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         Ok(self
             .deleted_with_tombstones("readings", "id = $2", &[&user_id, &id, &now_ms()])
@@ -921,6 +951,7 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_readings_in_range(
         &self,
         user_id: UserId,
@@ -935,6 +966,7 @@ impl Store for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_treatments(
         &self,
         user_id: UserId,
@@ -984,6 +1016,7 @@ impl Store for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_treatments(
         &self,
         user_id: UserId,
@@ -1007,6 +1040,7 @@ impl Store for PostgresStore {
         rows.iter().map(treatment_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn treatment(&self, user_id: UserId, id: &str) -> Result<Option<Treatment>, StoreError> {
         let rows = self
             .query(
@@ -1019,6 +1053,7 @@ impl Store for PostgresStore {
         rows.first().map(treatment_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn update_treatment(
         &self,
         user_id: UserId,
@@ -1042,6 +1077,7 @@ impl Store for PostgresStore {
         rows.first().map(treatment_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .deleted_with_tombstones("treatments", "id = $2", &[&user_id, &id, &now_ms()])
@@ -1049,6 +1085,7 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn save_forecasts(
         &self,
         forecasts: Vec<(UserId, std::sync::Arc<StoredForecast>)>,
@@ -1081,6 +1118,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg_err)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError> {
         let rows = self
             .query(
@@ -1097,6 +1135,7 @@ impl Store for PostgresStore {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn save_model(&self, user_id: UserId, m: &StoredModel) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO forecast_models (user_id, version, trained_until_ms, created_ms, body) \
@@ -1115,6 +1154,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn latest_model(&self, user_id: UserId) -> Result<Option<StoredModel>, StoreError> {
         let rows = self
             .query(
@@ -1131,6 +1171,7 @@ impl Store for PostgresStore {
         }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn create_invite(&self, invite: NewInvite) -> Result<Share, StoreError> {
         let rows = self
             .query(
@@ -1154,6 +1195,7 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::Internal("no row returned".into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn accept_invite(
         &self,
         token_hash: &str,
@@ -1204,6 +1246,7 @@ impl Store for PostgresStore {
         Ok(Some(share))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn shares_of_owner(&self, owner: UserId) -> Result<Vec<Share>, StoreError> {
         self.query(
             &format!("SELECT {SHARE_COLUMNS} FROM shares WHERE owner_id = $1 ORDER BY id DESC"),
@@ -1215,6 +1258,7 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn shares_followed(&self, follower: UserId) -> Result<Vec<Share>, StoreError> {
         self.query(
             &format!(
@@ -1229,6 +1273,7 @@ impl Store for PostgresStore {
         .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn active_share(
         &self,
         owner: UserId,
@@ -1247,6 +1292,7 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         Ok(self
             .execute(
@@ -1258,6 +1304,7 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError> {
         let rows = self
             .query(
@@ -1278,6 +1325,7 @@ impl Store for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn save_alert_book(
         &self,
         user_id: UserId,
@@ -1328,6 +1376,7 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn mark_alerts_evaluated(
         &self,
         evaluated: &[(UserId, i64, Option<i64>)],
@@ -1345,6 +1394,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn alerts_due(
         &self,
         now_ms: i64,
@@ -1364,6 +1414,7 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn try_lease(
         &self,
         name: &str,
@@ -1383,6 +1434,7 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         self.execute(
             "DELETE FROM leases WHERE name = $1 AND holder = $2",
@@ -1392,6 +1444,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn add_push_subscription(
         &self,
         user_id: UserId,
@@ -1422,6 +1475,7 @@ impl Store for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn push_subscriptions(
         &self,
         user_id: UserId,
@@ -1446,6 +1500,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         Ok(self
             .execute(
@@ -1456,6 +1511,7 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn claim_deliveries(
         &self,
         scope: DeliveryScope<'_>,
@@ -1502,6 +1558,7 @@ impl Store for PostgresStore {
         rows.iter().map(delivery_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn finish_delivery(
         &self,
         delivery: &Delivery,
@@ -1533,6 +1590,7 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg_err)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn deliveries_of(
         &self,
         person_id: UserId,
@@ -1551,6 +1609,7 @@ impl Store for PostgresStore {
         rows.iter().map(delivery_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn set_follow_channels(
         &self,
         owner: UserId,
@@ -1568,6 +1627,7 @@ impl Store for PostgresStore {
             > 0)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
         // Two replicas starting at once: the loser's statement may not see the winner's row
         // (its snapshot predates it); the next attempt does.
@@ -1587,6 +1647,7 @@ impl Store for PostgresStore {
         Err(StoreError::Internal("no secret returned".into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn record_access(
         &self,
         owner: UserId,
@@ -1602,6 +1663,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn access_log(
         &self,
         owner: UserId,
@@ -1629,6 +1691,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn nightscout_site(&self, user_id: UserId) -> Result<Option<NightscoutSite>, StoreError> {
         let rows = self
             .query(
@@ -1639,6 +1702,7 @@ impl Store for PostgresStore {
         rows.first().map(site_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn create_nightscout_site(
         &self,
         site: &NightscoutSite,
@@ -1670,6 +1734,7 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::Internal("a created site was not returned".into()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn nightscout_site_by_handle(
         &self,
         handle: &str,
@@ -1683,6 +1748,7 @@ impl Store for PostgresStore {
         rows.first().map(site_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn nightscout_site_by_secret(
         &self,
         secret_hash: &str,
@@ -1696,6 +1762,7 @@ impl Store for PostgresStore {
         rows.first().map(site_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn update_nightscout_site(&self, site: &NightscoutSite) -> Result<bool, StoreError> {
         Ok(self
             .execute(
@@ -1713,6 +1780,7 @@ impl Store for PostgresStore {
             == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_entries(
         &self,
         user_id: UserId,
@@ -1789,6 +1857,7 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_nightscout_treatments(
         &self,
         user_id: UserId,
@@ -1871,6 +1940,7 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn insert_documents(
         &self,
         user_id: UserId,
@@ -1912,6 +1982,7 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn put_document(
         &self,
         user_id: UserId,
@@ -1929,6 +2000,7 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn list_documents(
         &self,
         user_id: UserId,
@@ -1968,6 +2040,7 @@ impl Store for PostgresStore {
         rows.iter().map(document_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn document(
         &self,
         user_id: UserId,
@@ -1985,6 +2058,7 @@ impl Store for PostgresStore {
         rows.first().map(document_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn documents_modified_since(
         &self,
         user_id: UserId,
@@ -2004,6 +2078,7 @@ impl Store for PostgresStore {
         rows.iter().map(document_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn reading(&self, user_id: UserId, id: i64) -> Result<Option<Reading>, StoreError> {
         let rows = self
             .query(
@@ -2014,6 +2089,7 @@ impl Store for PostgresStore {
         rows.first().map(reading_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn readings_stored_since(
         &self,
         user_id: UserId,
@@ -2032,6 +2108,7 @@ impl Store for PostgresStore {
         rows.iter().map(reading_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn treatments_changed_since(
         &self,
         user_id: UserId,
@@ -2050,6 +2127,7 @@ impl Store for PostgresStore {
         rows.iter().map(treatment_from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn last_changes(&self, user_id: UserId) -> Result<LastChanges, StoreError> {
         let rows = self
             .query(
@@ -2080,6 +2158,7 @@ impl Store for PostgresStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
     async fn delete_documents(
         &self,
         user_id: UserId,

@@ -160,12 +160,14 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn migrate(&self) -> Result<(), StoreError> {
         self.engine
             .write(|conn| migrations::apply(conn).map_err(sql_err))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn readiness(&self) -> Result<Readiness, StoreError> {
         self.engine
             .read(|conn| {
@@ -181,11 +183,13 @@ impl Store for SqliteStore {
         self.engine.stats()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn close(&self) {
         let engine = self.engine.clone();
         let _ = tokio::task::spawn_blocking(move || engine.close()).await;
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         self.engine
             .write(move |conn| {
@@ -213,6 +217,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -223,6 +228,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn link_identity(
         &self,
         user_id: UserId,
@@ -259,6 +265,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn user_by_identity(
         &self,
         issuer: &str,
@@ -280,6 +287,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn user_by_email(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
         let email = email.to_owned();
         self.engine
@@ -296,6 +304,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -308,6 +317,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn set_password_hash(
         &self,
         id: UserId,
@@ -332,6 +342,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn set_display_name(&self, id: UserId, name: Option<&str>) -> Result<(), StoreError> {
         let name = name.map(str::to_owned);
         self.engine
@@ -346,6 +357,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn set_settings(&self, id: UserId, settings: &UserSettings) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -361,6 +373,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn set_admin(&self, id: UserId, admin: bool) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
@@ -374,6 +387,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Vec<String>, StoreError> {
         self.engine
             .write(move |conn| {
@@ -391,6 +405,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn list_users(&self, after_id: UserId, limit: usize) -> Result<Vec<User>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -406,6 +421,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn request_deletion(
         &self,
         id: UserId,
@@ -438,6 +454,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn cancel_deletion(&self, id: UserId) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
@@ -452,6 +469,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn deletions_due(&self, now_ms: i64) -> Result<Vec<UserId>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -468,6 +486,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn delete_account(&self, id: UserId) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
@@ -482,6 +501,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn count_users(&self) -> Result<u64, StoreError> {
         self.engine
             .read(|conn| {
@@ -492,6 +512,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn create_credential(&self, new: NewCredential) -> Result<Credential, StoreError> {
         self.engine
             .write(move |conn| {
@@ -528,6 +549,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn credential_by_hash(
         &self,
         token_hash: &str,
@@ -552,6 +574,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn touch_credential(&self, id: CredentialId, now_ms: i64) -> Result<(), StoreError> {
         self.engine
             .write(move |conn| {
@@ -565,6 +588,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn list_api_tokens(
         &self,
         user_id: UserId,
@@ -582,6 +606,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn revoke_credential(
         &self,
         user_id: UserId,
@@ -610,6 +635,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn insert_readings(
         &self,
         user_id: UserId,
@@ -656,6 +682,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn list_readings(
         &self,
         user_id: UserId,
@@ -689,6 +716,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn cgm_values(
         &self,
         user_id: UserId,
@@ -714,6 +742,7 @@ impl Store for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn latest_readings(&self, user_id: UserId, n: usize) -> Result<Vec<Reading>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -726,6 +755,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn delete_reading(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
@@ -745,6 +775,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn delete_readings_in_range(
         &self,
         user_id: UserId,
@@ -769,6 +800,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn insert_treatments(
         &self,
         user_id: UserId,
@@ -801,6 +833,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn list_treatments(
         &self,
         user_id: UserId,
@@ -835,6 +868,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn treatment(&self, user_id: UserId, id: &str) -> Result<Option<Treatment>, StoreError> {
         let id = id.to_owned();
         self.engine
@@ -852,6 +886,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn update_treatment(
         &self,
         user_id: UserId,
@@ -886,6 +921,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn delete_treatment(&self, user_id: UserId, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.engine
@@ -905,6 +941,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn save_forecasts(
         &self,
         batch: Vec<(UserId, std::sync::Arc<StoredForecast>)>,
@@ -935,6 +972,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn latest_forecast(&self, user_id: UserId) -> Result<Option<StoredForecast>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -958,6 +996,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn save_model(&self, user_id: UserId, model: &StoredModel) -> Result<(), StoreError> {
         let m = model.clone();
         self.engine
@@ -975,6 +1014,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn latest_model(&self, user_id: UserId) -> Result<Option<StoredModel>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -998,6 +1038,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn create_invite(&self, invite: NewInvite) -> Result<Share, StoreError> {
         self.engine
             .write(move |conn| {
@@ -1031,6 +1072,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn accept_invite(
         &self,
         token_hash: &str,
@@ -1080,15 +1122,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn shares_of_owner(&self, owner: UserId) -> Result<Vec<Share>, StoreError> {
         self.shares_where("owner_id = ?1", owner).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn shares_followed(&self, follower: UserId) -> Result<Vec<Share>, StoreError> {
         self.shares_where("follower_id = ?1 AND revoked_ms IS NULL", follower)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn active_share(
         &self,
         owner: UserId,
@@ -1101,6 +1146,7 @@ impl Store for SqliteStore {
             .find(|s| s.owner_id == owner))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn revoke_share(&self, owner: UserId, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
@@ -1115,6 +1161,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError> {
         let row = self
             .engine
@@ -1142,6 +1189,7 @@ impl Store for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn save_alert_book(
         &self,
         user_id: UserId,
@@ -1189,6 +1237,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn mark_alerts_evaluated(
         &self,
         evaluated: &[(UserId, i64, Option<i64>)],
@@ -1210,6 +1259,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn alerts_due(
         &self,
         now_ms: i64,
@@ -1245,6 +1295,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn try_lease(
         &self,
         name: &str,
@@ -1268,6 +1319,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.engine
@@ -1282,6 +1334,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn add_push_subscription(
         &self,
         user_id: UserId,
@@ -1314,6 +1367,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn push_subscriptions(
         &self,
         user_id: UserId,
@@ -1342,6 +1396,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn delete_push_subscription(&self, user_id: UserId, id: i64) -> Result<bool, StoreError> {
         self.engine
             .write(move |conn| {
@@ -1355,6 +1410,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn claim_deliveries(
         &self,
         scope: DeliveryScope<'_>,
@@ -1395,6 +1451,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn finish_delivery(
         &self,
         delivery: &Delivery,
@@ -1425,6 +1482,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn deliveries_of(
         &self,
         person_id: UserId,
@@ -1451,6 +1509,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn set_follow_channels(
         &self,
         owner: UserId,
@@ -1471,6 +1530,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
         let (name, candidate) = (name.to_owned(), candidate.to_owned());
         self.engine
@@ -1490,6 +1550,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn record_access(
         &self,
         owner: UserId,
@@ -1511,6 +1572,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn access_log(
         &self,
         owner: UserId,
@@ -1545,10 +1607,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn nightscout_site(&self, user_id: UserId) -> Result<Option<NightscoutSite>, StoreError> {
         self.site_where("user_id = ?1", user_id.to_string()).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn create_nightscout_site(
         &self,
         site: &NightscoutSite,
@@ -1580,6 +1644,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn nightscout_site_by_handle(
         &self,
         handle: &str,
@@ -1587,6 +1652,7 @@ impl Store for SqliteStore {
         self.site_where("handle = ?1", handle.to_owned()).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn nightscout_site_by_secret(
         &self,
         secret_hash: &str,
@@ -1595,6 +1661,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn update_nightscout_site(&self, site: &NightscoutSite) -> Result<bool, StoreError> {
         let site = site.clone();
         self.engine
@@ -1610,6 +1677,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn insert_entries(
         &self,
         user_id: UserId,
@@ -1662,6 +1730,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn insert_nightscout_treatments(
         &self,
         user_id: UserId,
@@ -1717,6 +1786,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn insert_documents(
         &self,
         user_id: UserId,
@@ -1745,6 +1815,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn put_document(
         &self,
         user_id: UserId,
@@ -1766,6 +1837,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn list_documents(
         &self,
         user_id: UserId,
@@ -1799,6 +1871,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn document(
         &self,
         user_id: UserId,
@@ -1821,6 +1894,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn documents_modified_since(
         &self,
         user_id: UserId,
@@ -1843,6 +1917,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn reading(&self, user_id: UserId, id: i64) -> Result<Option<Reading>, StoreError> {
         self.engine
             .read(move |conn| {
@@ -1859,6 +1934,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn readings_stored_since(
         &self,
         user_id: UserId,
@@ -1880,6 +1956,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn treatments_changed_since(
         &self,
         user_id: UserId,
@@ -1903,6 +1980,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn last_changes(&self, user_id: UserId) -> Result<LastChanges, StoreError> {
         self.engine
             .read(move |conn| {
@@ -1932,6 +2010,7 @@ impl Store for SqliteStore {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
     async fn delete_documents(
         &self,
         user_id: UserId,

@@ -7,6 +7,7 @@
 pub mod live;
 pub mod oidc;
 pub mod openai;
+pub mod otlp;
 pub mod push;
 pub mod s3;
 pub mod smtp;

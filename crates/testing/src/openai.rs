@@ -29,6 +29,8 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub authorization: String,
+    /// The W3C trace context the caller sent, if any.
+    pub traceparent: Option<String>,
     pub body: Value,
 }
 
@@ -115,6 +117,10 @@ async fn completions(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned(),
+            traceparent: headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             body: body.clone(),
         });
         let default = Reply::Text(inner.default_text.clone());

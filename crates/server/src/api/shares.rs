@@ -10,6 +10,7 @@ use glucosync_domain::accounts::Email;
 use glucosync_domain::{Timestamp, ValidationError};
 use glucosync_store::{NewInvite, Share, ShareRole};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::auth::{hash_secret, new_secret, Caller};
@@ -167,22 +168,25 @@ async fn send_invite(
     );
     let subject = format!("{inviter} invites you to GlucoSync");
     let to = to.to_owned();
-    tokio::spawn(async move {
-        for attempt in 0..6u32 {
-            match mailer.send(&to, &subject, text.clone(), None).await {
-                Ok(()) => return,
-                Err(e) if e.permanent => {
-                    tracing::warn!(error = %e.message, "an invite email was refused");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e.message, attempt, "an invite email will be retried");
-                    tokio::time::sleep(std::time::Duration::from_secs(2u64 << attempt)).await;
+    tokio::spawn(
+        async move {
+            for attempt in 0..6u32 {
+                match mailer.send(&to, &subject, text.clone(), None).await {
+                    Ok(()) => return,
+                    Err(e) if e.permanent => {
+                        tracing::warn!(error = %e.message, "an invite email was refused");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, attempt, "an invite email will be retried");
+                        tokio::time::sleep(std::time::Duration::from_secs(2u64 << attempt)).await;
+                    }
                 }
             }
+            tracing::warn!("an invite email could not be sent");
         }
-        tracing::warn!("an invite email could not be sent");
-    });
+        .in_current_span(),
+    );
     true
 }
 
