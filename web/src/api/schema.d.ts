@@ -294,6 +294,8 @@ export interface paths {
          * The caller's live events, as `text/event-stream`. Each event's data is a JSON object with a
          *     `type` (`reading`, `forecast`, `alert`, …; see `live`). Delivery is at most once: after a
          *     reconnect, read what was missed from the REST endpoints (or use the WebSocket's `since`).
+         *     The stream ends when the credential that opened it is revoked (at once) or otherwise stops
+         *     standing (checked every minute).
          */
         get: operations["readings_stream"];
         put?: never;
