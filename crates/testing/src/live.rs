@@ -90,6 +90,14 @@ pub async fn send(socket: &mut Socket, v: Value) {
         .expect("send");
 }
 
+/// Sends `text` as it is (any text, JSON or not).
+pub async fn send_text(socket: &mut Socket, text: &str) {
+    socket
+        .send(Message::Text(text.to_owned().into()))
+        .await
+        .expect("send");
+}
+
 /// Reads until the server closes the socket; the close code (`None`: dropped without one).
 pub async fn closed_with(socket: &mut Socket, within: Duration) -> Option<CloseCode> {
     let deadline = Instant::now() + within;
