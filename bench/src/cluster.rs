@@ -17,8 +17,8 @@ const POOL_SIZE: usize = 4;
 /// Rounds of the 3-replica / 1-replica / direct comparison.
 const ROUNDS: usize = 15;
 
-struct Cluster {
-    env: std::collections::HashMap<String, String>,
+pub(crate) struct Cluster {
+    pub(crate) env: std::collections::HashMap<String, String>,
 }
 
 fn cluster_cmd(args: &[&str], engine: &Path) -> Result<String> {
@@ -45,7 +45,7 @@ fn cluster_cmd(args: &[&str], engine: &Path) -> Result<String> {
 
 impl Cluster {
     /// Starts the cluster; its `GS_CLUSTER_*` variables describe it.
-    fn up(engine: &Path) -> Result<Cluster> {
+    pub(crate) fn up(engine: &Path) -> Result<Cluster> {
         let out = cluster_cmd(&["up"], engine)?;
         Ok(Cluster {
             env: out
@@ -66,7 +66,7 @@ impl Drop for Cluster {
     }
 }
 
-async fn pg(url: &str) -> Result<tokio_postgres::Client> {
+pub(crate) async fn pg(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     Ok(client)

@@ -67,6 +67,23 @@ pub(crate) struct Args {
     /// Days of 5-minute readings per person in the backed-up database.
     #[arg(long, default_value_t = 90)]
     pub(crate) backup_days: i64,
+    /// Only the soak: a realistic mixed load for `--soak-minutes` (bench/README.md).
+    #[arg(long)]
+    pub(crate) soak: bool,
+    /// Soak the local cluster (through HAProxy) instead of the embedded server.
+    #[arg(long)]
+    pub(crate) soak_cluster: bool,
+    #[arg(long, default_value_t = 30)]
+    pub(crate) soak_minutes: u64,
+    /// Simulated people in the soak (each with an uploader, an app and a live socket).
+    #[arg(long, default_value_t = 400)]
+    pub(crate) soak_people: usize,
+    /// Seconds between a person's uploads (their CGM's 5 minutes).
+    #[arg(long, default_value_t = 300)]
+    pub(crate) soak_interval_seconds: u64,
+    /// Where the soak's plots go.
+    #[arg(long, default_value = "docs/soak")]
+    pub(crate) soak_out: String,
 }
 
 mod cluster;
@@ -74,6 +91,7 @@ mod data;
 mod forecast;
 mod live;
 mod reports;
+mod soak;
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -325,6 +343,9 @@ fn raw_inserts(path: &Path, rows: usize, per_tx: usize) -> Result<f64> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if args.soak || args.soak_cluster {
+        return soak::run(&args).await;
+    }
     println!(
         "GlucoEngine benchmark — {} cores; every ratio is against a baseline from this run\n",
         std::thread::available_parallelism()

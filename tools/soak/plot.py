@@ -1,0 +1,69 @@
+"""Plots a soak run (bench/src/soak.rs): resources and per-route latency over time, as PNG.
+
+    python plot.py <csv dir> <output prefix> <title>
+
+Reads <csv dir>/resources.csv and latencies.csv; writes <prefix>-resources.png and
+<prefix>-latency.png. Needs matplotlib (scripts/soak installs it into a cached virtualenv).
+"""
+import csv
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def main(csv_dir, prefix, title):
+    resources = read(f"{csv_dir}/resources.csv")
+    minutes = [float(r["seconds"]) / 60 for r in resources]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    series = [
+        ("rss_mib", "resident memory (MiB)"),
+        ("fds", "open file descriptors"),
+        ("db_connections", "database connections"),
+    ]
+    for ax, (key, label) in zip(axes, series):
+        values = [float(r[key]) for r in resources]
+        ax.plot(minutes, values, color="#1f77b4")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0, top=max(values + [1]) * 1.25)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("minutes")
+    fig.suptitle(f"Soak: {title}")
+    fig.tight_layout()
+    fig.savefig(f"{prefix}-resources.png", dpi=100)
+
+    latencies = read(f"{csv_dir}/latencies.csv")
+    by_route = defaultdict(list)
+    for r in latencies:
+        if int(r["requests"]) > 0:
+            by_route[r["route"]].append((float(r["seconds"]) / 60, float(r["p50_ms"]), float(r["p99_ms"])))
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for route, points in sorted(by_route.items()):
+        xs = [p[0] for p in points]
+        axes[0].plot(xs, [p[1] for p in points], label=route)
+        axes[1].plot(xs, [p[2] for p in points], label=route)
+    axes[0].set_ylabel("p50 (ms)")
+    axes[1].set_ylabel("p99 (ms)")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="upper left")
+    axes[1].set_xlabel("minutes (each point: the requests of 10 s)")
+    fig.suptitle(f"Soak latency per route: {title}")
+    fig.tight_layout()
+    fig.savefig(f"{prefix}-latency.png", dpi=100)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
