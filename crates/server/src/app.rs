@@ -159,6 +159,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     qualify_operation_ids(&mut doc);
     crate::api_errors_doc::document_errors(&mut doc);
+    crate::api_links_doc::document_links(&mut doc);
     doc
 }
 
@@ -174,11 +175,17 @@ fn qualify_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The OpenAPI document as JSON: what `/api/v1/openapi.json` serves and `docs/openapi.json`
+/// holds.
+pub fn openapi_json() -> String {
+    crate::api_links_doc::camel_case_links(&openapi().to_pretty_json().unwrap_or_default())
+}
+
 pub fn router(state: AppState) -> Router {
     let socket_state = state.clone();
     let hsts = served_over_tls(&state);
     let (routes, _) = registry().split_for_parts();
-    let spec = Arc::new(openapi().to_pretty_json().unwrap_or_default());
+    let spec = Arc::new(openapi_json());
     let mut router = routes
         .route(
             "/api/v1/openapi.json",

@@ -9,6 +9,7 @@ pub mod ai;
 pub mod alerting;
 pub mod api;
 mod api_errors_doc;
+mod api_links_doc;
 pub mod app;
 pub mod auth;
 pub mod backup;
