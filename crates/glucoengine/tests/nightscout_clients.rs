@@ -354,6 +354,7 @@ fn socket_subscription_ends(
     token: &str,
     revoke_path: &str,
     session: &str,
+    exhaust: Option<u32>,
 ) {
     let out = Command::new("node")
         .arg(tests_dir().join("socket_revoked.js"))
@@ -363,6 +364,7 @@ fn socket_subscription_ends(
         .arg(sha1_hex(&site.secret))
         .arg(engine.url(revoke_path))
         .arg(session)
+        .args(exhaust.map(|n| n.to_string()))
         .output()
         .expect("run socket.io-client");
     assert!(out.status.success(), "{revoke_path}: {}", report(&out));
@@ -390,17 +392,23 @@ async fn socket_io_subscribers_are_disconnected_when_their_token_or_share_is_rev
     let prefix = clients("npm-prefix");
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = Backend::new();
-    let engine = Engine::start(dir.path(), "info", &backend);
+    // A low per-person limit, which Ben's token uses up before his share ends.
+    let engine = Engine::start_with_env(
+        dir.path(),
+        "info",
+        &backend,
+        &[("GLUCOSYNC_API_RATE_LIMIT_PER_MINUTE", "40")],
+    );
     let client = reqwest::Client::new();
     let ana = site(&engine, &client, "ana@example.org").await;
 
     // Ana's own token, revoked.
     let (id, token) = api_token(&engine, &client, &ana.session).await;
     let revoke = format!("/api/v1/tokens/{id}");
-    socket_subscription_ends(&prefix, &engine, &ana, &token, &revoke, &ana.session);
+    socket_subscription_ends(&prefix, &engine, &ana, &token, &revoke, &ana.session, None);
 
-    // Ben, her caregiver, reads her site with his own token until she ends the share; his
-    // subscription is in her access log.
+    // Ben, her caregiver, reads her site with his own token until she ends the share, having
+    // used up his requests first; his subscription is in her access log.
     let ben = site(&engine, &client, "ben@example.org").await;
     let (_, bens_token) = api_token(&engine, &client, &ben.session).await;
     let invite: Value = client
@@ -424,7 +432,15 @@ async fn socket_io_subscribers_are_disconnected_when_their_token_or_share_is_rev
         .await
         .expect("json");
     let revoke = format!("/api/v1/shares/{}", share["id"].as_i64().expect("share id"));
-    socket_subscription_ends(&prefix, &engine, &ana, &bens_token, &revoke, &ana.session);
+    socket_subscription_ends(
+        &prefix,
+        &engine,
+        &ana,
+        &bens_token,
+        &revoke,
+        &ana.session,
+        Some(45),
+    );
     let log: Value = client
         .get(engine.url("/api/v1/access-log"))
         .bearer_auth(&ana.session)

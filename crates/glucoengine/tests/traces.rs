@@ -207,10 +207,8 @@ async fn requests_are_traced_end_to_end_with_their_calls_and_log_lines() {
     let pushed = receiver
         .wait_for(WITHIN, "of the push", |s| s.name == "web push")
         .await;
-    receiver
-        .wait_for(WITHIN, "of the email", |s| {
-            s.trace_id == invite_trace && s.name == "smtp send"
-        })
+    let emailed = receiver
+        .wait_for(WITHIN, "of the email", |s| s.name == "smtp send")
         .await;
     receiver
         .wait_for(WITHIN, "of the OpenAI call", |s| {
@@ -263,24 +261,37 @@ async fn requests_are_traced_end_to_end_with_their_calls_and_log_lines() {
     // at its root.
     for span in spans.iter().filter(|s| s.parent_span_id.is_empty()) {
         assert!(
-            span.kind == 2 || span.name == "deliver notifications",
+            span.kind == 2
+                || ["deliver notifications", "send invite"].contains(&span.name.as_str()),
             "a lone root span: {span:?}"
         );
     }
-    for (trace, name) in [
-        (&invite_trace, "smtp send"),
-        (&ai_trace, "openai chat.completions"),
-    ] {
-        let root = spans
-            .iter()
-            .find(|s| &s.trace_id == trace && s.kind == 2)
-            .expect("a server span");
-        let call = spans
-            .iter()
-            .find(|s| &s.trace_id == trace && s.name == name)
-            .expect("the call's span");
-        assert!(descends_from(&spans, call, &root.span_id), "{name}");
-    }
+    // The OpenAI call inside its request's span.
+    let ai_request = spans
+        .iter()
+        .find(|s| s.trace_id == ai_trace && s.kind == 2)
+        .expect("the summary's server span");
+    let ai_call = spans
+        .iter()
+        .find(|s| s.trace_id == ai_trace && s.name == "openai chat.completions")
+        .expect("the OpenAI call's span");
+    assert!(descends_from(&spans, ai_call, &ai_request.span_id));
+    // The invite's email is sent after its request answered: a trace of its own, whose root
+    // links back to the request's span (which ended with the request).
+    let invite_request = spans
+        .iter()
+        .find(|s| s.trace_id == invite_trace && s.kind == 2)
+        .expect("the invite's server span");
+    let sending = spans
+        .iter()
+        .find(|s| s.trace_id == emailed.trace_id && s.name == "send invite")
+        .expect("the invite email's span");
+    assert!(sending.parent_span_id.is_empty());
+    assert!(descends_from(&spans, &emailed, &sending.span_id));
+    assert_eq!(
+        sending.links,
+        vec![(invite_trace.clone(), invite_request.span_id.clone())]
+    );
     // Nothing of the person's in any span: no events (log lines stay in the log), and no
     // attribute holds their email, a glucose value or the secret.
     for span in &spans {

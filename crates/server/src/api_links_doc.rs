@@ -98,16 +98,16 @@ const LINKS: &[(&str, &str, &str, &str, &str)] = &[
 
 /// utoipa 5.5 writes a Link object's `operationId` as `operation_id` (its other fields are
 /// not used here); tools ignore or refuse that. Renamed in the serialized document, as text so
-/// that the document keeps its order; no other `operation_id` key exists in it (checked: the
-/// count must be the links').
+/// that the document keeps its order, and only while no other `operation_id` key is in it
+/// (the count is the links'); otherwise the document is served as it is, which the OpenAPI
+/// snapshot test refuses.
 pub(crate) fn camel_case_links(json: &str) -> String {
     const SNAKE: &str = "\"operation_id\": ";
-    assert_eq!(
-        json.matches(SNAKE).count(),
-        LINKS.len(),
-        "an `operation_id` key outside the links"
-    );
-    json.replace(SNAKE, "\"operationId\": ")
+    if json.matches(SNAKE).count() == LINKS.len() {
+        json.replace(SNAKE, "\"operationId\": ")
+    } else {
+        json.to_owned()
+    }
 }
 
 /// Adds [`LINKS`] to the responses of `doc`.

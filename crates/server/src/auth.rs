@@ -191,12 +191,14 @@ impl Caller {
     /// Whether the credential behind this caller still stands: not revoked, not expired, its
     /// account neither deleted nor disabled. Requests are authenticated once; the streams that
     /// outlive them (WebSocket, SSE, Nightscout's socket.io) ask this again, so that a logout,
-    /// a revoked token or a deleted account ends them too. A store that cannot answer counts
+    /// a revoked token or a deleted account ends them too. The store itself answers, not the
+    /// cache (another replica may have cached the credential just before its revocation; the
+    /// CLI's `user disable` cannot reach a server's cache). A store that cannot answer counts
     /// as standing (the stream is not cut by an outage; it asks again later).
     pub(crate) async fn still_stands(&self, state: &AppState) -> bool {
         let now = now_ms();
         match &self.standing {
-            Standing::Stored { token_hash } => match lookup(state, token_hash, now).await {
+            Standing::Stored { token_hash } => match from_store(state, token_hash, now).await {
                 Ok(c) => c.credential_id == self.credential_id && !c.disabled,
                 Err(ApiError::Unauthenticated) => false,
                 Err(_) => true,
@@ -326,20 +328,35 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Why a credential is looked at: for a request (cached, its use recorded, rate limited), or
+/// by a long-lived stream asking again whether it still stands (the store itself, nothing
+/// counted: a stream's checks must not use up its owner's requests, nor be refused by them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    Request,
+    Recheck,
+}
+
 /// The caller the personal API token (not a login session) with this hash stands for, as other
-/// protocols present it (Nightscout's `token=`): cached, revocable and rate limited like a
-/// bearer token.
+/// protocols present it (Nightscout's `token=`): revocable and, for a request, cached and rate
+/// limited like a bearer token.
 pub(crate) async fn api_token_caller(
     state: &AppState,
     token_hash: &str,
+    check: Check,
 ) -> Result<Caller, ApiError> {
     let now = now_ms();
-    let cached = lookup(state, token_hash, now).await?;
+    let cached = match check {
+        Check::Request => lookup(state, token_hash, now).await?,
+        Check::Recheck => from_store(state, token_hash, now).await?,
+    };
     if cached.session || cached.disabled {
         return Err(ApiError::Unauthenticated);
     }
-    touch(state, cached.credential_id, now);
-    api_rate_limit(state, cached.user_id).await?;
+    if check == Check::Request {
+        touch(state, cached.credential_id, now);
+        api_rate_limit(state, cached.user_id).await?;
+    }
     Ok(Caller {
         user_id: cached.user_id,
         credential_id: cached.credential_id,
@@ -485,12 +502,21 @@ async fn lookup(state: &AppState, hash: &str, now: i64) -> Result<CachedCredenti
             }
         }
     }
+    let cached = from_store(state, hash, now).await?;
+    if let Ok(json) = serde_json::to_string(&cached) {
+        let _ = state.cache.put(&key, &json, CACHE_TTL).await;
+    }
+    Ok(cached)
+}
+
+/// What the store says of the credential with this hash now (no cache).
+async fn from_store(state: &AppState, hash: &str, now: i64) -> Result<CachedCredential, ApiError> {
     let (credential, user) = state
         .store
         .credential_by_hash(hash, now)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    let cached = CachedCredential {
+    Ok(CachedCredential {
         credential_id: credential.id,
         user_id: user.id,
         session: credential.kind == CredentialKind::Session,
@@ -499,11 +525,7 @@ async fn lookup(state: &AppState, hash: &str, now: i64) -> Result<CachedCredenti
         is_admin: user.is_admin,
         disabled: user.disabled,
         expires_ms: credential.expires_ms,
-    };
-    if let Ok(json) = serde_json::to_string(&cached) {
-        let _ = state.cache.put(&key, &json, CACHE_TTL).await;
-    }
-    Ok(cached)
+    })
 }
 
 /// Records that a credential was used, at most every few minutes, without delaying the request.

@@ -208,12 +208,14 @@ impl Notifier {
     /// Sends what is queued for `person` now, in the background (right after the change).
     pub fn deliver_soon(self: &Arc<Self>, state: &AppState, person: UserId) {
         let (me, state) = (self.clone(), state.clone());
-        // Part of the change's trace.
+        // A trace of its own, linked to the change's (the change's request ends first).
+        let span = tracing::info_span!(parent: None, "deliver notifications");
+        crate::traces::link_to_current(&span);
         tokio::spawn(
             async move {
                 me.deliver(&state, DeliveryScope::Person(person)).await;
             }
-            .in_current_span(),
+            .instrument(span),
         );
     }
 
@@ -233,10 +235,13 @@ impl Notifier {
         if claimed.is_empty() {
             return;
         }
-        // A trace of its own when nothing started it (the background worker), or a part of
-        // the change's that did.
-        let span = tracing::info_span!("deliver notifications", deliveries = claimed.len());
-        self.send_claimed(state, claimed).instrument(span).await;
+        // The background worker's run has no span yet: one of its own, a trace when it sends.
+        if tracing::Span::current().is_none() {
+            let span = tracing::info_span!("deliver notifications", deliveries = claimed.len());
+            self.send_claimed(state, claimed).instrument(span).await;
+        } else {
+            self.send_claimed(state, claimed).await;
+        }
     }
 
     async fn send_claimed(&self, state: &AppState, claimed: Vec<Delivery>) {

@@ -44,6 +44,7 @@ pub fn init(
     filter: &str,
     traces: Option<(&str, &tokio::runtime::Handle)>,
 ) -> Option<crate::traces::Traces> {
+    use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{fmt, Layer, Registry};
@@ -64,21 +65,19 @@ pub fn init(
             .with_target(true)
             .with_writer(std::io::stdout)
             .map_event_format(crate::traces::WithTraceId)
-            .with_filter(filter)
+            .with_filter(filter.or(request_span()))
             .boxed(),
         LogFormat::Text => fmt::layer()
             .with_target(true)
             .with_writer(std::io::stdout)
             .map_event_format(crate::traces::WithTraceId)
-            .with_filter(filter)
+            .with_filter(filter.or(request_span()))
             .boxed(),
     };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![
         log,
         crate::traces::RecordTraceIds
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && meta.name() == REQUEST_SPAN
-            }))
+            .with_filter(request_span())
             .boxed(),
     ];
     let mut provider = None;
@@ -99,6 +98,14 @@ pub fn init(
 
 /// The name of the span around each request (see [`observe`]).
 const REQUEST_SPAN: &str = "request";
+
+/// Selects the request span, which the log layer always sees (whatever the level: the lines of
+/// a request carry its trace id at `warn` too) and whose trace id is kept for them.
+fn request_span() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_span() && meta.name() == REQUEST_SPAN && meta.target() == module_path!()
+    })
+}
 
 /// The seed's metric names (SPEC §5) and the process and storage gauges.
 /// The outcomes `glucosync_openai_api_calls_total` counts.

@@ -113,6 +113,9 @@ where
         resource = resource.with_service_name("glucoengine");
     }
     let provider = SdkTracerProvider::builder()
+        // Every request is recorded: a caller's `traceparent` may not switch tracing off with
+        // its sampled flag (the default sampler follows the parent's).
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build();
@@ -160,6 +163,23 @@ pub fn write_context(span: &tracing::Span, headers: &mut HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&context, &mut HeaderInjector(headers))
     });
+}
+
+/// Links `span` (a root made for background work a request started, which outlives the
+/// request) to the current span: the trace of the work names its cause, and the request's
+/// span still ends with the request (a child would keep it open).
+pub fn link_to_current(span: &tracing::Span) {
+    if !enabled() {
+        return;
+    }
+    let cause = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .clone();
+    if cause.is_valid() {
+        span.add_link(cause);
+    }
 }
 
 /// The `traceparent` of the current span, for an outgoing request (empty when not tracing).

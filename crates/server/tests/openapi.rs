@@ -54,6 +54,20 @@ fn openapi_document_is_well_formed_for_client_generators() {
             }
         }
     }
+    // Every link names its target as OpenAPI spells it.
+    let mut links = 0;
+    for item in value["paths"].as_object().expect("paths").values() {
+        for op in item.as_object().expect("path item").values() {
+            for response in op["responses"].as_object().into_iter().flatten() {
+                for (name, link) in response.1["links"].as_object().into_iter().flatten() {
+                    assert!(link["operationId"].is_string(), "link {name}: {link}");
+                    assert!(link.get("operation_id").is_none(), "link {name}: {link}");
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 12, "{links} links");
     let mut refs = Vec::new();
     collect_refs(&value, &mut refs);
     assert!(!refs.is_empty(), "the document uses $refs");

@@ -32,6 +32,8 @@ pub struct ReceivedSpan {
     pub resource: HashMap<String, String>,
     /// Span events (log records inside the span), by name.
     pub events: Vec<String>,
+    /// The spans this one links to: (trace id, span id).
+    pub links: Vec<(String, String)>,
     /// `2`: error.
     pub status_code: i32,
 }
@@ -97,6 +99,11 @@ async fn export(State(receiver): State<OtlpReceiver>, headers: HeaderMap, body: 
                     attributes: strings(&span.attributes),
                     resource: resource.clone(),
                     events: span.events.into_iter().map(|e| e.name).collect(),
+                    links: span
+                        .links
+                        .iter()
+                        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                        .collect(),
                     status_code: span.status.map(|s| s.code).unwrap_or(0),
                 });
             }

@@ -1,8 +1,11 @@
 // A socket.io subscriber whose access ends while it is connected, with the real socket.io client
 // (socket.io-client 4, as AndroidAPS's Java client).
 //
-//   node socket_revoked.js <client_dir> <site_url> <access_token> <api_secret_sha1> <revoke_url> <session>
+//   node socket_revoked.js <client_dir> <site_url> <access_token> <api_secret_sha1> <revoke_url> <session> [exhaust]
 //
+// With `exhaust` (a number), the token first uses up its requests (that many REST reads, the
+// last of which must be refused with 429) before the revocation: the subscription's re-check
+// must not be passed by a rate-limited credential.
 // Subscribes to `<site_url>/storage` and `<site_url>/alarm` with the token, checks that a change
 // arrives, then sends `DELETE <revoke_url>` with the session as a bearer token (revoking the token,
 // or the share the token reads through) and uploads an entry with the site's API secret. Both
@@ -12,7 +15,7 @@
 'use strict';
 const path = require('path');
 
-const [clientDir, siteUrl, token, secretSha1, revokeUrl, session] = process.argv.slice(2);
+const [clientDir, siteUrl, token, secretSha1, revokeUrl, session, exhaust] = process.argv.slice(2);
 if (!clientDir || !siteUrl || !token || !secretSha1 || !revokeUrl || !session) {
   process.stderr.write('usage: socket_revoked.js <client_dir> <site_url> <token> <api_secret_sha1> <revoke_url> <session>\n');
   process.exit(2);
@@ -64,6 +67,14 @@ function until(test, ms, what) {
   await uploadEntry(140);
   await until(() => out.before.some((e) => e.event === 'create' && e.message.doc.sgv === 140), 10_000, 'the entry before');
 
+  if (exhaust) {
+    let last = 0;
+    for (let i = 0; i < Number(exhaust); i++) {
+      last = (await fetch(`${siteUrl}/api/v1/entries.json?count=1&token=${encodeURIComponent(token)}`)).status;
+    }
+    out.exhausted = last;
+    if (last !== 429) throw new Error(`the token's requests were not used up: last status ${last}`);
+  }
   const r = await fetch(revokeUrl, { method: 'DELETE', headers: { authorization: `Bearer ${session}` } });
   if (r.status !== 204) throw new Error(`revoke: ${r.status} ${await r.text()}`);
   revoked = true;

@@ -47,6 +47,10 @@ pub async fn stream(
         .bus
         .subscribe(&crate::live::topic(caller.user_id))
         .await?;
+    // A revocation between authentication and the subscription announced itself to no one.
+    if !caller.still_stands(&state).await {
+        return Err(crate::error::ApiError::Unauthenticated);
+    }
     let ready = futures::stream::once(async {
         Ok(Event::default().event("ready").data("{\"type\":\"ready\"}"))
     });

@@ -168,6 +168,9 @@ async fn send_invite(
     );
     let subject = format!("{inviter} invites you to GlucoSync");
     let to = to.to_owned();
+    // A trace of its own, linked to the invite's request (which does not wait for the mail).
+    let span = tracing::info_span!(parent: None, "send invite");
+    crate::traces::link_to_current(&span);
     tokio::spawn(
         async move {
             for attempt in 0..6u32 {
@@ -185,7 +188,7 @@ async fn send_invite(
             }
             tracing::warn!("an invite email could not be sent");
         }
-        .in_current_span(),
+        .instrument(span),
     );
     true
 }

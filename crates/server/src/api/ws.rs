@@ -217,6 +217,11 @@ impl Session {
             let _ = send(&mut sink, close(1011, "unavailable")).await;
             return;
         }
+        // A revocation between the handshake and the subscription announced itself to no one.
+        if !self.caller.still_stands(&self.state).await {
+            let _ = send(&mut sink, close(CLOSE_UNAUTHORIZED, "credential revoked")).await;
+            return;
+        }
         let following = match self.state.store.shares_followed(self.user).await {
             Ok(shares) => shares
                 .into_iter()

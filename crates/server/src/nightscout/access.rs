@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 use sha2::Sha256;
 
-use crate::auth::api_token_caller;
+use crate::auth::{api_token_caller, Check};
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 
@@ -173,6 +173,16 @@ pub async fn authorize(
     handle: &str,
     presented: &Presented,
 ) -> Result<NsCaller, ApiError> {
+    authorize_for(state, handle, presented, Check::Request).await
+}
+
+/// [`authorize`], for a request or for a stream's re-check ([`Check`]).
+pub(crate) async fn authorize_for(
+    state: &AppState,
+    handle: &str,
+    presented: &Presented,
+    check: Check,
+) -> Result<NsCaller, ApiError> {
     let named = if handle == ROOT_HANDLE {
         None
     } else {
@@ -190,7 +200,7 @@ pub async fn authorize(
 
     if let Some(secret) = presented.api_secret.as_deref() {
         if secret.starts_with("token=") {
-            return token_caller(state, named.as_ref(), &token_hash(secret)?).await;
+            return token_caller(state, named.as_ref(), &token_hash(secret)?, check).await;
         }
         if is_sha1_hex(secret) {
             let hash = secret_hash(&secret.to_ascii_lowercase());
@@ -204,11 +214,11 @@ pub async fn authorize(
             };
         }
         // Nightguard sends an access token in `api-secret`.
-        return token_caller(state, named.as_ref(), &token_hash(secret)?).await;
+        return token_caller(state, named.as_ref(), &token_hash(secret)?, check).await;
     }
     if let Some(jwt) = presented.bearer.as_deref() {
         return match verify_jwt(state, jwt).await {
-            Some(claims) => token_caller(state, named.as_ref(), &claims.token_hash).await,
+            Some(claims) => token_caller(state, named.as_ref(), &claims.token_hash, check).await,
             None => Err(ApiError::Unauthenticated),
         };
     }
@@ -217,7 +227,7 @@ pub async fn authorize(
             Some(claims) => claims.token_hash,
             None => token_hash(token)?,
         };
-        return token_caller(state, named.as_ref(), &hash).await;
+        return token_caller(state, named.as_ref(), &hash, check).await;
     }
     match named {
         Some(site) if site.public_read => Ok(NsCaller {
@@ -252,8 +262,9 @@ async fn token_caller(
     state: &AppState,
     named: Option<&NightscoutSite>,
     token_hash: &str,
+    check: Check,
 ) -> Result<NsCaller, ApiError> {
-    let caller = api_token_caller(state, token_hash).await?;
+    let caller = api_token_caller(state, token_hash, check).await?;
     let site = match named {
         Some(site) => site.clone(),
         None => state

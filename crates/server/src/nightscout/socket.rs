@@ -25,9 +25,10 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use tokio::sync::Notify;
 
-use super::access::{authorize, Presented, ROOT_HANDLE};
+use super::access::{authorize, authorize_for, Presented, ROOT_HANDLE};
 use super::v3::{changes, Collection};
 use crate::api::ws::RECHECK_EVERY;
+use crate::auth::Check;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -71,20 +72,19 @@ async fn alarm(s: SocketRef) -> Result<(), std::convert::Infallible> {
 }
 
 /// Whether what `presented` was subscribed with still reads `owner`'s site (see the module
-/// documentation). A store that cannot answer does not end the subscription: the next
-/// delivery asks again.
+/// documentation), as the store says now: the check is not rate limited (a follower who used
+/// up their requests must not pass it without their share being looked at) and counts no use.
+/// Only a store that cannot answer keeps the subscription (the next delivery asks again).
 async fn still_authorized(
     state: &AppState,
     handle: &str,
     presented: &Presented,
     owner: glucosync_store::UserId,
 ) -> bool {
-    match authorize(state, handle, presented).await {
+    match authorize_for(state, handle, presented, Check::Recheck).await {
         Ok(caller) => caller.rights.read && caller.owner() == owner,
-        Err(ApiError::Unauthenticated | ApiError::Forbidden { .. } | ApiError::NotFound(_)) => {
-            false
-        }
-        Err(_) => true,
+        Err(ApiError::Unavailable(_) | ApiError::Internal(_)) => true,
+        Err(_) => false,
     }
 }
 
@@ -182,6 +182,9 @@ async fn subscribe_storage(
                 _ = stop.notified() => return,
                 event = events.next() => if event.is_none() { return },
                 _ = recheck.tick() => {
+                    if !s.connected() {
+                        return;
+                    }
                     if !still_authorized(&state, &handle, &presented, owner).await {
                         s.disconnect().ok();
                         return;
