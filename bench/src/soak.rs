@@ -33,7 +33,9 @@ const WARM_UP: Duration = Duration::from_secs(300);
 struct Target {
     label: &'static str,
     base: String,
-    pids: Vec<u32>,
+    /// The engine processes, read again at every sample (a replica that restarted has a new
+    /// one).
+    pids: Box<dyn Fn() -> Vec<u32> + Send + Sync>,
     connections: Connections,
     /// Keeps the embedded engine or the cluster alive for the run.
     _keep: Box<dyn std::any::Any>,
@@ -74,47 +76,54 @@ fn proc_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
-/// Latencies of the requests finished since the last sample, by route.
-#[derive(Default)]
-struct Window {
-    latencies: HashMap<&'static str, Vec<Duration>>,
-    errors: HashMap<&'static str, u64>,
+/// One request of the load: when it was due (seconds into the run), its route, how long it
+/// took from when it was due (ms: a stalled server delays what follows, and that counts), and
+/// whether it succeeded.
+struct Request {
+    due_s: f64,
+    route: &'static str,
+    ms: f64,
+    ok: bool,
 }
 
-#[derive(Default)]
 struct Stats {
-    window: Mutex<Window>,
+    started: Instant,
+    requests: Mutex<Vec<Request>>,
     ws_messages: AtomicU64,
     ws_reconnects: AtomicU64,
 }
 
 impl Stats {
-    fn record(&self, route: &'static str, took: Duration, ok: bool) {
-        if let Ok(mut w) = self.window.lock() {
-            if ok {
-                w.latencies.entry(route).or_default().push(took);
-            } else {
-                *w.errors.entry(route).or_default() += 1;
-            }
+    fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            requests: Mutex::new(Vec::new()),
+            ws_messages: AtomicU64::new(0),
+            ws_reconnects: AtomicU64::new(0),
         }
     }
 
-    fn take(&self) -> Window {
-        self.window
-            .lock()
-            .map(|mut w| std::mem::take(&mut *w))
-            .unwrap_or_default()
+    fn record(&self, route: &'static str, due: Instant, ok: bool) {
+        let request = Request {
+            due_s: due.saturating_duration_since(self.started).as_secs_f64(),
+            route,
+            ms: due.elapsed().as_secs_f64() * 1000.0,
+            ok,
+        };
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push(request);
+        }
     }
 }
 
-async fn timed(stats: &Stats, route: &'static str, request: reqwest::RequestBuilder) {
-    let started = Instant::now();
+/// Sends `request`, due at `due`, and records it.
+async fn timed(stats: &Stats, route: &'static str, due: Instant, request: reqwest::RequestBuilder) {
     // The body is part of what a person waits for.
     let ok = match request.send().await {
         Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
         Err(_) => false,
     };
-    stats.record(route, started.elapsed(), ok);
+    stats.record(route, due, ok);
 }
 
 /// A plausible glucose value for person `i` at `t_ms`: a daily wave with a person's own phase.
@@ -261,24 +270,24 @@ async fn person_load(
             .post(format!("{base}/api/v1/readings"))
             .bearer_auth(&uploader)
             .json(&json!({"time": time(t), "value": glucose(i, t), "device": "soak"}));
-        timed(&stats, "POST /readings", upload).await;
+        timed(&stats, "POST /readings", next, upload).await;
         let latest = client
             .get(format!("{base}/api/v1/readings/latest"))
             .bearer_auth(&session);
-        timed(&stats, "GET /readings/latest", latest).await;
+        timed(&stats, "GET /readings/latest", Instant::now(), latest).await;
         let forecast = client
             .get(format!("{base}/api/v1/forecast"))
             .bearer_auth(&session);
-        timed(&stats, "GET /forecast", forecast).await;
+        timed(&stats, "GET /forecast", Instant::now(), forecast).await;
         if round % 6 == (i as u64) % 6 {
             let summary = client
                 .get(format!("{base}/api/v1/reports/summary?{}", range(14)))
                 .bearer_auth(&session);
-            timed(&stats, "GET /reports/summary", summary).await;
+            timed(&stats, "GET /reports/summary", Instant::now(), summary).await;
             let agp = client
                 .get(format!("{base}/api/v1/reports/agp?{}", range(14)))
                 .bearer_auth(&session);
-            timed(&stats, "GET /reports/agp", agp).await;
+            timed(&stats, "GET /reports/agp", Instant::now(), agp).await;
         }
         round += 1;
         next += interval;
@@ -297,7 +306,6 @@ struct Sample {
     connections: i64,
     ws_messages: u64,
     ws_reconnects: u64,
-    routes: Vec<(&'static str, usize, Duration, Duration, u64)>,
 }
 
 /// Slope per hour of a least-squares line through (seconds, value).
@@ -327,9 +335,10 @@ async fn embedded(args: &Args) -> Result<Target> {
         &[("GLUCOSYNC_TRUSTED_PROXIES", "127.0.0.1/32")],
     )
     .await?;
+    let pid = engine.pid();
     Ok(Target {
         label: "embedded",
-        pids: vec![engine.pid()],
+        pids: Box::new(move || vec![pid]),
         connections: Connections::Metrics(format!("{}/metrics", engine.base)),
         base: engine.base.clone(),
         _keep: Box::new((engine, dir)),
@@ -349,12 +358,14 @@ async fn cluster(args: &Args) -> Result<Target> {
             .get("GS_CLUSTER_DIR")
             .context("no cluster dir")?,
     );
-    let mut pids = Vec::new();
-    for n in 1.. {
-        let Ok(pid) = std::fs::read_to_string(dir.join(format!("pids/engine-{n}.pid"))) else {
-            break;
-        };
-        pids.push(pid.trim().parse()?);
+    let pids = move || {
+        (1..)
+            .map_while(|n| std::fs::read_to_string(dir.join(format!("pids/engine-{n}.pid"))).ok())
+            .filter_map(|pid| pid.trim().parse().ok())
+            .collect::<Vec<u32>>()
+    };
+    if pids().is_empty() {
+        bail!("no engine pid files in the cluster's directory");
     }
     let primary = cluster
         .env
@@ -364,7 +375,7 @@ async fn cluster(args: &Args) -> Result<Target> {
     Ok(Target {
         label: "cluster",
         base,
-        pids,
+        pids: Box::new(pids),
         connections: Connections::Postgres(crate::cluster::pg(&primary).await?),
         _keep: Box::new(cluster),
     })
@@ -414,8 +425,8 @@ pub async fn run(args: &Args) -> Result<()> {
         carers.len()
     );
 
-    let stats = Arc::new(Stats::default());
-    let started = Instant::now();
+    let stats = Arc::new(Stats::new());
+    let started = stats.started;
     let deadline = started + run_for;
     let mut tasks = Vec::new();
     for (i, (session, uploader)) in sessions.iter().zip(&uploaders).enumerate() {
@@ -454,59 +465,54 @@ pub async fn run(args: &Args) -> Result<()> {
     while next <= deadline {
         tokio::time::sleep_until(next.into()).await;
         next += SAMPLE_EVERY;
-        let window = stats.take();
-        let mut routes: Vec<_> = window
-            .latencies
-            .into_iter()
-            .map(|(route, mut l)| {
-                l.sort();
-                let errors = window.errors.get(route).copied().unwrap_or(0);
-                (
-                    route,
-                    l.len(),
-                    percentile(&l, 0.5),
-                    percentile(&l, 0.99),
-                    errors,
-                )
-            })
-            .collect();
-        for (route, errors) in &window.errors {
-            if !routes.iter().any(|r| r.0 == *route) {
-                routes.push((route, 0, Duration::ZERO, Duration::ZERO, *errors));
-            }
-        }
-        routes.sort_by_key(|r| r.0);
         samples.push(Sample {
             seconds: started.elapsed().as_secs_f64(),
-            rss_kib: target
-                .pids
+            rss_kib: (target.pids)()
                 .iter()
                 .map(|p| crate::rss_kib(*p, "VmRSS:"))
                 .sum(),
-            fds: target.pids.iter().map(|p| proc_fds(*p)).sum(),
+            fds: (target.pids)().iter().map(|p| proc_fds(*p)).sum(),
             connections: target.connections.count(&client).await,
             ws_messages: stats.ws_messages.load(Ordering::Relaxed),
             ws_reconnects: stats.ws_reconnects.load(Ordering::Relaxed),
-            routes,
         });
     }
     for task in tasks {
         let _ = task.await;
     }
+    let requests = std::mem::take(
+        &mut *stats
+            .requests
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?,
+    );
     report(
         &target,
         &samples,
+        &requests,
         WARM_UP.min(run_for / 3),
         Path::new(&args.soak_out),
     )
 }
 
-fn report(target: &Target, samples: &[Sample], warm_up: Duration, out: &Path) -> Result<()> {
+fn report(
+    target: &Target,
+    samples: &[Sample],
+    requests: &[Request],
+    warm_up: Duration,
+    out: &Path,
+) -> Result<()> {
     let csv_dir = PathBuf::from("target/soak").join(target.label);
     std::fs::create_dir_all(&csv_dir)?;
     let mut resources =
         String::from("seconds,rss_mib,fds,db_connections,ws_messages,ws_reconnects\n");
-    let mut latencies = String::from("seconds,route,requests,p50_ms,p99_ms,errors\n");
+    let mut latencies = String::from("due_s,route,ms,ok\n");
+    for r in requests {
+        latencies.push_str(&format!(
+            "{:.3},{},{:.3},{}\n",
+            r.due_s, r.route, r.ms, r.ok
+        ));
+    }
     for s in samples {
         resources.push_str(&format!(
             "{:.0},{:.1},{},{},{},{}\n",
@@ -517,17 +523,9 @@ fn report(target: &Target, samples: &[Sample], warm_up: Duration, out: &Path) ->
             s.ws_messages,
             s.ws_reconnects
         ));
-        for (route, n, p50, p99, errors) in &s.routes {
-            latencies.push_str(&format!(
-                "{:.0},{route},{n},{:.2},{:.2},{errors}\n",
-                s.seconds,
-                p50.as_secs_f64() * 1000.0,
-                p99.as_secs_f64() * 1000.0
-            ));
-        }
     }
     std::fs::write(csv_dir.join("resources.csv"), &resources)?;
-    std::fs::write(csv_dir.join("latencies.csv"), &latencies)?;
+    std::fs::write(csv_dir.join("requests.csv"), &latencies)?;
 
     let after: Vec<&Sample> = samples
         .iter()
@@ -576,26 +574,34 @@ fn report(target: &Target, samples: &[Sample], warm_up: Duration, out: &Path) ->
         "  WebSocket messages received: {}, reconnects: {}",
         last.ws_messages, last.ws_reconnects
     );
-    let mut totals: HashMap<&str, (usize, u64, Vec<Duration>)> = HashMap::new();
-    for s in samples {
-        for (route, n, p50, p99, errors) in &s.routes {
-            let t = totals.entry(route).or_default();
-            t.0 += n;
-            t.1 += errors;
-            if *n > 0 {
-                t.2.push(*p50);
-                t.2.push(*p99);
-            }
+    // Each route over the whole run after the warm-up: percentiles of all its requests.
+    let mut by_route: HashMap<&str, (Vec<Duration>, u64)> = HashMap::new();
+    for r in requests.iter().filter(|r| r.due_s >= warm_up.as_secs_f64()) {
+        let entry = by_route.entry(r.route).or_default();
+        if r.ok {
+            entry.0.push(Duration::from_secs_f64(r.ms / 1000.0));
+        } else {
+            entry.1 += 1;
         }
     }
-    let mut routes: Vec<_> = totals.into_iter().collect();
+    let mut routes: Vec<_> = by_route.into_iter().collect();
     routes.sort_by_key(|r| r.0);
-    let mut errors = 0;
-    println!("  {:<24} {:>9} {:>7}", "route", "requests", "errors");
-    for (route, (n, e, _)) in &routes {
-        errors += e;
-        println!("  {route:<24} {n:>9} {e:>7}");
+    println!(
+        "  {:<24} {:>9} {:>7} {:>9} {:>9} {:>9}",
+        "route", "requests", "errors", "p50 ms", "p99 ms", "max ms"
+    );
+    for (route, (latencies, errors)) in &mut routes {
+        latencies.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "  {route:<24} {:>9} {errors:>7} {:>9.2} {:>9.2} {:>9.2}",
+            latencies.len(),
+            ms(percentile(latencies, 0.5)),
+            ms(percentile(latencies, 0.99)),
+            ms(latencies.last().copied().unwrap_or_default())
+        );
     }
+    let errors = requests.iter().filter(|r| !r.ok).count();
     std::fs::create_dir_all(out)?;
     let plot = std::env::var("GS_SOAK_PYTHON").unwrap_or_else(|_| "python3".into());
     let status = std::process::Command::new(&plot)

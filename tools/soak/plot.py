@@ -2,10 +2,12 @@
 
     python plot.py <csv dir> <output prefix> <title>
 
-Reads <csv dir>/resources.csv and latencies.csv; writes <prefix>-resources.png and
+Reads <csv dir>/resources.csv and requests.csv (every request: when it was due, its route,
+how long it took from then, whether it succeeded); writes <prefix>-resources.png and
 <prefix>-latency.png. Needs matplotlib (scripts/soak installs it into a cached virtualenv).
 """
 import csv
+import os
 import sys
 from collections import defaultdict
 
@@ -41,11 +43,25 @@ def main(csv_dir, prefix, title):
     fig.tight_layout()
     fig.savefig(f"{prefix}-resources.png", dpi=100)
 
-    latencies = read(f"{csv_dir}/latencies.csv")
     by_route = defaultdict(list)
-    for r in latencies:
-        if int(r["requests"]) > 0:
-            by_route[r["route"]].append((float(r["seconds"]) / 60, float(r["p50_ms"]), float(r["p99_ms"])))
+    if os.path.exists(f"{csv_dir}/requests.csv"):
+        # Every request: per route and minute, the percentiles of that minute's requests.
+        minutes_of = defaultdict(lambda: defaultdict(list))
+        for r in read(f"{csv_dir}/requests.csv"):
+            if r["ok"] == "true":
+                minutes_of[r["route"]][int(float(r["due_s"]) // 60)].append(float(r["ms"]))
+        for route, minutes in minutes_of.items():
+            for minute, values in sorted(minutes.items()):
+                values.sort()
+                pick = lambda p: values[round((len(values) - 1) * p)]
+                by_route[route].append((minute + 0.5, pick(0.5), pick(0.99)))
+        window = "each point: the requests due in one minute"
+    else:
+        # An older run: percentiles of 10-second windows.
+        for r in read(f"{csv_dir}/latencies.csv"):
+            if int(r["requests"]) > 0:
+                by_route[r["route"]].append((float(r["seconds"]) / 60, float(r["p50_ms"]), float(r["p99_ms"])))
+        window = "each point: the requests of 10 s"
     fig, axes = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     for route, points in sorted(by_route.items()):
         xs = [p[0] for p in points]
@@ -59,7 +75,7 @@ def main(csv_dir, prefix, title):
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper left")
-    axes[1].set_xlabel("minutes (each point: the requests of 10 s)")
+    axes[1].set_xlabel(f"minutes ({window})")
     fig.suptitle(f"Soak latency per route: {title}")
     fig.tight_layout()
     fig.savefig(f"{prefix}-latency.png", dpi=100)
