@@ -409,8 +409,13 @@ pub async fn run(args: &Args) -> Result<()> {
             let (client, base) = (client.clone(), target.base.clone());
             async move {
                 let address = format!("10.0.{}.{}", i / 250, i % 250 + 1);
-                session_token(&client, &base, &format!("person-{i}@example.org"), Some(&address))
-                    .await
+                session_token(
+                    &client,
+                    &base,
+                    &format!("person-{i}@example.org"),
+                    Some(&address),
+                )
+                .await
             }
         })
         .buffered(16)
