@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::{now_ms, percentile, session_token, time, Args};
+use crate::{now_ms, people_tokens, percentile, session_token, time, Args};
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Left out of the growth figures: caches, pools and forecast models fill (a third of a short
@@ -402,27 +402,7 @@ pub async fn run(args: &Args) -> Result<()> {
         people,
         args.soak_minutes
     );
-    // Sixteen signups at a time: password hashing is slow on purpose, and a thousand at once
-    // would outlast the proxy's timeouts.
-    let sessions: Vec<String> = futures::stream::iter(0..people)
-        .map(|i| {
-            let (client, base) = (client.clone(), target.base.clone());
-            async move {
-                let address = format!("10.0.{}.{}", i / 250, i % 250 + 1);
-                session_token(
-                    &client,
-                    &base,
-                    &format!("person-{i}@example.org"),
-                    Some(&address),
-                )
-                .await
-            }
-        })
-        .buffered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+    let sessions = people_tokens(&client, &target.base, people).await?;
     let mut uploaders = Vec::with_capacity(people);
     let mut ids = Vec::with_capacity(people);
     for (i, session) in sessions.iter().enumerate() {

@@ -69,10 +69,12 @@ def main(csv_dir, prefix, title):
         axes[1].plot(xs, [p[2] for p in points], label=route)
     axes[0].set_ylabel("p50 (ms)")
     axes[1].set_ylabel("p99 (ms)")
+    # p50 on a linear scale from 0; p99 on a log scale (a slow minute would flatten the rest).
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_yscale("log")
+    axes[1].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes[1].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in axes:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper left")
     axes[1].set_xlabel(f"minutes ({window})")

@@ -213,34 +213,11 @@ async fn no_operation_logs_what_it_was_sent() {
     let mut engine = Engine::start(dir.path(), "debug", &backend);
     let client = reqwest::Client::new();
     let email = "sweep.person@example.org";
-    let r = client
-        .post(engine.url("/api/v1/auth/signup"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("signup");
-    assert!(r.status().is_success());
-    let login: Value = client
-        .post(engine.url("/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = login["token"].as_str().expect("token").to_owned();
-    let ns: Value = client
-        .get(engine.url("/api/v1/nightscout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("site")
-        .json()
-        .await
-        .expect("json");
-    let ns_base = engine.url(ns["base_url"].as_str().expect("base"));
-    let ns_secret = ns["api_secret"].as_str().expect("secret").to_owned();
+    let common::Site {
+        session: token,
+        base: ns_base,
+        secret: ns_secret,
+    } = common::site(&engine, &client, email).await;
     let ns_sha1 = glucosync_server::nightscout::access::sha1_hex(&ns_secret);
     let doc: Value = client
         .get(engine.url("/api/v1/openapi.json"))

@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{Backend, Engine, PASSWORD};
+use common::{site, Backend, Engine, Site};
 use glucosync_server::nightscout::access::sha1_hex;
 use serde_json::{json, Value};
 
@@ -47,47 +47,6 @@ fn report(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A person with a Nightscout site on the engine.
-struct Site {
-    session: String,
-    base: String,
-    secret: String,
-}
-
-async fn site(engine: &Engine, client: &reqwest::Client, email: &str) -> Site {
-    let r = client
-        .post(engine.url("/api/v1/auth/signup"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("signup");
-    assert!(r.status().is_success());
-    let login: Value = client
-        .post(engine.url("/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let session = login["token"].as_str().expect("token").to_owned();
-    let ns: Value = client
-        .get(engine.url("/api/v1/nightscout"))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .expect("site")
-        .json()
-        .await
-        .expect("json");
-    Site {
-        session,
-        base: engine.url(ns["base_url"].as_str().expect("base")),
-        secret: ns["api_secret"].as_str().expect("secret").to_owned(),
-    }
 }
 
 impl Site {

@@ -169,6 +169,33 @@ pub async fn session(client: &reqwest::Client, engine: &Engine, email: &str) -> 
     v["token"].as_str().expect("token").to_owned()
 }
 
+/// A person with a Nightscout site on the engine: their session, the site's base URL and its
+/// API secret.
+pub struct Site {
+    pub session: String,
+    pub base: String,
+    pub secret: String,
+}
+
+/// Signs `email` up and logs in, and reads their Nightscout site.
+pub async fn site(engine: &Engine, client: &reqwest::Client, email: &str) -> Site {
+    let session = session(client, engine, email).await;
+    let ns: serde_json::Value = client
+        .get(engine.url("/api/v1/nightscout"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .expect("site")
+        .json()
+        .await
+        .expect("json");
+    Site {
+        session,
+        base: engine.url(ns["base_url"].as_str().expect("base")),
+        secret: ns["api_secret"].as_str().expect("secret").to_owned(),
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
