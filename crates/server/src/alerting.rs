@@ -10,12 +10,18 @@
 //!   a shard's timers only while it holds that shard's lease in the store (renewed every
 //!   10 s, valid 30 s), so exactly one replica does at a time and a dead replica's shards move
 //!   to another within about 40 s.
-//! - **Exactly once**: a book is saved only over the version it was computed from; two
+//! - **Exactly once**: a book is saved only over the book it was computed from; two
 //!   evaluations racing (the upload's and a timer's) cannot both raise the same alert, and the
-//!   loser evaluates again from what the winner saved.
+//!   loser evaluates again from what the winner saved. An upload arriving meanwhile does not
+//!   void a save (the book is what the data said a moment earlier): it leaves the person due,
+//!   and its own evaluation follows. (When uploads voided saves, a person uploading faster
+//!   than an evaluation took never got an alert saved, and every upload paid five attempts.)
+//! - **One at a time**: a replica runs at most one evaluation per person; what is asked for
+//!   meanwhile (uploads in quick succession, a timer) runs once, right after.
 //! - **Announcements** go out after the save, on the event bus (`user:{id}`), which the live
 //!   streams of the person and their followers subscribe to.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +31,7 @@ use glucosync_domain::alerts::{
     Observation,
 };
 use glucosync_domain::analytics::GlucosePoint;
-use glucosync_store::{DeliveryScope, UserId};
+use glucosync_store::{DeliveryScope, Evaluation, UserId};
 
 use crate::delivery::AlertNews;
 use serde::Serialize;
@@ -56,7 +62,45 @@ pub struct Alerting {
     /// The shards whose leases this process holds, and until when it may act on them.
     held: Mutex<(Vec<u32>, i64)>,
     /// Evaluations that changed nothing, recorded in one batch per tick.
-    evaluated: Mutex<Vec<(UserId, i64, Option<i64>)>>,
+    evaluated: Mutex<Vec<Evaluation>>,
+    /// The people whose evaluation runs on this replica now, and whether another was asked
+    /// for meanwhile.
+    running: Mutex<HashMap<UserId, bool>>,
+}
+
+/// A person's turn to be evaluated on this replica. Ends when [`Turn::again`] says no more
+/// was asked for, or (on a panic) when dropped.
+struct Turn<'a> {
+    running: &'a Mutex<HashMap<UserId, bool>>,
+    user: UserId,
+    ended: bool,
+}
+
+impl Turn<'_> {
+    /// Whether another evaluation was asked for since this one began; if not, the turn
+    /// ends (in the same lock: an ask cannot fall between the check and the end).
+    fn again(&mut self) -> bool {
+        let mut running = self.running.lock().expect("lock");
+        match running.get_mut(&self.user) {
+            Some(asked) if *asked => {
+                *asked = false;
+                true
+            }
+            _ => {
+                running.remove(&self.user);
+                self.ended = true;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.running.lock().expect("lock").remove(&self.user);
+        }
+    }
 }
 
 impl Default for Alerting {
@@ -66,6 +110,7 @@ impl Default for Alerting {
             holder: format!("{}-{nonce:016x}", std::process::id()),
             held: Mutex::new((Vec::new(), 0)),
             evaluated: Mutex::new(Vec::new()),
+            running: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -175,7 +220,7 @@ impl Alerting {
             if book == record.book {
                 if record.version != record.evaluated_version || record.due_ms != due {
                     let mut evaluated = self.evaluated.lock().expect("lock");
-                    evaluated.push((user, record.version, due));
+                    evaluated.push(record.unchanged(user, due));
                 }
                 return Ok(());
             }
@@ -194,7 +239,7 @@ impl Alerting {
             let deliveries = state.notifier.deliveries_for(state, &person, &news).await?;
             if state
                 .store
-                .save_alert_book(user, record.version, &book, due, &deliveries, now)
+                .save_alert_book(user, record.evaluation(), &book, due, &deliveries, now)
                 .await?
             {
                 self.announce(state, user, &book, &notifications, newest)
@@ -211,12 +256,44 @@ impl Alerting {
 
     /// Evaluates in the background (after an upload: the response does not wait).
     pub fn evaluate_soon(self: &Arc<Self>, state: &AppState, user: UserId) {
+        if !self.begin_turn(user) {
+            return;
+        }
         let (me, state) = (self.clone(), state.clone());
-        tokio::spawn(async move {
-            if let Err(e) = me.evaluate(&state, user).await {
+        tokio::spawn(async move { me.evaluate_in_turn(&state, user).await });
+    }
+
+    /// Starts `user`'s turn (true), or asks the running one for one more evaluation.
+    fn begin_turn(&self, user: UserId) -> bool {
+        let mut running = self.running.lock().expect("lock");
+        match running.get_mut(&user) {
+            Some(asked) => {
+                *asked = true;
+                false
+            }
+            None => {
+                running.insert(user, false);
+                true
+            }
+        }
+    }
+
+    /// Evaluates `user`, whose turn the caller began, and again for as long as more
+    /// evaluations are asked for meanwhile.
+    async fn evaluate_in_turn(&self, state: &AppState, user: UserId) {
+        let mut turn = Turn {
+            running: &self.running,
+            user,
+            ended: false,
+        };
+        loop {
+            if let Err(e) = self.evaluate(state, user).await {
                 tracing::warn!(error = %e, "could not evaluate alerts");
             }
-        });
+            if !turn.again() {
+                return;
+            }
+        }
     }
 
     async fn announce(
@@ -300,7 +377,7 @@ impl Alerting {
             };
             if state
                 .store
-                .save_alert_book(user, record.version, &book, due, &deliveries, now)
+                .save_alert_book(user, record.edit(), &book, due, &deliveries, now)
                 .await?
             {
                 if !deliveries.is_empty() {
@@ -373,8 +450,9 @@ impl Alerting {
                         .for_each_concurrent(CONCURRENT_EVALUATIONS, |user| {
                             let (me, state) = (&self, &state);
                             async move {
-                                if let Err(e) = me.evaluate(state, user).await {
-                                    tracing::warn!(error = %e, "could not evaluate alerts");
+                                // One running here (an upload's) sees what made them due.
+                                if me.begin_turn(user) {
+                                    me.evaluate_in_turn(state, user).await;
                                 }
                             }
                         })
@@ -456,5 +534,41 @@ fn reason_name(r: NotifyReason) -> &'static str {
 async fn publish(state: &AppState, user: UserId, event: &impl Serialize) {
     if let Ok(event) = serde_json::to_value(event) {
         crate::live::publish(state, user, &[event]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_person_is_evaluated_once_at_a_time_and_asks_meanwhile_run_once_after() {
+        let alerting = Alerting::default();
+        assert!(alerting.begin_turn(7), "nobody was evaluating 7");
+        assert!(alerting.begin_turn(8), "people are independent");
+        let mut turn = Turn {
+            running: &alerting.running,
+            user: 7,
+            ended: false,
+        };
+        // Three uploads while 7 is evaluated: one more evaluation, not three.
+        for _ in 0..3 {
+            assert!(!alerting.begin_turn(7));
+        }
+        assert!(turn.again());
+        assert!(!turn.again(), "asked once, run once");
+        assert!(alerting.begin_turn(7), "the turn ended");
+        // A turn that ends by a panic does not keep the person from being evaluated.
+        let running = &alerting.running;
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _turn = Turn {
+                running,
+                user: 8,
+                ended: false,
+            };
+            panic!("evaluation failed");
+        }));
+        assert!(unwound.is_err());
+        assert!(alerting.begin_turn(8));
     }
 }

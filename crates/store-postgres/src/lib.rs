@@ -24,11 +24,12 @@ use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_domain::{GlucoseMgdl, Timestamp};
 use glucosync_store::columns::TreatmentColumns;
 use glucosync_store::{
-    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, CredentialKind, Delivery,
-    DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection,
-    InsertOutcome, LastChanges, NewCredential, NewDelivery, NewDocument, NewInvite, NewUser,
-    NightscoutSite, PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store,
-    StoreError, StoredForecast, StoredId, StoredModel, User, UserId,
+    AccessRecord, AdminGrant, AlertRecord, BookBasis, Credential, CredentialId, CredentialKind,
+    Delivery, DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, Document,
+    DocumentCollection, Evaluation, InsertOutcome, LastChanges, NewCredential, NewDelivery,
+    NewDocument, NewInvite, NewUser, NightscoutSite, PoolStats, PushSubscription, RangeQuery,
+    Readiness, Share, ShareRole, Store, StoreError, StoredForecast, StoredId, StoredModel, User,
+    UserId,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
@@ -1308,7 +1309,7 @@ impl Store for PostgresStore {
     async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError> {
         let rows = self
             .query(
-                "SELECT book, version, evaluated_version, due_ms FROM alert_books WHERE user_id = $1",
+                "SELECT book, version, evaluated_version, due_ms, book_version FROM alert_books WHERE user_id = $1",
                 &[&user_id],
             )
             .await?;
@@ -1321,6 +1322,7 @@ impl Store for PostgresStore {
                 .map_err(|e| StoreError::Internal(format!("alert book: {e}")))?,
             version: r.get(1),
             evaluated_version: r.get(2),
+            book_version: r.get(4),
             due_ms: r.get(3),
         })
     }
@@ -1329,29 +1331,34 @@ impl Store for PostgresStore {
     async fn save_alert_book(
         &self,
         user_id: UserId,
-        expected_version: i64,
+        basis: BookBasis,
         book: &AlertBook,
         due_ms: Option<i64>,
         deliveries: &[NewDelivery],
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let json = alert_book_json(book)?;
+        let evaluated = basis.evaluated_version.unwrap_or(0);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let changed = if expected_version == 0 {
+        let changed = if basis.book_version == 0 {
+            // The record exists once the person uploaded (the upload made them due).
             tx.execute(
-                "INSERT INTO alert_books (user_id, book, version, evaluated_version, due_ms) \
-                 VALUES ($1, $2, 1, 1, $3) ON CONFLICT (user_id) DO NOTHING",
-                &[&user_id, &json, &due_ms],
+                "INSERT INTO alert_books (user_id, book, book_version, evaluated_version, due_ms) \
+                 VALUES ($1, $2, 1, $4, $3) ON CONFLICT (user_id) DO UPDATE SET \
+                 book = excluded.book, book_version = 1, \
+                 evaluated_version = GREATEST(alert_books.evaluated_version, excluded.evaluated_version), \
+                 due_ms = excluded.due_ms WHERE alert_books.book_version = 0",
+                &[&user_id, &json, &due_ms, &evaluated],
             )
             .await
             .map_err(pg_err)?
         } else {
             tx.execute(
-                "UPDATE alert_books SET book = $2, version = version + 1, \
-                 evaluated_version = version + 1, due_ms = $3 \
-                 WHERE user_id = $1 AND version = $4",
-                &[&user_id, &json, &due_ms, &expected_version],
+                "UPDATE alert_books SET book = $2, book_version = book_version + 1, \
+                 evaluated_version = GREATEST(evaluated_version, $4), due_ms = $3 \
+                 WHERE user_id = $1 AND book_version = $5",
+                &[&user_id, &json, &due_ms, &evaluated, &basis.book_version],
             )
             .await
             .map_err(pg_err)?
@@ -1377,18 +1384,17 @@ impl Store for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "postgresql"))]
-    async fn mark_alerts_evaluated(
-        &self,
-        evaluated: &[(UserId, i64, Option<i64>)],
-    ) -> Result<(), StoreError> {
-        let users: Vec<i64> = evaluated.iter().map(|e| e.0).collect();
-        let versions: Vec<i64> = evaluated.iter().map(|e| e.1).collect();
-        let dues: Vec<Option<i64>> = evaluated.iter().map(|e| e.2).collect();
+    async fn mark_alerts_evaluated(&self, evaluated: &[Evaluation]) -> Result<(), StoreError> {
+        let users: Vec<i64> = evaluated.iter().map(|e| e.user_id).collect();
+        let versions: Vec<i64> = evaluated.iter().map(|e| e.version).collect();
+        let book_versions: Vec<i64> = evaluated.iter().map(|e| e.book_version).collect();
+        let dues: Vec<Option<i64>> = evaluated.iter().map(|e| e.due_ms).collect();
         self.execute(
             "UPDATE alert_books a SET evaluated_version = a.version, due_ms = e.due \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS e(user_id, version, due) \
-             WHERE a.user_id = e.user_id AND a.version = e.version",
-            &[&users, &versions, &dues],
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+             AS e(user_id, version, due, book_version) \
+             WHERE a.user_id = e.user_id AND a.version = e.version AND a.book_version = e.book_version",
+            &[&users, &versions, &dues, &book_versions],
         )
         .await
         .map(drop)

@@ -18,11 +18,11 @@ use glucosync_domain::readings::{NewReading, Reading, ReadingKind};
 use glucosync_domain::settings::UserSettings;
 use glucosync_domain::treatments::{NewTreatment, Treatment};
 use glucosync_store::{
-    AccessRecord, AdminGrant, AlertRecord, Credential, CredentialId, Delivery, DeliveryChannel,
-    DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection, InsertOutcome,
-    LastChanges, NewCredential, NewDelivery, NewDocument, NewInvite, NewUser, NightscoutSite,
-    PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole, Store, StoreError,
-    StoredForecast, StoredId, StoredModel, User, UserId,
+    AccessRecord, AdminGrant, AlertRecord, BookBasis, Credential, CredentialId, Delivery,
+    DeliveryChannel, DeliveryOutcome, DeliveryScope, DeliveryStatus, Document, DocumentCollection,
+    Evaluation, InsertOutcome, LastChanges, NewCredential, NewDelivery, NewDocument, NewInvite,
+    NewUser, NightscoutSite, PoolStats, PushSubscription, RangeQuery, Readiness, Share, ShareRole,
+    Store, StoreError, StoredForecast, StoredId, StoredModel, User, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -1167,11 +1167,11 @@ impl Store for SqliteStore {
             .engine
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT book, version, evaluated_version, due_ms FROM alert_books WHERE user_id = ?1",
+                    "SELECT book, version, evaluated_version, due_ms, book_version FROM alert_books WHERE user_id = ?1",
                 )
                 .and_then(|mut s| {
                     s.query_row(params![user_id], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
                     .optional()
                 })
@@ -1180,10 +1180,11 @@ impl Store for SqliteStore {
             .await?;
         match row {
             None => Ok(AlertRecord::default()),
-            Some((json, version, evaluated_version, due_ms)) => Ok(AlertRecord {
+            Some((json, version, evaluated_version, due_ms, book_version)) => Ok(AlertRecord {
                 book: alert_book_from_json(&json)?,
                 version,
                 evaluated_version,
+                book_version,
                 due_ms,
             }),
         }
@@ -1193,7 +1194,7 @@ impl Store for SqliteStore {
     async fn save_alert_book(
         &self,
         user_id: UserId,
-        expected_version: i64,
+        basis: BookBasis,
         book: &AlertBook,
         due_ms: Option<i64>,
         deliveries: &[NewDelivery],
@@ -1201,20 +1202,25 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let json = alert_book_json(book)?;
         let deliveries = deliveries.to_vec();
+        let evaluated = basis.evaluated_version.unwrap_or(0);
         self.engine
             .write(move |conn| {
-                let changed = if expected_version == 0 {
+                let changed = if basis.book_version == 0 {
+                    // The record exists once the person uploaded (the upload made them due).
                     conn.execute(
-                        "INSERT INTO alert_books (user_id, book, version, evaluated_version, due_ms) \
-                         VALUES (?1, ?2, 1, 1, ?3) ON CONFLICT (user_id) DO NOTHING",
-                        params![user_id, json, due_ms],
+                        "INSERT INTO alert_books (user_id, book, book_version, evaluated_version, due_ms) \
+                         VALUES (?1, ?2, 1, ?4, ?3) ON CONFLICT (user_id) DO UPDATE SET \
+                         book = excluded.book, book_version = 1, \
+                         evaluated_version = MAX(alert_books.evaluated_version, excluded.evaluated_version), \
+                         due_ms = excluded.due_ms WHERE alert_books.book_version = 0",
+                        params![user_id, json, due_ms, evaluated],
                     )
                 } else {
                     conn.execute(
-                        "UPDATE alert_books SET book = ?2, version = version + 1, \
-                         evaluated_version = version + 1, due_ms = ?3 \
-                         WHERE user_id = ?1 AND version = ?4",
-                        params![user_id, json, due_ms, expected_version],
+                        "UPDATE alert_books SET book = ?2, book_version = book_version + 1, \
+                         evaluated_version = MAX(evaluated_version, ?4), due_ms = ?3 \
+                         WHERE user_id = ?1 AND book_version = ?5",
+                        params![user_id, json, due_ms, evaluated, basis.book_version],
                     )
                 }
                 .map_err(sql_err)?;
@@ -1238,21 +1244,19 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "sqlite"))]
-    async fn mark_alerts_evaluated(
-        &self,
-        evaluated: &[(UserId, i64, Option<i64>)],
-    ) -> Result<(), StoreError> {
+    async fn mark_alerts_evaluated(&self, evaluated: &[Evaluation]) -> Result<(), StoreError> {
         let evaluated = evaluated.to_vec();
         self.engine
             .write(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
                         "UPDATE alert_books SET evaluated_version = version, due_ms = ?3 \
-                         WHERE user_id = ?1 AND version = ?2",
+                         WHERE user_id = ?1 AND version = ?2 AND book_version = ?4",
                     )
                     .map_err(sql_err)?;
-                for (user, version, due) in &evaluated {
-                    stmt.execute(params![user, version, due]).map_err(sql_err)?;
+                for e in &evaluated {
+                    stmt.execute(params![e.user_id, e.version, e.due_ms, e.book_version])
+                        .map_err(sql_err)?;
                 }
                 Ok(())
             })

@@ -13,6 +13,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_identities.sql")),
     (8, include_str!("../migrations/0008_nightscout.sql")),
     (9, include_str!("../migrations/0009_account_deletion.sql")),
+    (
+        10,
+        include_str!("../migrations/0010_alert_book_versions.sql"),
+    ),
 ];
 
 pub(crate) fn latest() -> i64 {

@@ -1347,12 +1347,12 @@ pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_versi
     assert_eq!(due(NOW).await, vec![ana]);
     // Evaluated, nothing changed: not due until the clock says so.
     store
-        .mark_alerts_evaluated(&[(ana, 1, Some(NOW + 10))])
+        .mark_alerts_evaluated(&[rec.unchanged(ana, Some(NOW + 10))])
         .await
         .expect("mark");
     assert!(due(NOW).await.is_empty());
     assert_eq!(due(NOW + 10).await, vec![ana]);
-    // A book saves only over the version it was computed from.
+    // A book saves only over the book it was computed from.
     let book = AlertBook {
         alerts: vec![Alert {
             kind: AlertKind::Low,
@@ -1361,20 +1361,14 @@ pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_versi
             notified_ms: NOW,
         }],
     };
-    assert!(
-        !store
-            .save_alert_book(ana, 0, &book, None, &[], NOW)
-            .await
-            .expect("save"),
-        "stale"
-    );
+    let basis = rec.evaluation();
     assert!(store
-        .save_alert_book(ana, 1, &book, Some(NOW + 60_000), &[], NOW)
+        .save_alert_book(ana, basis, &book, Some(NOW + 60_000), &[], NOW)
         .await
         .expect("save"));
     assert!(
         !store
-            .save_alert_book(ana, 1, &book, None, &[], NOW)
+            .save_alert_book(ana, basis, &book, None, &[], NOW)
             .await
             .expect("save"),
         "stale"
@@ -1382,8 +1376,13 @@ pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_versi
     let rec = store.alert_record(ana).await.expect("record");
     assert_eq!(rec.book, book);
     assert_eq!(
-        (rec.version, rec.evaluated_version, rec.due_ms),
-        (2, 2, Some(NOW + 60_000))
+        (
+            rec.version,
+            rec.evaluated_version,
+            rec.book_version,
+            rec.due_ms
+        ),
+        (1, 1, 1, Some(NOW + 60_000))
     );
     assert!(due(NOW).await.is_empty());
     // An upload during an evaluation makes that evaluation's mark a no-op: still due.
@@ -1392,28 +1391,93 @@ pub async fn cgm_uploads_make_their_owner_due_for_alerts_and_books_save_by_versi
         .await
         .expect("insert");
     store
-        .mark_alerts_evaluated(&[(ana, 2, None)])
+        .mark_alerts_evaluated(&[rec.unchanged(ana, None)])
         .await
         .expect("mark");
     assert_eq!(due(NOW).await, vec![ana]);
-    // A first book for someone without a record.
+    // ... but not its save: the book is saved, and the upload still waits to be evaluated.
+    let resolved = AlertBook {
+        alerts: vec![Alert {
+            state: AlertState::Resolved { at_ms: NOW },
+            ..book.alerts[0].clone()
+        }],
+    };
     assert!(store
-        .save_alert_book(ben, 0, &book, None, &[], NOW)
+        .save_alert_book(ana, rec.evaluation(), &resolved, None, &[], NOW)
+        .await
+        .expect("save"));
+    let rec = store.alert_record(ana).await.expect("record");
+    assert_eq!(
+        (rec.version, rec.evaluated_version, rec.book_version),
+        (2, 1, 2)
+    );
+    assert_eq!(due(NOW).await, vec![ana]);
+    // An evaluation that changed nothing, over a book that changed meanwhile: not recorded
+    // (its due time was computed from the older book).
+    let before = rec.clone();
+    assert!(store
+        .save_alert_book(ana, rec.edit(), &book, Some(NOW + 5), &[], NOW)
+        .await
+        .expect("save"));
+    store
+        .mark_alerts_evaluated(&[before.unchanged(ana, None)])
+        .await
+        .expect("mark");
+    let rec = store.alert_record(ana).await.expect("record");
+    assert_eq!(
+        (
+            rec.version,
+            rec.evaluated_version,
+            rec.book_version,
+            rec.due_ms
+        ),
+        (2, 1, 3, Some(NOW + 5)),
+        "an edit (an acknowledgement) evaluates no data"
+    );
+    store
+        .mark_alerts_evaluated(&[rec.unchanged(ana, None)])
+        .await
+        .expect("mark");
+    assert!(due(NOW).await.is_empty());
+    // An evaluation never marks older data than what is already evaluated.
+    assert!(store
+        .save_alert_book(ana, rec.edit(), &book, None, &[], NOW)
+        .await
+        .expect("save"));
+    let older = crate::BookBasis {
+        book_version: 4,
+        evaluated_version: Some(1),
+    };
+    assert!(store
+        .save_alert_book(ana, older, &book, None, &[], NOW)
+        .await
+        .expect("save"));
+    let rec = store.alert_record(ana).await.expect("record");
+    assert_eq!(
+        (rec.version, rec.evaluated_version, rec.book_version),
+        (2, 2, 5)
+    );
+    // A first book for someone without a record.
+    let none = AlertRecord::default();
+    assert!(store
+        .save_alert_book(ben, none.evaluation(), &book, None, &[], NOW)
         .await
         .expect("save"));
     assert_eq!(store.alert_record(ben).await.expect("record").book, book);
     assert!(
         !store
-            .save_alert_book(ben, 0, &book, None, &[], NOW)
+            .save_alert_book(ben, none.evaluation(), &book, None, &[], NOW)
             .await
             .expect("save"),
         "exists"
     );
     // Shards: ids modulo the count.
-    store
-        .insert_readings(ben, vec![reading(T0, 100.0)], NOW)
-        .await
-        .expect("insert");
+    for (who, at) in [(ben, T0), (ana, T0 + 3 * FIVE_MIN)] {
+        store
+            .insert_readings(who, vec![reading(at, 100.0)], NOW)
+            .await
+            .expect("insert");
+    }
     for shard in 0..2u32 {
         let mine = store.alerts_due(NOW, 2, &[shard], 100).await.expect("due");
         let expected: Vec<UserId> = [ana, ben]
@@ -1489,12 +1553,26 @@ pub async fn deliveries_are_queued_with_the_book_claimed_once_and_logged(store: 
     };
     let book = AlertBook::default();
     assert!(store
-        .save_alert_book(ana, 0, &book, None, &[to(ana, "1"), to(ben, "2")], NOW)
+        .save_alert_book(
+            ana,
+            AlertRecord::default().evaluation(),
+            &book,
+            None,
+            &[to(ana, "1"), to(ben, "2")],
+            NOW
+        )
         .await
         .expect("save"));
     // A stale save queues nothing.
     assert!(!store
-        .save_alert_book(ana, 0, &book, None, &[to(ana, "3")], NOW)
+        .save_alert_book(
+            ana,
+            AlertRecord::default().evaluation(),
+            &book,
+            None,
+            &[to(ana, "3")],
+            NOW
+        )
         .await
         .expect("save"));
     let claim = |scope, now| async move {
@@ -1641,7 +1719,14 @@ pub async fn push_subscriptions_follow_channels_and_server_secrets(store: &dyn S
         payload: "{}".into(),
     };
     assert!(store
-        .save_alert_book(ana, 0, &book, None, &[delivery], NOW)
+        .save_alert_book(
+            ana,
+            AlertRecord::default().evaluation(),
+            &book,
+            None,
+            &[delivery],
+            NOW
+        )
         .await
         .expect("save"));
     let claimed = store

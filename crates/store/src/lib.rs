@@ -294,25 +294,23 @@ pub trait Store: Send + Sync + 'static {
     // ---- alerts (the durable state of each person's alerts, and who must evaluate them)
     /// The person's alert record; the default (version 0) when there is none yet.
     async fn alert_record(&self, user_id: UserId) -> Result<AlertRecord, StoreError>;
-    /// Replaces the book if the stored version is still `expected_version` (0: no record
-    /// yet), and queues `deliveries` (due at `now_ms`), in one transaction; the new version
-    /// is `expected_version + 1` and counts as evaluated. False when someone changed it
-    /// first (re-read and evaluate again); then nothing is queued.
+    /// Replaces the book if the stored book version is still `basis.book_version` (0: none
+    /// saved yet; the record may not exist), and queues `deliveries` (due at `now_ms`), in one
+    /// transaction; the book version grows by one, and the data version the book evaluated
+    /// counts as evaluated (never going back). False when the book changed first (re-read and
+    /// evaluate again); then nothing is queued.
     async fn save_alert_book(
         &self,
         user_id: UserId,
-        expected_version: i64,
+        basis: BookBasis,
         book: &glucosync_domain::alerts::AlertBook,
         due_ms: Option<i64>,
         deliveries: &[NewDelivery],
         now_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Records evaluations that changed nothing: for each (user, version, due), marks that
-    /// version evaluated and sets the due time, unless the version moved on meanwhile.
-    async fn mark_alerts_evaluated(
-        &self,
-        evaluated: &[(UserId, i64, Option<i64>)],
-    ) -> Result<(), StoreError>;
+    /// Records evaluations that changed nothing: marks each one's data version evaluated and
+    /// sets its due time, unless the data or the book moved on meanwhile.
+    async fn mark_alerts_evaluated(&self, evaluated: &[Evaluation]) -> Result<(), StoreError>;
     /// People due for evaluation at `now_ms` (see [`AlertRecord`]) among those whose id
     /// modulo `shard_count` is in `shards`, at most `limit`.
     async fn alerts_due(

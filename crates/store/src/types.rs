@@ -146,15 +146,64 @@ pub struct StoredForecast {
 }
 
 /// A person's alerts as stored, with what the evaluator needs to find the people it must look
-/// at: `version` grows with every change of the book *and* every upload of CGM readings (in
-/// the upload's own transaction), `evaluated_version` is the version last evaluated, and
-/// `due_ms` is when the clock alone next matters (data going stale, a snooze ending). A person
-/// is due for evaluation when `version > evaluated_version` or `due_ms <= now`.
+/// at: `version` grows with every upload of CGM readings and every settings change (in their
+/// own transactions), `evaluated_version` is the version last evaluated, and `due_ms` is when
+/// the clock alone next matters (data going stale, a snooze ending). A person is due for
+/// evaluation when `version > evaluated_version` or `due_ms <= now`. `book_version` grows with
+/// every change of the book, and is what saves compare: an upload arriving during an
+/// evaluation does not void that evaluation's save (it only leaves the person due).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertRecord {
     pub book: glucosync_domain::alerts::AlertBook,
     pub version: i64,
     pub evaluated_version: i64,
+    pub book_version: i64,
+    pub due_ms: Option<i64>,
+}
+
+impl AlertRecord {
+    /// The basis of a book computed by evaluating this record's data.
+    pub fn evaluation(&self) -> BookBasis {
+        BookBasis {
+            book_version: self.book_version,
+            evaluated_version: Some(self.version),
+        }
+    }
+
+    /// The basis of a book changed without evaluating data (an acknowledgement).
+    pub fn edit(&self) -> BookBasis {
+        BookBasis {
+            book_version: self.book_version,
+            evaluated_version: None,
+        }
+    }
+
+    /// What recording an evaluation that left this record's book as it was says.
+    pub fn unchanged(&self, user_id: crate::UserId, due_ms: Option<i64>) -> Evaluation {
+        Evaluation {
+            user_id,
+            version: self.version,
+            book_version: self.book_version,
+            due_ms,
+        }
+    }
+}
+
+/// What a new alert book is computed from (see [`AlertRecord`]): the book version it replaces
+/// (0: none saved yet), and the version of the data it evaluated (`None`: it evaluated none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookBasis {
+    pub book_version: i64,
+    pub evaluated_version: Option<i64>,
+}
+
+/// An evaluation that changed nothing: the data version it evaluated, over which book, and
+/// the next due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evaluation {
+    pub user_id: crate::UserId,
+    pub version: i64,
+    pub book_version: i64,
     pub due_ms: Option<i64>,
 }
 
