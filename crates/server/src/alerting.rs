@@ -65,18 +65,18 @@ pub struct Alerting {
     evaluated: Mutex<Vec<Evaluation>>,
     /// The people whose evaluation runs on this replica now, and whether another was asked
     /// for meanwhile.
-    running: Mutex<HashMap<UserId, bool>>,
+    running: Arc<Mutex<HashMap<UserId, bool>>>,
 }
 
-/// A person's turn to be evaluated on this replica. Ends when [`Turn::again`] says no more
-/// was asked for, or (on a panic) when dropped.
-struct Turn<'a> {
-    running: &'a Mutex<HashMap<UserId, bool>>,
+/// A person's turn to be evaluated on this replica (from [`Alerting::begin_turn`]). Ends when
+/// [`Turn::again`] says no more was asked for, or (on a panic) when dropped.
+struct Turn {
+    running: Arc<Mutex<HashMap<UserId, bool>>>,
     user: UserId,
     ended: bool,
 }
 
-impl Turn<'_> {
+impl Turn {
     /// Whether another evaluation was asked for since this one began; if not, the turn
     /// ends (in the same lock: an ask cannot fall between the check and the end).
     fn again(&mut self) -> bool {
@@ -95,7 +95,7 @@ impl Turn<'_> {
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for Turn {
     fn drop(&mut self) {
         if !self.ended {
             self.running.lock().expect("lock").remove(&self.user);
@@ -110,7 +110,7 @@ impl Default for Alerting {
             holder: format!("{}-{nonce:016x}", std::process::id()),
             held: Mutex::new((Vec::new(), 0)),
             evaluated: Mutex::new(Vec::new()),
-            running: Mutex::new(HashMap::new()),
+            running: Arc::default(),
         }
     }
 }
@@ -256,38 +256,33 @@ impl Alerting {
 
     /// Evaluates in the background (after an upload: the response does not wait).
     pub fn evaluate_soon(self: &Arc<Self>, state: &AppState, user: UserId) {
-        if !self.begin_turn(user) {
+        let Some(turn) = self.begin_turn(user) else {
             return;
-        }
+        };
         let (me, state) = (self.clone(), state.clone());
-        tokio::spawn(async move { me.evaluate_in_turn(&state, user).await });
+        tokio::spawn(async move { me.evaluate_in_turn(&state, turn).await });
     }
 
-    /// Starts `user`'s turn (true), or asks the running one for one more evaluation.
-    fn begin_turn(&self, user: UserId) -> bool {
+    /// Starts `user`'s turn, or (`None`) asks the running one for one more evaluation.
+    fn begin_turn(&self, user: UserId) -> Option<Turn> {
         let mut running = self.running.lock().expect("lock");
-        match running.get_mut(&user) {
-            Some(asked) => {
-                *asked = true;
-                false
-            }
-            None => {
-                running.insert(user, false);
-                true
-            }
+        if let Some(asked) = running.get_mut(&user) {
+            *asked = true;
+            return None;
         }
-    }
-
-    /// Evaluates `user`, whose turn the caller began, and again for as long as more
-    /// evaluations are asked for meanwhile.
-    async fn evaluate_in_turn(&self, state: &AppState, user: UserId) {
-        let mut turn = Turn {
-            running: &self.running,
+        running.insert(user, false);
+        Some(Turn {
+            running: self.running.clone(),
             user,
             ended: false,
-        };
+        })
+    }
+
+    /// Evaluates the person whose turn it is, and again for as long as more evaluations are
+    /// asked for meanwhile.
+    async fn evaluate_in_turn(&self, state: &AppState, mut turn: Turn) {
         loop {
-            if let Err(e) = self.evaluate(state, user).await {
+            if let Err(e) = self.evaluate(state, turn.user).await {
                 tracing::warn!(error = %e, "could not evaluate alerts");
             }
             if !turn.again() {
@@ -450,9 +445,9 @@ impl Alerting {
                         .for_each_concurrent(CONCURRENT_EVALUATIONS, |user| {
                             let (me, state) = (&self, &state);
                             async move {
-                                // One running here (an upload's) sees what made them due.
-                                if me.begin_turn(user) {
-                                    me.evaluate_in_turn(state, user).await;
+                                // One running here already runs once more instead.
+                                if let Some(turn) = me.begin_turn(user) {
+                                    me.evaluate_in_turn(state, turn).await;
                                 }
                             }
                         })
@@ -544,31 +539,21 @@ mod tests {
     #[test]
     fn a_person_is_evaluated_once_at_a_time_and_asks_meanwhile_run_once_after() {
         let alerting = Alerting::default();
-        assert!(alerting.begin_turn(7), "nobody was evaluating 7");
-        assert!(alerting.begin_turn(8), "people are independent");
-        let mut turn = Turn {
-            running: &alerting.running,
-            user: 7,
-            ended: false,
-        };
+        let mut turn = alerting.begin_turn(7).expect("nobody was evaluating 7");
+        let other = alerting.begin_turn(8).expect("people are independent");
         // Three uploads while 7 is evaluated: one more evaluation, not three.
         for _ in 0..3 {
-            assert!(!alerting.begin_turn(7));
+            assert!(alerting.begin_turn(7).is_none());
         }
         assert!(turn.again());
         assert!(!turn.again(), "asked once, run once");
-        assert!(alerting.begin_turn(7), "the turn ended");
+        assert!(alerting.begin_turn(7).is_some(), "the turn ended");
         // A turn that ends by a panic does not keep the person from being evaluated.
-        let running = &alerting.running;
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _turn = Turn {
-                running,
-                user: 8,
-                ended: false,
-            };
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _turn = other;
             panic!("evaluation failed");
         }));
         assert!(unwound.is_err());
-        assert!(alerting.begin_turn(8));
+        assert!(alerting.begin_turn(8).is_some());
     }
 }

@@ -376,14 +376,7 @@ async fn a_nightscout_site_is_pulled_whole_through_its_api() {
     // The source: a Nightscout site (GlucoSync's own Nightscout API is a real one).
     let source = TestServer::start().await;
     let owner = source.user("source@example.org").await;
-    let site: Value = source
-        .req(Method::GET, "/api/v1/nightscout", &owner)
-        .send()
-        .await
-        .expect("site")
-        .json()
-        .await
-        .expect("json");
+    let site = source.nightscout_site(&owner).await;
     let secret = site["api_secret"].as_str().expect("secret").to_owned();
     let url = source.url(site["base_url"].as_str().expect("base"));
     let start = chrono::Utc::now().timestamp_millis() - 6 * 86_400_000;

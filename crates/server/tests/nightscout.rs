@@ -33,14 +33,7 @@ struct Person {
 impl Person {
     async fn new(s: &TestServer, email: &str) -> Person {
         let session = s.user(email).await;
-        let site: Value = s
-            .req(Method::GET, "/api/v1/nightscout", &session)
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let site = s.nightscout_site(&session).await;
         Person {
             session,
             base: site["base_url"].as_str().expect("base").to_owned(),

@@ -36,14 +36,7 @@ struct Aaps<'a> {
 impl Aaps<'_> {
     async fn new<'a>(s: &'a TestServer, email: &str, scopes: &[&str]) -> Aaps<'a> {
         let session = s.user(email).await;
-        let site: Value = s
-            .req(Method::GET, "/api/v1/nightscout", &session)
-            .send()
-            .await
-            .expect("site")
-            .json()
-            .await
-            .expect("json");
+        let site = s.nightscout_site(&session).await;
         let (_, token) = s.api_token(&session, scopes).await;
         // AAPS asks at the host's root, whatever the site's path.
         let exchange: Value = s

@@ -191,14 +191,7 @@ async fn target() -> Target {
         .await
         .expect("send");
     assert!(r.status().is_success());
-    let ns: Value = server
-        .req(Method::GET, "/api/v1/nightscout", &token)
-        .send()
-        .await
-        .expect("site")
-        .json()
-        .await
-        .expect("json");
+    let ns = server.nightscout_site(&token).await;
     let secret = ns["api_secret"].as_str().expect("secret");
     Target {
         ns_base: ns["base_url"].as_str().expect("base").to_owned(),

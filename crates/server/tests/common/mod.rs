@@ -146,6 +146,17 @@ impl TestServer {
         )
     }
 
+    /// The person's Nightscout site (`base_url`, `api_secret`, ...), read with their session.
+    pub async fn nightscout_site(&self, session: &str) -> Value {
+        self.req(Method::GET, "/api/v1/nightscout", session)
+            .send()
+            .await
+            .expect("site")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// `owner` invites `email` (whose session is `follower`) as `role`, and they accept;
     /// returns the owner's id.
     pub async fn share(&self, owner: &str, follower: &str, email: &str, role: &str) -> i64 {
