@@ -3,9 +3,9 @@
 //!
 //! - **When**: right after an upload of CGM readings (and its forecast), on the replica that
 //!   took it; and by the timers: every second the replicas look for people who are *due* —
-//!   an upload not yet evaluated (the upload marked it in its own transaction, so a replica
-//!   dying after answering 201 loses nothing) or a clock time reached (data going stale, a
-//!   snooze ending, an urgent alert to repeat).
+//!   an upload not yet evaluated a tick after it was first seen (the upload marked it in its
+//!   own transaction, so a replica dying after answering 201 loses nothing) or a clock time
+//!   reached (data going stale, a snooze ending, an urgent alert to repeat).
 //! - **Who evaluates the timers**: people are split into [`SHARDS`] by id; a replica evaluates
 //!   a shard's timers only while it holds that shard's lease in the store (renewed every
 //!   10 s, valid 30 s), so exactly one replica does at a time and a dead replica's shards move
@@ -401,6 +401,8 @@ impl Alerting {
     pub async fn run_timers(self: Arc<Self>, state: AppState) {
         let mut stopping = state.stopping.subscribe();
         let mut last_renewal: Option<i64> = None;
+        // People due only by an upload at the last tick, and that upload's version.
+        let mut uploads_waiting: HashMap<UserId, i64> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -435,6 +437,8 @@ impl Alerting {
             if shards.is_empty() {
                 continue;
             }
+            let seen_before = std::mem::take(&mut uploads_waiting);
+            let seen_now = Mutex::new(HashMap::new());
             match state
                 .store
                 .alerts_due(now, SHARDS, &shards, DUE_BATCH)
@@ -443,8 +447,20 @@ impl Alerting {
                 Ok(due) => {
                     futures::stream::iter(due)
                         .for_each_concurrent(CONCURRENT_EVALUATIONS, |user| {
-                            let (me, state) = (&self, &state);
+                            let (me, state, seen_before, seen_now) =
+                                (&self, &state, &seen_before, &seen_now);
                             async move {
+                                let record = match state.store.alert_record(user).await {
+                                    Ok(record) => record,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "could not read alerts");
+                                        return;
+                                    }
+                                };
+                                if !timers_take(&record, now, seen_before.get(&user).copied()) {
+                                    seen_now.lock().expect("lock").insert(user, record.version);
+                                    return;
+                                }
                                 // One running here already runs once more instead.
                                 if let Some(turn) = me.begin_turn(user) {
                                     me.evaluate_in_turn(state, turn).await;
@@ -455,6 +471,7 @@ impl Alerting {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not find who is due for alerts"),
             }
+            uploads_waiting = seen_now.into_inner().expect("lock");
 
             self.record_evaluated(&state).await;
         }
@@ -500,6 +517,19 @@ impl Alerting {
             tracing::warn!(error = %e, "could not record alert evaluations");
         }
     }
+}
+
+/// Whether the timers evaluate a due person now: at once when the clock made them due; when
+/// only an upload did, if that same upload was already waiting at the last tick
+/// (`seen_before`). The replica that took an upload evaluates it within milliseconds; the
+/// timers are for one that died first, and evaluating every fresh upload too doubled the
+/// evaluations of a cluster under load.
+fn timers_take(
+    record: &glucosync_store::AlertRecord,
+    now_ms: i64,
+    seen_before: Option<i64>,
+) -> bool {
+    record.due_ms.is_some_and(|due| due <= now_ms) || seen_before == Some(record.version)
 }
 
 /// The alert a notification is about: the open one of its kind, or the one just resolved.
@@ -555,5 +585,29 @@ mod tests {
         }));
         assert!(unwound.is_err());
         assert!(alerting.begin_turn(8).is_some());
+    }
+
+    #[test]
+    fn the_timers_take_clock_due_people_at_once_and_uploads_nobody_evaluated_a_tick_later() {
+        let record = |version, due_ms| glucosync_store::AlertRecord {
+            version,
+            evaluated_version: 1,
+            due_ms,
+            ..Default::default()
+        };
+        assert!(timers_take(&record(2, Some(1_000)), 1_000, None), "clock");
+        assert!(
+            !timers_take(&record(2, Some(1_001)), 1_000, None),
+            "fresh upload"
+        );
+        assert!(!timers_take(&record(2, None), 1_000, None), "fresh upload");
+        assert!(
+            timers_take(&record(2, None), 1_000, Some(2)),
+            "nobody evaluated it"
+        );
+        assert!(
+            !timers_take(&record(3, None), 1_000, Some(2)),
+            "a newer upload since: its replica evaluates it"
+        );
     }
 }
